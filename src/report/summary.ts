@@ -1,0 +1,174 @@
+import type { RoundLine, ServerReport } from '../sim/flServer.js';
+import {
+  type CounterMap,
+  type Percentiles,
+  addCounters,
+  decodeHistogram,
+  mergeHistograms,
+  percentiles,
+  sumCounters,
+} from '../sim/stats.js';
+import { WORKER_LATENCIES, type WorkerNodeReport } from '../sim/workerStats.js';
+
+export const SCHEMA_VERSION = 1;
+
+export interface NodeResult {
+  chunk: string;
+  workers: number;
+  exitCode: number | null;
+  report: WorkerNodeReport | null;
+}
+
+export interface SummaryInput {
+  fedsimVersion: string;
+  startedAt: string;
+  durationMs: number;
+  transport: string;
+  payload: string;
+  workers: number;
+  nodes: NodeResult[];
+  roundsRequested: number;
+  server: ServerReport | null;
+  failure: string | null;
+}
+
+type Lat = Omit<Percentiles, 'count' | 'mean'> & { count: number; mean: number };
+
+export interface Summary {
+  schemaVersion: 1;
+  fedsimVersion: string;
+  status: 'passed' | 'failed';
+  failure: string | null;
+  startedAt: string;
+  durationMs: number;
+  transport: string;
+  payload: string;
+  workers: number;
+  nodes: number;
+  rounds: { requested: number; completed: number };
+  updates: { accepted: number; duplicate: number; late: number; rejected: number };
+  messages: { total: number; sent: CounterMap; received: CounterMap };
+  bytes: { sent: number; received: number; sentByType: CounterMap; receivedByType: CounterMap };
+  errors: { total: number; byKind: CounterMap; server: CounterMap; integrity: number };
+  retries: number;
+  workersDone: number;
+  workersFailed: number;
+  registerMs: Lat;
+  uploadMs: Lat;
+  waitMs: Lat;
+  downloadMs: Lat;
+  propagationMs: Lat;
+  roundMs: Lat;
+  roundLines: RoundLine[];
+  perNode: Array<{ chunk: string; workers: number; exitCode: number | null; roundsDone: number; errors: number; retries: number }>;
+}
+
+/** Merges the server's and every worker node's figures into summary.json (schema v1, docs/summary.md). */
+export function buildSummary(input: SummaryInput): Summary {
+  const reports = input.nodes.map((n) => n.report).filter((r): r is WorkerNodeReport => r !== null);
+  const merged = (name: (typeof WORKER_LATENCIES)[number]) => percentiles(mergeHistograms(reports.map((r) => decodeHistogram(r.histograms[name]))));
+  const sent: CounterMap = {};
+  const received: CounterMap = {};
+  const bSent: CounterMap = {};
+  const bReceived: CounterMap = {};
+  const errors: CounterMap = {};
+  let retries = 0;
+  let integrity = 0;
+  let done = 0;
+  let failed = 0;
+  for (const r of reports) {
+    addCounters(sent, r.messagesSent);
+    addCounters(received, r.messagesReceived);
+    addCounters(bSent, r.bytesSent);
+    addCounters(bReceived, r.bytesReceived);
+    addCounters(errors, r.errors);
+    retries += r.retries;
+    integrity += r.integrityErrors;
+    done += r.states.done;
+    failed += r.states.failed;
+  }
+  const server = input.server;
+  const serverErrors = server?.errors ?? {};
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    fedsimVersion: input.fedsimVersion,
+    status: input.failure ? 'failed' : 'passed',
+    failure: input.failure,
+    startedAt: input.startedAt,
+    durationMs: Math.round(input.durationMs),
+    transport: input.transport,
+    payload: input.payload,
+    workers: input.workers,
+    nodes: input.nodes.length,
+    rounds: { requested: input.roundsRequested, completed: server?.roundsCompleted ?? 0 },
+    updates: {
+      accepted: server?.updates.accepted ?? 0,
+      duplicate: server?.updates.duplicate ?? 0,
+      late: server?.updates.late ?? 0,
+      rejected: server?.updates.rejected ?? 0,
+    },
+    messages: { total: sumCounters(sent) + sumCounters(received), sent, received },
+    bytes: { sent: sumCounters(bSent), received: sumCounters(bReceived), sentByType: bSent, receivedByType: bReceived },
+    errors: { total: sumCounters(errors) + sumCounters(serverErrors), byKind: errors, server: serverErrors, integrity },
+    retries,
+    workersDone: done,
+    workersFailed: failed,
+    registerMs: merged('registerMs'),
+    uploadMs: merged('uploadMs'),
+    waitMs: merged('waitMs'),
+    downloadMs: merged('downloadMs'),
+    propagationMs: merged('propagationMs'),
+    roundMs: server ? percentiles(decodeHistogram(server.roundMs)) : percentiles(mergeHistograms([])),
+    roundLines: server?.rounds ?? [],
+    perNode: input.nodes.map((n) => ({
+      chunk: n.chunk,
+      workers: n.workers,
+      exitCode: n.exitCode,
+      roundsDone: n.report?.roundsDone ?? 0,
+      errors: n.report ? sumCounters(n.report.errors) : 0,
+      retries: n.report?.retries ?? 0,
+    })),
+  };
+}
+
+const fmtMs = (x: number) => (x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`);
+export const fmtMB = (bytes: number) => `${(bytes / 1e6).toFixed(bytes >= 1e8 ? 0 : 2)} MB`;
+
+export function formatRoundLine(line: RoundLine, totalRounds: number, propagationP99: number | null, errors: number): string {
+  const prop = propagationP99 === null ? 'n/a' : fmtMs(propagationP99);
+  return (
+    `round ${String(line.round).padStart(String(totalRounds).length)}/${totalRounds}` +
+    `  ${fmtMs(line.durationMs).padStart(9)}` +
+    `  propagation p99 ${prop.padStart(9)}` +
+    `  messages ${String(line.messages).padStart(6)}` +
+    `  ${fmtMB(line.bytes).padStart(10)}` +
+    `  errors ${errors}`
+  );
+}
+
+/** The final table printed after a run. */
+export function formatSummaryTable(s: Summary): string {
+  const rows: Array<[string, Lat]> = [
+    ['round', s.roundMs],
+    ['register', s.registerMs],
+    ['upload', s.uploadMs],
+    ['wait', s.waitMs],
+    ['download', s.downloadMs],
+    ['propagation', s.propagationMs],
+  ];
+  const head = `${'latency'.padEnd(12)}${'p50'.padStart(11)}${'p95'.padStart(11)}${'p99'.padStart(11)}${'max'.padStart(11)}${'count'.padStart(9)}`;
+  const lines = rows.map(
+    ([name, l]) =>
+      `${name.padEnd(12)}${fmtMs(l.p50).padStart(11)}${fmtMs(l.p95).padStart(11)}${fmtMs(l.p99).padStart(11)}${fmtMs(l.max).padStart(11)}${String(l.count).padStart(9)}`,
+  );
+  const secs = s.durationMs / 1000;
+  return [
+    `fedsim ${s.status.toUpperCase()}: ${s.workers} workers in ${s.nodes} nodes over ${s.transport}, payload ${s.payload}, ${s.rounds.completed}/${s.rounds.requested} rounds in ${secs.toFixed(2)} s`,
+    head,
+    ...lines,
+    `updates     accepted ${s.updates.accepted}, duplicate ${s.updates.duplicate}, late ${s.updates.late}, rejected ${s.updates.rejected}`,
+    `traffic     ${s.messages.total} messages (${(s.messages.total / Math.max(secs, 1e-3)).toFixed(0)}/s), sent ${fmtMB(s.bytes.sent)}, received ${fmtMB(s.bytes.received)}`,
+    `errors      ${s.errors.total}${s.errors.total ? ` (${Object.entries({ ...s.errors.byKind, ...s.errors.server }).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}, retries ${s.retries}`,
+    ...(s.failure ? [`failure     ${s.failure}`] : []),
+  ].join('\n');
+}

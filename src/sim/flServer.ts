@@ -1,0 +1,103 @@
+import { RoundEngine, type RoundClosed, type RoundEngineOptions } from './roundEngine.js';
+import { type CounterMap, type Histogram, bump, encodeHistogram, newHistogram, recordMs, sumCounters } from './stats.js';
+
+/** Per-round figures as the server saw them: messages and bytes since the previous close. */
+export interface RoundLine {
+  round: number;
+  durationMs: number;
+  updates: number;
+  byQuorum: boolean;
+  messages: number;
+  bytes: number;
+  publishedAtMs: number;
+}
+
+export interface ServerReport {
+  version: number;
+  roundsCompleted: number;
+  registered: number;
+  waiting: number;
+  updates: RoundEngine['updates'];
+  messagesIn: CounterMap;
+  messagesOut: CounterMap;
+  bytesIn: CounterMap;
+  bytesOut: CounterMap;
+  errors: CounterMap;
+  roundMs: string;
+  rounds: RoundLine[];
+}
+
+/**
+ * The FL server as the transports see it: the round engine plus the server's own
+ * counters. Both transport adapters drive one instance, so HTTP and gRPC workers
+ * can share a run.
+ */
+export class FlServer {
+  readonly engine: RoundEngine;
+  readonly messagesIn: CounterMap = {};
+  readonly messagesOut: CounterMap = {};
+  readonly bytesIn: CounterMap = {};
+  readonly bytesOut: CounterMap = {};
+  readonly errors: CounterMap = {};
+  readonly roundMs: Histogram = newHistogram();
+  readonly rounds: RoundLine[] = [];
+  private lastMessages = 0;
+  private lastBytes = 0;
+
+  constructor(opts: RoundEngineOptions, readonly pollTimeoutMs: number) {
+    this.engine = new RoundEngine(opts);
+    this.engine.onRoundClosed((c) => this.onClosed(c));
+  }
+
+  onRoundClosed(fn: (line: RoundLine) => void): void {
+    this.engine.onRoundClosed(() => fn(this.rounds[this.rounds.length - 1]));
+  }
+
+  in(type: string, bytes: number): void {
+    bump(this.messagesIn, type);
+    bump(this.bytesIn, type, bytes);
+  }
+
+  out(type: string, bytes: number): void {
+    bump(this.messagesOut, type);
+    bump(this.bytesOut, type, bytes);
+  }
+
+  error(kind: string): void {
+    bump(this.errors, kind);
+  }
+
+  report(): ServerReport {
+    return {
+      version: this.engine.version,
+      roundsCompleted: this.rounds.length,
+      registered: this.engine.registered.size,
+      waiting: this.engine.waiting,
+      updates: { ...this.engine.updates },
+      messagesIn: { ...this.messagesIn },
+      messagesOut: { ...this.messagesOut },
+      bytesIn: { ...this.bytesIn },
+      bytesOut: { ...this.bytesOut },
+      errors: { ...this.errors },
+      roundMs: encodeHistogram(this.roundMs),
+      rounds: [...this.rounds],
+    };
+  }
+
+  private onClosed(c: RoundClosed): void {
+    recordMs(this.roundMs, c.durationMs);
+    const messages = sumCounters(this.messagesIn) + sumCounters(this.messagesOut);
+    const bytes = sumCounters(this.bytesIn) + sumCounters(this.bytesOut);
+    this.rounds.push({
+      round: c.round,
+      durationMs: Math.round(c.durationMs * 1000) / 1000,
+      updates: c.updates,
+      byQuorum: c.byQuorum,
+      messages: messages - this.lastMessages,
+      bytes: bytes - this.lastBytes,
+      publishedAtMs: c.model.publishedAtMs,
+    });
+    this.lastMessages = messages;
+    this.lastBytes = bytes;
+  }
+}

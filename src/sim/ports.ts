@@ -1,0 +1,72 @@
+/**
+ * The ports the pure core needs. Adapters (transport/, payload/) implement them;
+ * nothing in sim/ touches sockets, processes or the terminal.
+ */
+
+export interface Clock {
+  /** Monotonic milliseconds, for durations. */
+  now(): number;
+  /** Wall-clock milliseconds since the epoch with sub-millisecond precision, for cross-process timings. */
+  wallNow(): number;
+  setTimer(ms: number, fn: () => void): { cancel(): void };
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/** A published global model: encoded once, every pull is answered from this one buffer. */
+export interface PublishedModel {
+  readonly version: number;
+  readonly body: Buffer;
+  readonly sha256: string;
+  /** Server wall clock at publish (ms since epoch). */
+  readonly publishedAtMs: number;
+}
+
+export type UpdateOutcome = 'accepted' | 'duplicate' | 'late' | 'rejected';
+
+/** What a worker's transport client can do against the server. */
+export interface WorkerTransport {
+  register(workerIndex: number): Promise<{ workerId: string; version: number }>;
+  pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }>;
+  /**
+   * Long-poll for a model with version > after. Resolves null when the server's poll
+   * timeout ended with no newer model. `onHeaders` fires when the first byte of the model arrives.
+   */
+  pullModel(workerId: string, after: number, onHeaders: () => void): Promise<PulledModel | null>;
+  close(): void;
+}
+
+export interface PulledModel {
+  readonly version: number;
+  readonly body: Buffer;
+  readonly sha256: string;
+  readonly publishedAtMs: number;
+}
+
+/** A model payload kind: what the global model and the updates are, and how they aggregate. */
+export interface PayloadCodec {
+  readonly name: string;
+  initialModel(): Buffer;
+  /** The update worker `workerIndex` sends in `round`, derived from the global model it holds. */
+  makeUpdate(global: Buffer, workerIndex: number, round: number): Buffer;
+  createAggregator(): Aggregator;
+}
+
+export interface Aggregator {
+  /** Folds one accepted update in; returns false (and folds nothing) when the update is malformed. */
+  fold(update: Buffer): boolean;
+  readonly count: number;
+  /** The new global model: the element-wise mean of what was folded. */
+  result(version: number): Buffer;
+}
+
+/** A failure talking to the server. `kind` becomes a key of errors-by-kind. */
+export class TransportError extends Error {
+  constructor(
+    readonly kind: string,
+    message: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+    this.name = 'TransportError';
+  }
+}

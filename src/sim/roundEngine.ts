@@ -1,0 +1,189 @@
+import type { Aggregator, Clock, PayloadCodec, PublishedModel, UpdateOutcome } from './ports.js';
+
+export interface RoundEngineOptions {
+  /** Workers expected in every round: a round closes once all their updates are in. */
+  readonly expectedWorkers: number;
+  /** With `roundTimeoutMs`: after the deadline a round closes with this many updates. */
+  readonly minWorkers?: number;
+  readonly roundTimeoutMs?: number;
+  readonly codec: PayloadCodec;
+  readonly clock: Clock;
+  readonly hash: (body: Buffer) => string;
+}
+
+export interface RoundClosed {
+  readonly round: number;
+  readonly durationMs: number;
+  readonly updates: number;
+  /** True when the round closed on the quorum after its deadline rather than on all updates. */
+  readonly byQuorum: boolean;
+  readonly model: PublishedModel;
+}
+
+export interface UpdateCounts {
+  accepted: number;
+  duplicate: number;
+  late: number;
+  rejected: number;
+}
+
+interface Waiter {
+  readonly after: number;
+  readonly resolve: (m: PublishedModel | null) => void;
+  timer: { cancel(): void } | null;
+}
+
+/**
+ * The server's round engine, free of I/O. Round r trains on version r-1 and its
+ * close publishes version r. Each published model is encoded once; every waiting
+ * long-poll is answered from that one buffer.
+ */
+export class RoundEngine {
+  private model: PublishedModel;
+  private aggregator: Aggregator;
+  private received = new Set<string>();
+  /** Last round each worker had an update accepted in: a second one is a duplicate. */
+  private lastAccepted = new Map<string, number>();
+  private openedAt: number | null = null;
+  private deadlinePassed = false;
+  private deadline: { cancel(): void } | null = null;
+  private waiters = new Set<Waiter>();
+  private listeners: Array<(c: RoundClosed) => void> = [];
+  readonly updates: UpdateCounts = { accepted: 0, duplicate: 0, late: 0, rejected: 0 };
+  readonly registered = new Set<string>();
+
+  constructor(private readonly opts: RoundEngineOptions) {
+    if (opts.expectedWorkers < 1) throw new RangeError('expectedWorkers must be at least 1');
+    this.model = this.publish(0, opts.codec.initialModel());
+    this.aggregator = opts.codec.createAggregator();
+  }
+
+  get version(): number {
+    return this.model.version;
+  }
+
+  get openRound(): number {
+    return this.model.version + 1;
+  }
+
+  get current(): PublishedModel {
+    return this.model;
+  }
+
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  onRoundClosed(fn: (c: RoundClosed) => void): void {
+    this.listeners.push(fn);
+  }
+
+  register(workerIndex: number): { workerId: string; version: number } {
+    const workerId = `w${workerIndex}`;
+    this.registered.add(workerId);
+    // Round 1 starts when the first worker shows up, not when the server started.
+    if (this.openedAt === null) this.openRound_();
+    return { workerId, version: this.model.version };
+  }
+
+  /** Decides an update's fate before its body is read (so a duplicate body can be skipped). */
+  precheck(workerId: string, round: number): UpdateOutcome | 'ok' {
+    if (this.lastAccepted.get(workerId) === round) return 'duplicate';
+    if (round < this.openRound) return 'late';
+    if (round > this.openRound) return 'rejected';
+    return 'ok';
+  }
+
+  submit(workerId: string, round: number, body: Buffer): { outcome: UpdateOutcome; reason?: string } {
+    const pre = this.precheck(workerId, round);
+    if (pre !== 'ok') {
+      this.updates[pre]++;
+      return { outcome: pre, reason: pre === 'rejected' ? `round ${round} is not open (open round: ${this.openRound})` : undefined };
+    }
+    if (!this.aggregator.fold(body)) {
+      this.updates.rejected++;
+      return { outcome: 'rejected', reason: 'malformed update body' };
+    }
+    if (this.openedAt === null) this.openRound_();
+    this.received.add(workerId);
+    this.lastAccepted.set(workerId, round);
+    this.updates.accepted++;
+    this.maybeClose();
+    return { outcome: 'accepted' };
+  }
+
+  /**
+   * Long-poll: resolves with the current model when its version is > after, else waits
+   * for the next publish or resolves null after timeoutMs. `cancel` drops the waiter.
+   */
+  waitModel(after: number, timeoutMs: number): { promise: Promise<PublishedModel | null>; cancel(): void } {
+    if (this.model.version > after) return { promise: Promise.resolve(this.model), cancel() {} };
+    let waiter!: Waiter;
+    const promise = new Promise<PublishedModel | null>((resolve) => {
+      waiter = { after, resolve, timer: null };
+    });
+    waiter.timer = this.opts.clock.setTimer(timeoutMs, () => {
+      this.waiters.delete(waiter);
+      waiter.resolve(null);
+    });
+    this.waiters.add(waiter);
+    return {
+      promise,
+      cancel: () => {
+        if (this.waiters.delete(waiter)) {
+          waiter.timer?.cancel();
+          waiter.resolve(null);
+        }
+      },
+    };
+  }
+
+  /** Stops timers and answers every waiter with "no newer model". */
+  close(): void {
+    this.deadline?.cancel();
+    for (const w of this.waiters) {
+      w.timer?.cancel();
+      w.resolve(null);
+    }
+    this.waiters.clear();
+  }
+
+  private openRound_(): void {
+    this.openedAt = this.opts.clock.now();
+    this.deadlinePassed = false;
+    this.deadline?.cancel();
+    this.deadline = null;
+    const { roundTimeoutMs, minWorkers } = this.opts;
+    if (roundTimeoutMs !== undefined && minWorkers !== undefined) {
+      this.deadline = this.opts.clock.setTimer(roundTimeoutMs, () => {
+        this.deadlinePassed = true;
+        this.maybeClose();
+      });
+    }
+  }
+
+  private maybeClose(): void {
+    const n = this.received.size;
+    const all = n >= this.opts.expectedWorkers;
+    const quorum = this.deadlinePassed && n > 0 && n >= (this.opts.minWorkers ?? this.opts.expectedWorkers);
+    if (!all && !quorum) return;
+    const round = this.openRound;
+    const durationMs = this.opts.clock.now() - (this.openedAt ?? this.opts.clock.now());
+    const model = this.publish(round, this.aggregator.result(round));
+    this.aggregator = this.opts.codec.createAggregator();
+    this.received.clear();
+    this.openRound_();
+    const closed: RoundClosed = { round, durationMs, updates: n, byQuorum: !all, model };
+    for (const fn of this.listeners) fn(closed);
+    for (const w of this.waiters) {
+      w.timer?.cancel();
+      w.resolve(model);
+    }
+    this.waiters.clear();
+  }
+
+  private publish(version: number, body: Buffer): PublishedModel {
+    this.model = { version, body, sha256: this.opts.hash(body), publishedAtMs: this.opts.clock.wallNow() };
+    return this.model;
+  }
+}

@@ -1,0 +1,133 @@
+import type { Clock, PayloadCodec, PulledModel, WorkerTransport } from './ports.js';
+import { TransportError } from './ports.js';
+import { type RetryPolicy, withRetry } from './retry.js';
+import type { WorkerNodeStats, WorkerState } from './workerStats.js';
+
+export interface WorkerContext {
+  readonly index: number;
+  /** Rounds this worker completes: each is update sent → newer global model held. */
+  readonly rounds: number;
+  readonly transport: WorkerTransport;
+  readonly codec: PayloadCodec;
+  readonly clock: Clock;
+  readonly trainMs: { readonly min: number; readonly max: number };
+  readonly retry: RetryPolicy;
+  readonly random: () => number;
+  readonly stats: WorkerNodeStats;
+  readonly hash: (body: Buffer) => string;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * One simulated worker as an async state machine:
+ * idle → registering → fetching → (training → sending → waiting → receiving)×R → done,
+ * with retrying while it backs off and failed when it gives up.
+ */
+export async function runWorker(ctx: WorkerContext): Promise<void> {
+  const { stats, clock, transport } = ctx;
+  let state: WorkerState = 'idle';
+  const enter = (next: WorkerState) => {
+    stats.move(state, next);
+    state = next;
+  };
+  // While it backs off the worker shows as retrying; the next attempt runs in the state it came from.
+  let resume: WorkerState | null = null;
+  const attempt = <T>(op: () => Promise<T>) =>
+    withRetry(
+      () => {
+        if (resume) {
+          enter(resume);
+          resume = null;
+        }
+        return op();
+      },
+      ctx.retry,
+      clock,
+      ctx.random,
+      {
+        onRetry: (err) => {
+          stats.retries++;
+          stats.error(err.kind, err.message);
+          resume = state;
+          enter('retrying');
+        },
+      },
+      ctx.signal,
+    );
+
+  try {
+    enter('registering');
+    let t = clock.now();
+    const reg = await attempt(() => transport.register(ctx.index));
+    stats.latency('registerMs', clock.now() - t);
+    const workerId = reg.workerId;
+
+    enter('fetching');
+    let held = await pull(ctx, workerId, -1, attempt, () => undefined, false);
+
+    for (let done = 0; done < ctx.rounds; ) {
+      if (ctx.signal.aborted) throw new Error('stopped');
+      enter('training');
+      const { min, max } = ctx.trainMs;
+      if (max > 0) await clock.sleep(min + ctx.random() * (max - min), ctx.signal);
+
+      enter('sending');
+      const round = held.version + 1;
+      const update = ctx.codec.makeUpdate(held.body, ctx.index, round);
+      t = clock.now();
+      const ack = await attempt(() => transport.pushUpdate(workerId, round, update));
+      stats.latency('uploadMs', clock.now() - t);
+      stats.updates[ack.outcome] = (stats.updates[ack.outcome] ?? 0) + 1;
+      if (ack.outcome === 'rejected') {
+        throw new TransportError('rejected', `worker ${ctx.index}: the server rejected its update for round ${round}: ${ack.reason ?? 'no reason given'}`, false);
+      }
+
+      enter('waiting');
+      const waitStart = clock.now();
+      let headersAt = 0;
+      const next = await pull(ctx, workerId, held.version, attempt, () => {
+        headersAt = clock.now();
+        if (state === 'waiting') enter('receiving');
+      }, true);
+      const end = clock.now();
+      if (headersAt === 0) headersAt = end;
+      stats.latency('waitMs', headersAt - waitStart);
+      stats.latency('downloadMs', end - headersAt);
+      held = next;
+      done++;
+      stats.roundsDone++;
+    }
+    enter('done');
+  } catch (err) {
+    enter('failed');
+    const msg = err instanceof Error ? err.message : String(err);
+    if (!(err instanceof TransportError)) stats.error('internal', msg);
+    else stats.error(err.kind, msg);
+    throw err;
+  }
+}
+
+/** Long-polls until a model newer than `after` is held whole, checking its SHA-256. */
+async function pull(
+  ctx: WorkerContext,
+  workerId: string,
+  after: number,
+  attempt: <T>(op: () => Promise<T>) => Promise<T>,
+  onHeaders: () => void,
+  /** The first fetch of a model published before the worker came is not propagation. */
+  measure: boolean,
+): Promise<PulledModel> {
+  const { stats, clock } = ctx;
+  for (;;) {
+    const got = await attempt(() => ctx.transport.pullModel(workerId, after, onHeaders));
+    if (got === null) continue;
+    const wallNow = clock.wallNow();
+    if (ctx.hash(got.body) !== got.sha256) {
+      stats.integrityErrors++;
+      stats.error('integrity', `worker ${ctx.index}: model v${got.version} failed its SHA-256 check`);
+      continue;
+    }
+    if (measure) stats.propagation(got.version, Math.max(0, wallNow - got.publishedAtMs));
+    return got;
+  }
+}

@@ -1,0 +1,114 @@
+import {
+  type CounterMap,
+  type Histogram,
+  bump,
+  encodeHistogram,
+  newHistogram,
+  recordMs,
+} from './stats.js';
+
+export const WORKER_STATES = [
+  'idle', 'registering', 'fetching', 'training', 'sending', 'waiting', 'receiving', 'retrying', 'cut', 'failed', 'done',
+] as const;
+export type WorkerState = (typeof WORKER_STATES)[number];
+
+export const WORKER_LATENCIES = ['registerMs', 'uploadMs', 'waitMs', 'downloadMs', 'propagationMs'] as const;
+export type WorkerLatency = (typeof WORKER_LATENCIES)[number];
+
+/** What a worker node reports: plain counters plus encoded histograms. */
+export interface WorkerNodeReport {
+  workers: number;
+  states: Record<WorkerState, number>;
+  roundsDone: number;
+  histograms: Record<WorkerLatency, string>;
+  messagesSent: CounterMap;
+  messagesReceived: CounterMap;
+  bytesSent: CounterMap;
+  bytesReceived: CounterMap;
+  updates: CounterMap;
+  retries: number;
+  errors: CounterMap;
+  integrityErrors: number;
+  firstError?: string;
+}
+
+/**
+ * The figures of one worker node. Every worker's state machine adds to these plain
+ * fields; nothing here allocates per event except histogram records.
+ */
+export class WorkerNodeStats {
+  readonly states = Object.fromEntries(WORKER_STATES.map((s) => [s, 0])) as Record<WorkerState, number>;
+  readonly hist = Object.fromEntries(WORKER_LATENCIES.map((n) => [n, newHistogram()])) as Record<WorkerLatency, Histogram>;
+  /** Propagation per model version since the last drain, for per-round lines. */
+  private propByVersion = new Map<number, Histogram>();
+  readonly messagesSent: CounterMap = {};
+  readonly messagesReceived: CounterMap = {};
+  readonly bytesSent: CounterMap = {};
+  readonly bytesReceived: CounterMap = {};
+  readonly updates: CounterMap = {};
+  readonly errors: CounterMap = {};
+  retries = 0;
+  roundsDone = 0;
+  integrityErrors = 0;
+  firstError: string | undefined;
+
+  constructor(readonly workers: number) {
+    this.states.idle = workers;
+  }
+
+  move(from: WorkerState, to: WorkerState): void {
+    this.states[from]--;
+    this.states[to]++;
+  }
+
+  latency(name: WorkerLatency, ms: number): void {
+    recordMs(this.hist[name], ms);
+  }
+
+  propagation(version: number, ms: number): void {
+    recordMs(this.hist.propagationMs, ms);
+    let h = this.propByVersion.get(version);
+    if (!h) this.propByVersion.set(version, (h = newHistogram()));
+    recordMs(h, ms);
+  }
+
+  sent(type: string, bytes: number): void {
+    bump(this.messagesSent, type);
+    bump(this.bytesSent, type, bytes);
+  }
+
+  received(type: string, bytes: number): void {
+    bump(this.messagesReceived, type);
+    bump(this.bytesReceived, type, bytes);
+  }
+
+  error(kind: string, message: string): void {
+    bump(this.errors, kind);
+    this.firstError ??= message;
+  }
+
+  /** Propagation histograms per version recorded since the last call, encoded. */
+  drainPropagation(): Array<{ version: number; histogram: string }> {
+    const out = [...this.propByVersion].map(([version, h]) => ({ version, histogram: encodeHistogram(h) }));
+    this.propByVersion.clear();
+    return out;
+  }
+
+  report(): WorkerNodeReport {
+    return {
+      workers: this.workers,
+      states: { ...this.states },
+      roundsDone: this.roundsDone,
+      histograms: Object.fromEntries(WORKER_LATENCIES.map((n) => [n, encodeHistogram(this.hist[n])])) as Record<WorkerLatency, string>,
+      messagesSent: { ...this.messagesSent },
+      messagesReceived: { ...this.messagesReceived },
+      bytesSent: { ...this.bytesSent },
+      bytesReceived: { ...this.bytesReceived },
+      updates: { ...this.updates },
+      retries: this.retries,
+      errors: { ...this.errors },
+      integrityErrors: this.integrityErrors,
+      firstError: this.firstError,
+    };
+  }
+}

@@ -1,0 +1,122 @@
+import * as grpc from '@grpc/grpc-js';
+import { FedsimClient, type ModelChunk } from '../proto/gen/fedsim.js';
+import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
+import { TransportError } from '../sim/ports.js';
+import type { WorkerNodeStats } from '../sim/workerStats.js';
+import { GRPC_OPTIONS } from './grpcServer.js';
+import { CHUNK_BYTES } from './headers.js';
+
+export interface GrpcClientOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly requestTimeoutMs: number;
+}
+
+const RETRYABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.CANCELLED, grpc.status.RESOURCE_EXHAUSTED]);
+
+function toTransportError(err: grpc.ServiceError, target: string): TransportError {
+  const name = grpc.status[err.code] ?? String(err.code);
+  return new TransportError(`grpc-${name}`, `${target}: gRPC ${name}: ${err.details || err.message}`, RETRYABLE.has(err.code));
+}
+
+/**
+ * One worker's gRPC client. Every worker owns its channel with a local subchannel
+ * pool, so each worker has its own HTTP/2 connection as a real worker process would.
+ */
+export class GrpcWorkerTransport implements WorkerTransport {
+  private readonly client: InstanceType<typeof FedsimClient>;
+  private readonly target: string;
+
+  constructor(private readonly opts: GrpcClientOptions, private readonly stats: WorkerNodeStats) {
+    this.target = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+    this.client = new FedsimClient(this.target, grpc.credentials.createInsecure(), {
+      ...GRPC_OPTIONS,
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.enable_retries': 0,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+    });
+  }
+
+  private deadline(): Date {
+    return new Date(Date.now() + this.opts.requestTimeoutMs);
+  }
+
+  register(workerIndex: number): Promise<{ workerId: string; version: number }> {
+    this.stats.sent('register', 4);
+    return new Promise((resolve, reject) => {
+      this.client.register({ workerIndex }, new grpc.Metadata(), { deadline: this.deadline() }, (err, reply) => {
+        if (err) return reject(toTransportError(err, this.target));
+        this.stats.received('register', reply.workerId.length + 8);
+        resolve({ workerId: reply.workerId, version: reply.modelVersion });
+      });
+    });
+  }
+
+  pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }> {
+    this.stats.sent('update', body.length);
+    return new Promise((resolve, reject) => {
+      const call = this.client.pushUpdate(new grpc.Metadata(), { deadline: this.deadline() }, (err, ack) => {
+        if (err) return reject(toTransportError(err, this.target));
+        this.stats.received('ack', ack.outcome.length);
+        resolve({ outcome: ack.outcome as UpdateOutcome, reason: ack.reason || undefined });
+      });
+      const header = { workerId, round, totalBytes: body.length };
+      let off = 0;
+      const pump = () => {
+        do {
+          const end = Math.min(body.length, off + CHUNK_BYTES);
+          const more = call.write({ header: off === 0 ? header : undefined, data: body.subarray(off, end) });
+          off = end;
+          if (!more && off < body.length) {
+            call.once('drain', pump);
+            return;
+          }
+        } while (off < body.length);
+        call.end();
+      };
+      pump();
+    });
+  }
+
+  pullModel(workerId: string, after: number, onHeaders: () => void): Promise<PulledModel | null> {
+    this.stats.sent('pull', 0);
+    return new Promise((resolve, reject) => {
+      const call = this.client.pullModel({ workerId, after }, { deadline: this.deadline() });
+      let header: ModelChunk['header'];
+      const parts: Buffer[] = [];
+      let n = 0;
+      call.on('data', (chunk: ModelChunk) => {
+        if (chunk.header) {
+          header = chunk.header;
+          onHeaders();
+        }
+        parts.push(chunk.data);
+        n += chunk.data.length;
+      });
+      call.on('error', (err: grpc.ServiceError) => reject(toTransportError(err, this.target)));
+      call.on('end', () => {
+        if (!header) {
+          this.stats.received('empty', 0);
+          resolve(null);
+          return;
+        }
+        if (n !== header.totalBytes) {
+          reject(new TransportError('truncated', `${this.target}: model v${header.version} ended after ${n} of ${header.totalBytes} bytes`, true));
+          return;
+        }
+        this.stats.received('model', n);
+        resolve({
+          version: header.version,
+          sha256: header.sha256,
+          publishedAtMs: header.publishedAtMs,
+          body: parts.length === 1 ? parts[0] : Buffer.concat(parts, n),
+        });
+      });
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

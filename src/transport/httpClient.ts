@@ -1,0 +1,118 @@
+import http from 'node:http';
+import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
+import { TransportError } from '../sim/ports.js';
+import type { WorkerNodeStats } from '../sim/workerStats.js';
+import { fromSocketError } from './errors.js';
+import { H } from './headers.js';
+
+export interface HttpClientOptions {
+  readonly host: string;
+  readonly port: number;
+  /** No answer for this long ends a request (must exceed the server's poll timeout). */
+  readonly requestTimeoutMs: number;
+}
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/**
+ * One worker's long-poll HTTP client. Each worker keeps its own keep-alive connection,
+ * as a real worker process would, so a fault on one worker's link touches that worker alone.
+ */
+export class HttpWorkerTransport implements WorkerTransport {
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  private readonly target: string;
+
+  constructor(private readonly opts: HttpClientOptions, private readonly stats: WorkerNodeStats) {
+    this.target = `http://${opts.host}:${opts.port}`;
+  }
+
+  async register(workerIndex: number): Promise<{ workerId: string; version: number }> {
+    const body = Buffer.from(JSON.stringify({ workerIndex }));
+    this.stats.sent('register', body.length);
+    const r = await this.request('POST', '/v1/register', body);
+    this.stats.received('register', r.body.length);
+    this.expect(r, [200], 'register');
+    const j = JSON.parse(r.body.toString('utf8')) as { workerId: string; version: number };
+    return j;
+  }
+
+  async pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }> {
+    this.stats.sent('update', body.length);
+    const r = await this.request('POST', `/v1/update?round=${round}&worker=${encodeURIComponent(workerId)}`, body);
+    this.stats.received('ack', r.body.length);
+    this.expect(r, [200, 202, 409], 'update');
+    return JSON.parse(r.body.toString('utf8')) as { outcome: UpdateOutcome; reason?: string };
+  }
+
+  async pullModel(workerId: string, after: number, onHeaders: () => void): Promise<PulledModel | null> {
+    this.stats.sent('pull', 0);
+    const r = await this.request('GET', `/v1/model?after=${after}&worker=${encodeURIComponent(workerId)}`, null, onHeaders);
+    if (r.status === 204) {
+      this.stats.received('empty', 0);
+      return null;
+    }
+    this.expect(r, [200], 'model');
+    this.stats.received('model', r.body.length);
+    return {
+      version: Number(r.headers[H.version]),
+      sha256: String(r.headers[H.sha256] ?? ''),
+      publishedAtMs: Number(r.headers[H.publishedAt]),
+      body: r.body,
+    };
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private expect(r: Reply, ok: number[], what: string): void {
+    if (ok.includes(r.status)) return;
+    const text = r.body.toString('utf8').slice(0, 200);
+    const retryable = r.status >= 500 || r.status === 429;
+    throw new TransportError(`http-${r.status}`, `${this.target} ${what}: HTTP ${r.status} ${text}`, retryable);
+  }
+
+  private request(method: string, path: string, body: Buffer | null, onHeaders?: () => void): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: this.opts.host,
+          port: this.opts.port,
+          method,
+          path,
+          agent: this.agent,
+          headers: body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : undefined,
+        },
+        (res) => {
+          onHeaders?.();
+          const chunks: Buffer[] = [];
+          let n = 0;
+          res.on('data', (c: Buffer) => {
+            chunks.push(c);
+            n += c.length;
+          });
+          res.on('end', () => {
+            const expected = res.headers['content-length'];
+            if (expected !== undefined && Number(expected) !== n) {
+              reject(new TransportError('truncated', `${this.target}${path}: body ended after ${n} of ${expected} bytes`, true));
+              return;
+            }
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, n) });
+          });
+          res.on('error', (e) => reject(fromSocketError(e, this.target)));
+          res.on('aborted', () => reject(new TransportError('reset', `${this.target}${path}: response aborted`, true)));
+        },
+      );
+      req.setTimeout(this.opts.requestTimeoutMs, () => {
+        req.destroy(new TransportError('timeout', `${this.target}${path}: no answer within ${this.opts.requestTimeoutMs} ms`, true));
+      });
+      req.on('error', (e) => reject(fromSocketError(e, this.target)));
+      if (body) req.end(body);
+      else req.end();
+    });
+  }
+}

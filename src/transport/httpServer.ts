@@ -1,0 +1,161 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FlServer } from '../sim/flServer.js';
+import { H } from './headers.js';
+
+export interface HttpServerOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Largest update body accepted. */
+  readonly maxBodyBytes: number;
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): number {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+  return Buffer.byteLength(text);
+}
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > limit) {
+        reject(new Error(`body over ${limit} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, n)));
+    req.on('error', reject);
+    req.on('aborted', () => reject(new Error('request aborted')));
+  });
+}
+
+/**
+ * The long-poll HTTP face of the FL server:
+ * POST /v1/register, GET /v1/model?after=V, POST /v1/update?round=R, GET /v1/status.
+ */
+export class HttpFlServer {
+  private server: http.Server;
+
+  constructor(private readonly fl: FlServer, private readonly opts: HttpServerOptions, private readonly status: () => unknown) {
+    this.server = http.createServer({ keepAliveTimeout: 120_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.fl.error('http-internal');
+        if (!res.headersSent) sendJson(res, 500, { error: String(err) });
+        else res.destroy();
+      });
+    });
+    this.server.keepAliveTimeout = 120_000;
+    this.server.maxHeadersCount = 100;
+  }
+
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host: this.opts.host, port: this.opts.port, backlog: 4096 }, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const route = `${req.method} ${url.pathname}`;
+    const fl = this.fl;
+    switch (route) {
+      case 'POST /v1/register': {
+        const body = await readBody(req, 4096);
+        fl.in('register', body.length);
+        let index: unknown;
+        try {
+          index = (JSON.parse(body.toString('utf8')) as { workerIndex?: unknown }).workerIndex;
+        } catch {
+          index = undefined;
+        }
+        if (typeof index !== 'number' || !Number.isInteger(index) || index < 0) {
+          fl.error('bad-request');
+          sendJson(res, 400, { error: 'body must be JSON {"workerIndex": N} with N a whole number >= 0' });
+          return;
+        }
+        fl.out('register', sendJson(res, 200, fl.engine.register(index)));
+        return;
+      }
+      case 'POST /v1/update': {
+        const round = Number(url.searchParams.get('round'));
+        const worker = url.searchParams.get('worker') ?? '';
+        if (!Number.isInteger(round) || round < 1 || !worker) {
+          req.resume();
+          fl.error('bad-request');
+          sendJson(res, 400, { error: 'query must carry round=R (R >= 1) and worker=ID' });
+          return;
+        }
+        const pre = fl.engine.precheck(worker, round);
+        if (pre !== 'ok') {
+          // The body is not needed: drain it and answer at once.
+          req.resume();
+          req.on('end', () => fl.in('update', Number(req.headers['content-length'] ?? 0)));
+          fl.engine.submit(worker, round, Buffer.alloc(0));
+          fl.out('ack', sendJson(res, pre === 'rejected' ? 409 : 200, { outcome: pre }));
+          return;
+        }
+        const body = await readBody(req, this.opts.maxBodyBytes);
+        fl.in('update', body.length);
+        const ack = fl.engine.submit(worker, round, body);
+        const status = ack.outcome === 'accepted' ? 202 : ack.outcome === 'rejected' ? 409 : 200;
+        fl.out('ack', sendJson(res, status, ack));
+        return;
+      }
+      case 'GET /v1/model': {
+        const after = Number(url.searchParams.get('after') ?? '-1');
+        if (!Number.isInteger(after)) {
+          fl.error('bad-request');
+          sendJson(res, 400, { error: 'after=V must be a whole number' });
+          return;
+        }
+        fl.in('pull', 0);
+        const wait = fl.engine.waitModel(after, fl.pollTimeoutMs);
+        const onClose = () => wait.cancel();
+        res.on('close', onClose);
+        const model = await wait.promise;
+        res.off('close', onClose);
+        if (res.destroyed) return;
+        if (!model) {
+          res.writeHead(204);
+          res.end();
+          fl.out('empty', 0);
+          return;
+        }
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': model.body.length,
+          [H.version]: String(model.version),
+          [H.sha256]: model.sha256,
+          [H.publishedAt]: String(model.publishedAtMs),
+        });
+        res.end(model.body);
+        fl.out('model', model.body.length);
+        return;
+      }
+      case 'GET /v1/status':
+        sendJson(res, 200, this.status());
+        return;
+      default:
+        req.resume();
+        sendJson(res, 404, { error: `no route ${route}; see docs/protocols.md` });
+    }
+  }
+}
