@@ -57,7 +57,7 @@ export async function runServerNode(flags: ServerFlags): Promise<number> {
     { expectedWorkers: workers, minWorkers, roundTimeoutMs, codec: createPayload(spec), clock: systemClock, hash: sha256Hex },
     pollTimeoutMs,
   );
-  const status = () => ({ server: fl.report(), workers, payload: formatPayload(spec) });
+  const status = () => ({ server: fl.report(), workers, payload: formatPayload(spec), maxRssBytes: process.resourceUsage().maxRSS * 1024 });
   const http = new HttpFlServer(fl, { host: flags.host, port: httpPort, maxBodyBytes }, status);
   const grpc = new GrpcFlServer(fl, maxBodyBytes);
 

@@ -138,7 +138,7 @@ export async function runWorkerNode(flags: WorkerFlags): Promise<number> {
   process.off('SIGINT', stop);
 
   const failed = results.filter((r) => r.status === 'rejected').length;
-  if (flags.events) emitEvent({ event: 'final', report: stats.report() });
+  if (flags.events) emitEvent({ event: 'final', report: { ...stats.report(), maxRssBytes: process.resourceUsage().maxRSS * 1024 } });
   const errors = sumCounters(stats.errors);
   if (failed > 0) {
     const why = abort.signal.aborted ? 'stopped by a signal' : (stats.firstError ?? 'unknown error');

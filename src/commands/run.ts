@@ -153,9 +153,12 @@ export async function runRun(flags: RunFlags): Promise<number> {
     printer.flush(true);
 
     let serverReport: ServerReport | null = null;
+    let serverRss: number | null = null;
     try {
       const res = await fetch(`http://127.0.0.1:${ports.httpPort}/v1/status`, { signal: AbortSignal.timeout(5000) });
-      serverReport = ((await res.json()) as { server: ServerReport }).server;
+      const status = (await res.json()) as { server: ServerReport; maxRssBytes: number };
+      serverReport = status.server;
+      serverRss = status.maxRssBytes;
     } catch (e) {
       log(`fedsim run: could not read the server's figures: ${(e as Error).message}`);
     }
@@ -179,6 +182,7 @@ export async function runRun(flags: RunFlags): Promise<number> {
       nodes: results,
       roundsRequested: rounds,
       server: serverReport,
+      serverMaxRssBytes: serverRss,
       failure: failures.length ? failures.join('; ') : null,
     });
     writeFileSync(path.join(outDir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);

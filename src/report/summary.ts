@@ -29,6 +29,7 @@ export interface SummaryInput {
   nodes: NodeResult[];
   roundsRequested: number;
   server: ServerReport | null;
+  serverMaxRssBytes: number | null;
   failure: string | null;
 }
 
@@ -60,7 +61,8 @@ export interface Summary {
   propagationMs: Lat;
   roundMs: Lat;
   roundLines: RoundLine[];
-  perNode: Array<{ chunk: string; workers: number; exitCode: number | null; roundsDone: number; errors: number; retries: number }>;
+  perNode: Array<{ chunk: string; workers: number; exitCode: number | null; roundsDone: number; errors: number; retries: number; maxRssBytes: number | null }>;
+  resources: { serverMaxRssBytes: number | null; workerNodeMaxRssBytes: number | null };
 }
 
 /** Merges the server's and every worker node's figures into summary.json (schema v1, docs/summary.md). */
@@ -127,7 +129,12 @@ export function buildSummary(input: SummaryInput): Summary {
       roundsDone: n.report?.roundsDone ?? 0,
       errors: n.report ? sumCounters(n.report.errors) : 0,
       retries: n.report?.retries ?? 0,
+      maxRssBytes: n.report?.maxRssBytes ?? null,
     })),
+    resources: {
+      serverMaxRssBytes: input.serverMaxRssBytes,
+      workerNodeMaxRssBytes: reports.length ? Math.max(...reports.map((r) => r.maxRssBytes ?? 0)) : null,
+    },
   };
 }
 

@@ -30,6 +30,8 @@ export interface WorkerNodeReport {
   errors: CounterMap;
   integrityErrors: number;
   firstError?: string;
+  /** Peak resident set of the node process, bytes (set by the node, not the core). */
+  maxRssBytes?: number;
 }
 
 /**
