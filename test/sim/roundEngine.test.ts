@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BytesPayload } from '../../src/payload/bytes.js';
+import { StringPayload } from '../../src/payload/string.js';
+import { sha256Hex } from '../../src/runtime/hash.js';
+import { RoundEngine } from '../../src/sim/roundEngine.js';
+import { FakeClock } from '../helpers/fakeClock.js';
+
+function engine(expectedWorkers: number, extra: { minWorkers?: number; roundTimeoutMs?: number; size?: number } = {}) {
+  const clock = new FakeClock();
+  const codec = extra.size ? new BytesPayload(extra.size) : new StringPayload();
+  const e = new RoundEngine({ expectedWorkers, minWorkers: extra.minWorkers, roundTimeoutMs: extra.roundTimeoutMs, codec, clock, hash: sha256Hex });
+  const closed: number[] = [];
+  e.onRoundClosed((c) => closed.push(c.round));
+  return { e, clock, closed, codec };
+}
+
+test('a round closes exactly when the last expected update is in', () => {
+  const { e, closed } = engine(3);
+  for (let i = 0; i < 3; i++) e.register(i);
+  assert.equal(e.submit('w0', 1, Buffer.from('a')).outcome, 'accepted');
+  assert.equal(e.submit('w1', 1, Buffer.from('b')).outcome, 'accepted');
+  assert.deepEqual(closed, []);
+  assert.equal(e.version, 0);
+  assert.equal(e.submit('w2', 1, Buffer.from('c')).outcome, 'accepted');
+  assert.deepEqual(closed, [1]);
+  assert.equal(e.version, 1);
+  assert.equal(e.openRound, 2);
+});
+
+test('duplicates are counted and never aggregated twice; late and future updates are told apart', () => {
+  const { e, closed } = engine(2);
+  e.register(0);
+  e.register(1);
+  e.submit('w0', 1, Buffer.from('a'));
+  assert.equal(e.submit('w0', 1, Buffer.from('a')).outcome, 'duplicate');
+  assert.deepEqual(closed, [], 'a duplicate must not close the round');
+  assert.equal(e.submit('w0', 3, Buffer.from('a')).outcome, 'rejected');
+  e.submit('w1', 1, Buffer.from('b'));
+  assert.deepEqual(closed, [1]);
+  assert.equal(e.submit('w1', 1, Buffer.from('b')).outcome, 'duplicate', 'a retry after the close is still a duplicate');
+  assert.equal(e.submit('w2', 1, Buffer.from('c')).outcome, 'late');
+  assert.deepEqual(e.updates, { accepted: 2, duplicate: 2, late: 1, rejected: 1 });
+  assert.ok(e.current.body.toString().includes('from 2 updates'));
+});
+
+test('the new global model is the element-wise mean of the updates', () => {
+  const { e } = engine(3, { size: 16 });
+  const upd = (vals: number[]) => Buffer.from(new Float32Array(vals).buffer);
+  e.submit('w0', 1, upd([1, 2, 3, 4]));
+  e.submit('w1', 1, upd([3, 4, 5, 6]));
+  assert.equal(e.submit('w2', 1, Buffer.alloc(8)).outcome, 'rejected', 'a body of the wrong size is rejected');
+  e.submit('w2', 1, upd([5, 9, -2, 0.5]));
+  const body = e.current.body;
+  const mean = new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length));
+  assert.deepEqual([...mean], [3, 5, 2, 3.5]);
+  assert.equal(e.current.sha256, sha256Hex(body));
+});
+
+test('every waiting pull is answered from the one published buffer', async () => {
+  const { e } = engine(1);
+  const a = e.waitModel(0, 10_000);
+  const b = e.waitModel(0, 10_000);
+  assert.equal(e.waiting, 2);
+  e.submit('w0', 1, Buffer.from('x'));
+  const [ma, mb] = await Promise.all([a.promise, b.promise]);
+  assert.ok(ma && mb);
+  assert.equal(ma.version, 1);
+  assert.equal(ma.body, mb.body, 'same Buffer object, encoded once');
+  assert.equal(e.waiting, 0);
+});
+
+test('a long-poll ends with null after its timeout; a newer model answers at once', async () => {
+  const { e, clock } = engine(1);
+  const w = e.waitModel(0, 500);
+  clock.advance(499);
+  assert.equal(e.waiting, 1);
+  clock.advance(1);
+  assert.equal(await w.promise, null);
+  const now = await e.waitModel(-1, 500).promise;
+  assert.equal(now?.version, 0);
+});
+
+test('with a quorum, a round closes after its deadline once M updates are in', () => {
+  const { e, clock, closed } = engine(4, { minWorkers: 2, roundTimeoutMs: 1000 });
+  e.register(0);
+  e.submit('w0', 1, Buffer.from('a'));
+  clock.advance(1000);
+  assert.deepEqual(closed, [], 'one update is below the quorum');
+  e.submit('w1', 1, Buffer.from('b'));
+  assert.deepEqual(closed, [1]);
+  e.submit('w2', 2, Buffer.from('c'));
+  e.submit('w3', 2, Buffer.from('d'));
+  clock.advance(999);
+  assert.deepEqual(closed, [1]);
+  clock.advance(1);
+  assert.deepEqual(closed, [1, 2]);
+});

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { BytesPayload } from '../../src/payload/bytes.js';
+import { systemClock } from '../../src/runtime/clock.js';
+import { sha256Hex } from '../../src/runtime/hash.js';
+import { FlServer } from '../../src/sim/flServer.js';
+import type { WorkerTransport } from '../../src/sim/ports.js';
+import { TransportError } from '../../src/sim/ports.js';
+import { WorkerNodeStats } from '../../src/sim/workerStats.js';
+import { GrpcWorkerTransport } from '../../src/transport/grpcClient.js';
+import { GrpcFlServer } from '../../src/transport/grpcServer.js';
+import { HttpWorkerTransport } from '../../src/transport/httpClient.js';
+import { HttpFlServer } from '../../src/transport/httpServer.js';
+
+// 3 MiB + 8 bytes: more than three 1 MiB chunks on both transports.
+const SIZE = 3 * 1024 * 1024 + 8;
+
+for (const kind of ['http', 'grpc'] as const) {
+  describe(`${kind} transport against a real server on port 0`, () => {
+    let fl: FlServer;
+    let httpServer: HttpFlServer;
+    let grpcServer: GrpcFlServer;
+    let port = 0;
+    const codec = new BytesPayload(SIZE);
+    const clients: WorkerTransport[] = [];
+    const client = (stats = new WorkerNodeStats(1)) => {
+      const opts = { host: '127.0.0.1', port, requestTimeoutMs: 10_000 };
+      const c = kind === 'http' ? new HttpWorkerTransport(opts, stats) : new GrpcWorkerTransport(opts, stats);
+      clients.push(c);
+      return c;
+    };
+
+    before(async () => {
+      fl = new FlServer({ expectedWorkers: 2, codec, clock: systemClock, hash: sha256Hex }, 300);
+      httpServer = new HttpFlServer(fl, { host: '127.0.0.1', port: 0, maxBodyBytes: 64 * 1024 * 1024 }, () => ({}));
+      grpcServer = new GrpcFlServer(fl, 64 * 1024 * 1024);
+      const h = await httpServer.listen();
+      const g = await grpcServer.listen('127.0.0.1', 0);
+      port = kind === 'http' ? h.port : g;
+    });
+
+    after(async () => {
+      for (const c of clients) c.close();
+      fl.engine.close();
+      await Promise.all([httpServer.close(), grpcServer.close()]);
+    });
+
+    test('register, a multi-chunk update each, and both receive the averaged model', async () => {
+      const stats = new WorkerNodeStats(2);
+      const a = client(stats);
+      const b = client(stats);
+      const ra = await a.register(0);
+      const rb = await b.register(1);
+      assert.equal(ra.workerId, 'w0');
+      assert.equal(rb.version, 0);
+      const v0 = await a.pullModel(ra.workerId, -1, () => undefined);
+      assert.ok(v0);
+      assert.equal(v0.body.length, SIZE);
+      assert.equal(sha256Hex(v0.body), v0.sha256);
+
+      const timedOut = await a.pullModel(ra.workerId, 0, () => undefined);
+      assert.equal(timedOut, null, 'no newer model within the poll timeout → empty answer');
+
+      // A third connection long-polls while the two upload (as a waiting worker would),
+      // polling again after each empty answer.
+      const watcher = client();
+      let headers = 0;
+      const waiting = (async () => {
+        for (;;) {
+          const m = await watcher.pullModel('w9', 0, () => headers++);
+          if (m) return m;
+        }
+      })();
+      assert.equal((await a.pushUpdate(ra.workerId, 1, codec.makeUpdate(v0.body, 0, 1))).outcome, 'accepted');
+      assert.equal((await b.pushUpdate(rb.workerId, 1, codec.makeUpdate(v0.body, 0, 1))).outcome, 'accepted');
+      assert.equal((await b.pushUpdate(rb.workerId, 1, codec.makeUpdate(v0.body, 0, 1))).outcome, 'duplicate');
+      const v1 = await waiting;
+      assert.ok(v1);
+      assert.equal(v1.version, 1);
+      assert.equal(headers, 1);
+      assert.equal(v1.body.length, SIZE);
+      assert.equal(sha256Hex(v1.body), v1.sha256);
+      // Both updates were the same, so their mean is that update.
+      assert.ok(v1.body.equals(codec.makeUpdate(v0.body, 0, 1)));
+      assert.equal(fl.engine.updates.duplicate, 1);
+      assert.ok(stats.bytesSent.update >= 3 * SIZE);
+    });
+
+    test('a future round is rejected', async () => {
+      const c = client();
+      const r = await c.register(5);
+      assert.equal((await c.pushUpdate(r.workerId, 99, Buffer.alloc(SIZE))).outcome, 'rejected');
+    });
+
+    test('a closed port is a retryable transport error', async () => {
+      const opts = { host: '127.0.0.1', port: 1, requestTimeoutMs: 2000 };
+      const c = kind === 'http' ? new HttpWorkerTransport(opts, new WorkerNodeStats(1)) : new GrpcWorkerTransport(opts, new WorkerNodeStats(1));
+      clients.push(c);
+      await assert.rejects(c.register(0), (e: unknown) => e instanceof TransportError && e.retryable);
+    });
+  });
+}
