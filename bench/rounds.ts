@@ -13,7 +13,7 @@
  * Environment: FEDSIM_BENCH_CASES picks a subset (docs/benchmarks.md);
  * FEDSIM_BENCH_TIMEOUT_S is the per-case limit (default 180).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -94,8 +94,8 @@ function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
   }
 }
 
-function startChild(args: string[], stdio: Array<'ignore' | 'pipe'>): ChildProcess {
-  const child = spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio: stdio as ['ignore' | 'pipe', 'ignore' | 'pipe', 'ignore' | 'pipe'] });
+function startChild(args: string[], stdio: StdioOptions): ChildProcess {
+  const child = spawn(process.execPath, args, { cwd: ROOT, detached: true, stdio });
   live.add(child);
   child.once('exit', () => {
     // Grandchildren (a CLI's server and worker nodes) must not outlive their parent.
@@ -152,6 +152,7 @@ async function loopbackPass(port: number): Promise<LoopbackPass> {
   sock.setEncoding('utf8');
   sock.on('data', (d: string) => (reply += d));
   const ended = once(sock, 'end');
+  ended.catch(() => undefined); // an error while writing is raised by the write loop
   const buf = Buffer.alloc(MiB, 0xa5);
   let sent = 0;
   const t0 = performance.now();
