@@ -1,6 +1,6 @@
 import net from 'node:net';
-import { chunkRange, formatChunk, parseChunk } from '../config/chunk.js';
-import { parsePayload } from '../config/payload.js';
+import { type Chunk, chunkRange, formatChunk, parseChunk } from '../config/chunk.js';
+import { type PayloadSpec, parsePayload } from '../config/payload.js';
 import { parseHostPort, parseIntFlag, parseNumberFlag, parseRange } from '../config/values.js';
 import { RunError, UsageError } from '../errors.js';
 import { createPayload } from '../payload/index.js';
@@ -9,9 +9,9 @@ import { systemClock } from '../runtime/clock.js';
 import { sha256Hex } from '../runtime/hash.js';
 import type { WorkerTransport } from '../sim/ports.js';
 import { type RetryPolicy } from '../sim/retry.js';
-import { runWorker } from '../sim/worker.js';
-import { WorkerNodeStats } from '../sim/workerStats.js';
 import { sumCounters } from '../sim/stats.js';
+import { runWorker } from '../sim/worker.js';
+import { WorkerNodeStats, type WorkerNodeReport } from '../sim/workerStats.js';
 import { GrpcWorkerTransport } from '../transport/grpcClient.js';
 import { HttpWorkerTransport } from '../transport/httpClient.js';
 import { emitEvent, log } from './output.js';
@@ -30,6 +30,32 @@ export interface WorkerFlags {
   requestTimeout: string;
   seed: string;
   events?: boolean;
+}
+
+export interface WorkerSettings {
+  chunk: Chunk;
+  workers: number;
+  server: { host: string; port: number };
+  transport: 'http' | 'grpc';
+  rounds: number;
+  trainMs: { min: number; max: number };
+  payload: PayloadSpec;
+  retry: RetryPolicy;
+  requestTimeoutMs: number;
+  seed: number;
+}
+
+/** What a worker node sends up every flush: counts, not events. */
+export interface WorkerSnapshot {
+  chunk: string;
+  workers: number;
+  states: WorkerNodeReport['states'];
+  roundsDone: number;
+  errors: number;
+  retries: number;
+  messages: number;
+  bytes: number;
+  propagation: Array<{ version: number; histogram: string }>;
 }
 
 /** Tries a TCP connect with the retry policy, so an unreachable server is one clear error. */
@@ -58,92 +84,131 @@ async function preflight(host: string, port: number, policy: RetryPolicy): Promi
   );
 }
 
-/** `fedsim node --role worker`: the workers of one chunk, one async state machine each. */
-export async function runWorkerNode(flags: WorkerFlags): Promise<number> {
+export interface ChunkHandle {
+  readonly first: number;
+  readonly count: number;
+  readonly stats: WorkerNodeStats;
+  snapshot(): WorkerSnapshot;
+  /** Runs every worker of the chunk to the end; rejects with a RunError when any failed. */
+  run(): Promise<WorkerNodeReport>;
+  stop(): void;
+}
+
+/** Checks the server is reachable and builds the chunk's workers (not started yet). */
+export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
+  const { first, count } = chunkRange(s.chunk, s.workers);
+  const stats = new WorkerNodeStats(count);
+  const abort = new AbortController();
+  const name = formatChunk(s.chunk);
+  if (count > 0) await preflight(s.server.host, s.server.port, s.retry);
+  const report = () => ({ ...stats.report(), maxRssBytes: process.resourceUsage().maxRSS * 1024 });
+  return {
+    first,
+    count,
+    stats,
+    snapshot: () => ({
+      chunk: name,
+      workers: count,
+      states: { ...stats.states },
+      roundsDone: stats.roundsDone,
+      errors: sumCounters(stats.errors),
+      retries: stats.retries,
+      messages: sumCounters(stats.messagesSent) + sumCounters(stats.messagesReceived),
+      bytes: sumCounters(stats.bytesSent) + sumCounters(stats.bytesReceived),
+      propagation: stats.drainPropagation(),
+    }),
+    stop: () => abort.abort(),
+    async run() {
+      if (count === 0) {
+        log(`worker node ${name}: no workers in this chunk (${s.workers} workers over ${s.chunk.k} chunks)`);
+        return report();
+      }
+      log(`worker node ${name}: workers ${first}..${first + count - 1} over ${s.transport} to ${s.server.host}:${s.server.port}, ${s.rounds} rounds`);
+      const codec = createPayload(s.payload);
+      const transports: WorkerTransport[] = [];
+      const results = await Promise.allSettled(
+        Array.from({ length: count }, (_, i) => {
+          const index = first + i;
+          const opts = { host: s.server.host, port: s.server.port, requestTimeoutMs: s.requestTimeoutMs };
+          const transport = s.transport === 'http' ? new HttpWorkerTransport(opts, stats) : new GrpcWorkerTransport(opts, stats);
+          transports.push(transport);
+          return runWorker({
+            index,
+            rounds: s.rounds,
+            transport,
+            codec,
+            clock: systemClock,
+            trainMs: s.trainMs,
+            retry: s.retry,
+            random: seededRandom(s.seed * 1_000_003 + index),
+            stats,
+            hash: sha256Hex,
+            signal: abort.signal,
+          });
+        }),
+      );
+      for (const t of transports) t.close();
+      const failed = results.filter((r) => r.status === 'rejected').length;
+      if (failed > 0) {
+        const why = abort.signal.aborted ? 'stopped' : (stats.firstError ?? 'unknown error');
+        throw Object.assign(new RunError(`worker node ${name}: ${failed} of ${count} workers failed; first error: ${why}`), { report: report() });
+      }
+      log(`worker node ${name}: ${count} workers finished ${s.rounds} rounds (${stats.retries} retries, ${sumCounters(stats.errors)} errors)`);
+      return report();
+    },
+  };
+}
+
+export function workerSettingsFromFlags(flags: WorkerFlags): WorkerSettings {
   if (flags.chunk === undefined) throw new UsageError('--chunk "n of k" is required for --role worker');
   if (flags.workers === undefined) throw new UsageError('--workers W is required for --role worker: the total number of workers across all chunks');
   if (flags.server === undefined) throw new UsageError('--server HOST:PORT is required for --role worker: the server port of the chosen --transport');
   const chunk = parseChunk(flags.chunk);
-  const total = parseIntFlag(flags.workers, '--workers', 1);
+  const workers = parseIntFlag(flags.workers, '--workers', 1);
   const server = parseHostPort(flags.server, '--server');
   if (flags.transport !== 'http' && flags.transport !== 'grpc') {
     throw new UsageError(`--transport "${flags.transport}" is not a transport: use http or grpc`);
   }
-  const rounds = parseIntFlag(flags.rounds, '--rounds', 1);
-  const trainMs = parseRange(flags.trainMs, '--train-ms');
-  const spec = parsePayload(flags.payload);
-  const retry: RetryPolicy = {
-    retries: parseIntFlag(flags.retries, '--retries', 0, 100),
-    baseMs: parseNumberFlag(flags.retryBaseMs, '--retry-base-ms', 1),
-    maxMs: parseNumberFlag(flags.retryMaxMs, '--retry-max-ms', 1),
+  return {
+    chunk,
+    workers,
+    server,
+    transport: flags.transport,
+    rounds: parseIntFlag(flags.rounds, '--rounds', 1),
+    trainMs: parseRange(flags.trainMs, '--train-ms'),
+    payload: parsePayload(flags.payload),
+    retry: {
+      retries: parseIntFlag(flags.retries, '--retries', 0, 100),
+      baseMs: parseNumberFlag(flags.retryBaseMs, '--retry-base-ms', 1),
+      maxMs: parseNumberFlag(flags.retryMaxMs, '--retry-max-ms', 1),
+    },
+    requestTimeoutMs: parseNumberFlag(flags.requestTimeout, '--request-timeout', 0.1) * 1000,
+    seed: parseIntFlag(flags.seed, '--seed', 0),
   };
-  const requestTimeoutMs = parseNumberFlag(flags.requestTimeout, '--request-timeout', 0.1) * 1000;
-  const seed = parseIntFlag(flags.seed, '--seed', 0);
-  const { first, count } = chunkRange(chunk, total);
-  if (count === 0) {
-    log(`worker node ${formatChunk(chunk)}: no workers in this chunk (${total} workers over ${chunk.k} chunks)`);
-    if (flags.events) emitEvent({ event: 'final', report: new WorkerNodeStats(0).report() });
-    return 0;
-  }
+}
 
-  await preflight(server.host, server.port, retry);
-
-  const stats = new WorkerNodeStats(count);
-  const codec = createPayload(spec);
-  const abort = new AbortController();
-  const stop = () => abort.abort();
+/** `fedsim node --role worker` on its own: the workers of one chunk against --server. */
+export async function runWorkerNode(flags: WorkerFlags): Promise<number> {
+  const settings = workerSettingsFromFlags(flags);
+  const chunk = await prepareChunk(settings);
+  const stop = () => chunk.stop();
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  log(`worker node ${formatChunk(chunk)}: workers ${first}..${first + count - 1} over ${flags.transport} to ${server.host}:${server.port}, ${rounds} rounds`);
-
-  const flush = () => {
-    if (flags.events) {
-      emitEvent({
-        event: 'progress',
-        states: stats.states,
-        roundsDone: stats.roundsDone,
-        errors: sumCounters(stats.errors),
-        propagation: stats.drainPropagation(),
-      });
+  const ticker = flags.events ? setInterval(() => emitEvent({ event: 'progress', ...chunk.snapshot() }), 200) : null;
+  try {
+    const report = await chunk.run();
+    if (flags.events) emitEvent({ event: 'final', report });
+    return 0;
+  } catch (e) {
+    const report = (e as { report?: WorkerNodeReport }).report;
+    if (flags.events && report) emitEvent({ event: 'final', report });
+    throw e;
+  } finally {
+    if (ticker) {
+      clearInterval(ticker);
+      if (flags.events) emitEvent({ event: 'progress', ...chunk.snapshot() });
     }
-  };
-  const ticker = setInterval(flush, 200);
-
-  const transports: WorkerTransport[] = [];
-  const results = await Promise.allSettled(
-    Array.from({ length: count }, (_, i) => {
-      const index = first + i;
-      const opts = { host: server.host, port: server.port, requestTimeoutMs };
-      const transport = flags.transport === 'http' ? new HttpWorkerTransport(opts, stats) : new GrpcWorkerTransport(opts, stats);
-      transports.push(transport);
-      return runWorker({
-        index,
-        rounds,
-        transport,
-        codec,
-        clock: systemClock,
-        trainMs,
-        retry,
-        random: seededRandom(seed * 1_000_003 + index),
-        stats,
-        hash: sha256Hex,
-        signal: abort.signal,
-      });
-    }),
-  );
-  clearInterval(ticker);
-  flush();
-  for (const t of transports) t.close();
-  process.off('SIGTERM', stop);
-  process.off('SIGINT', stop);
-
-  const failed = results.filter((r) => r.status === 'rejected').length;
-  if (flags.events) emitEvent({ event: 'final', report: { ...stats.report(), maxRssBytes: process.resourceUsage().maxRSS * 1024 } });
-  const errors = sumCounters(stats.errors);
-  if (failed > 0) {
-    const why = abort.signal.aborted ? 'stopped by a signal' : (stats.firstError ?? 'unknown error');
-    throw new RunError(`worker node ${formatChunk(chunk)}: ${failed} of ${count} workers failed; first error: ${why}`);
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
   }
-  log(`worker node ${formatChunk(chunk)}: ${count} workers finished ${rounds} rounds (${stats.retries} retries, ${errors} errors)`);
-  return 0;
 }

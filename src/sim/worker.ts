@@ -127,7 +127,7 @@ async function pull(
       stats.error('integrity', `worker ${ctx.index}: model v${got.version} failed its SHA-256 check`);
       continue;
     }
-    if (measure) stats.propagation(got.version, Math.max(0, wallNow - got.publishedAtMs));
+    if (measure) stats.propagation(got.version, wallNow - got.publishedAtMs);
     return got;
   }
 }

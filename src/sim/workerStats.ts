@@ -67,7 +67,11 @@ export class WorkerNodeStats {
     recordMs(this.hist[name], ms);
   }
 
-  propagation(version: number, ms: number): void {
+  /** Clock correction for cross-node propagation (server clock vs this node's), from the coordinator. */
+  propagationShiftMs = 0;
+
+  propagation(version: number, rawMs: number): void {
+    const ms = Math.max(0, rawMs + this.propagationShiftMs);
     recordMs(this.hist.propagationMs, ms);
     let h = this.propByVersion.get(version);
     if (!h) this.propByVersion.set(version, (h = newHistogram()));

@@ -1,0 +1,118 @@
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
+import { UsageError } from '../errors.js';
+import { type Scenario, SETTINGS, type SettingDef, checkScenario, defaults, envOf, flagOf, parseSetting } from './settings.js';
+
+/** The JSON Schema of a scenario file, derived from the settings table (published in docs/scenario.md). */
+export function scenarioJsonSchema(): Record<string, unknown> {
+  const typeOf = (d: SettingDef): Record<string, unknown> => {
+    switch (d.kind) {
+      case 'int':
+        return { type: 'integer', ...(d.min !== undefined ? { minimum: d.min } : {}), ...(d.max !== undefined ? { maximum: d.max } : {}) };
+      case 'number':
+        return { type: 'number', ...(d.min !== undefined ? { minimum: d.min } : {}) };
+      case 'enum':
+        return { type: 'string', enum: [...d.choices!] };
+      case 'range':
+        return { type: ['string', 'number'] };
+      default:
+        return { type: 'string' };
+    }
+  };
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: 'fedsim scenario',
+    type: 'object',
+    additionalProperties: false,
+    properties: Object.fromEntries(SETTINGS.map((d) => [d.key, { ...typeOf(d), description: d.help }])),
+  };
+}
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+const validate = ajv.compile(scenarioJsonSchema());
+
+function lineOf(doc: Document, lc: LineCounter, key: string | undefined): number {
+  if (key && isMap(doc.contents)) {
+    for (const pair of doc.contents.items) {
+      if (isScalar(pair.key) && pair.key.value === key && pair.key.range) return lc.linePos(pair.key.range[0]).line;
+    }
+  }
+  return 1;
+}
+
+function explain(e: ErrorObject): { key: string | undefined; text: string } {
+  const key = e.instancePath ? e.instancePath.split('/')[1] : (e.params as { additionalProperty?: string }).additionalProperty;
+  if (e.keyword === 'additionalProperties') {
+    const p = (e.params as { additionalProperty: string }).additionalProperty;
+    return { key: p, text: `unknown key "${p}": allowed keys are ${SETTINGS.map((d) => d.key).join(', ')}` };
+  }
+  if (e.keyword === 'enum') return { key, text: `key "${key}" ${e.message}: ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}` };
+  if (e.keyword === 'type' && !key) return { key, text: 'the file must be a YAML mapping of keys to values (see docs/scenario.md)' };
+  return { key, text: `key "${key}" ${e.message}` };
+}
+
+/** Reads and validates a scenario file; errors name the file, line and key. */
+export function loadScenarioFile(file: string): Partial<Record<keyof Scenario, unknown>> & { __lines: Record<string, number> } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`scenario file ${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): check the path`);
+  }
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const err = doc.errors[0];
+    const line = err.linePos?.[0].line ?? 1;
+    throw new UsageError(`${file}:${line}: not valid YAML: ${err.message.split('\n')[0]}`);
+  }
+  const data: unknown = doc.toJS() ?? {};
+  if (!validate(data)) {
+    const { key, text: why } = explain(validate.errors![0]);
+    throw new UsageError(`${file}:${lineOf(doc, lc, key)}: ${why}`);
+  }
+  const lines: Record<string, number> = {};
+  for (const k of Object.keys(data as object)) lines[k] = lineOf(doc, lc, k);
+  return { ...(data as object), __lines: lines };
+}
+
+export type Source = 'flag' | 'env' | 'file' | 'default';
+
+export interface ResolveInput {
+  /** Flag values as given on the command line (undefined when not given). */
+  readonly flags: Partial<Record<keyof Scenario, string | undefined>>;
+  readonly env: NodeJS.ProcessEnv;
+  readonly file?: string;
+}
+
+/** Flags > FEDSIM_* environment > scenario file > defaults; every value validated where it came from. */
+export function resolveScenario(input: ResolveInput): { scenario: Scenario; sources: Record<keyof Scenario, Source> } {
+  const fromFile = input.file ? loadScenarioFile(input.file) : undefined;
+  const out = defaults() as unknown as Record<string, unknown>;
+  const sources = {} as Record<keyof Scenario, Source>;
+  const where = {} as Record<keyof Scenario, string>;
+  for (const def of SETTINGS) {
+    const flag = input.flags[def.key];
+    const env = input.env[envOf(def.key)];
+    if (flag !== undefined) {
+      out[def.key] = parseSetting(def, flag, flagOf(def.key));
+      sources[def.key] = 'flag';
+      where[def.key] = flagOf(def.key);
+    } else if (env !== undefined && env !== '') {
+      out[def.key] = parseSetting(def, env, envOf(def.key));
+      sources[def.key] = 'env';
+      where[def.key] = envOf(def.key);
+    } else if (fromFile && def.key in fromFile) {
+      const line = fromFile.__lines[def.key];
+      where[def.key] = `${input.file}:${line}: key "${def.key}"`;
+      out[def.key] = parseSetting(def, fromFile[def.key], where[def.key]);
+      sources[def.key] = 'file';
+    } else {
+      sources[def.key] = 'default';
+      where[def.key] = flagOf(def.key);
+    }
+  }
+  const scenario = checkScenario(out as unknown as Scenario, (k) => where[k]);
+  return { scenario, sources };
+}

@@ -1,0 +1,113 @@
+import { UsageError } from '../errors.js';
+import { parsePayload } from './payload.js';
+import { parseIntFlag, parseNumberFlag, parseRange } from './values.js';
+
+/**
+ * Every setting of a run, once: its scenario key, flag, environment variable, type,
+ * default and help. The CLI options, the YAML schema, the FEDSIM_* variables and the
+ * precedence (flags > environment > file > defaults) are all derived from this table.
+ */
+export interface Scenario {
+  name: string;
+  workers: number;
+  nodes: number;
+  rounds: number;
+  transport: 'http' | 'grpc';
+  payload: string;
+  trainMs: string;
+  minWorkers: number | null;
+  roundTimeout: number | null;
+  pollTimeout: number;
+  retries: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  requestTimeout: number;
+  seed: number;
+  heartbeatMs: number;
+  lostAfter: number;
+  silenceTimeout: number;
+  onNodeLoss: 'fail' | 'continue';
+  expectTimeout: number;
+}
+
+type Kind = 'int' | 'number' | 'string' | 'enum' | 'range' | 'payload';
+
+export interface SettingDef {
+  readonly key: keyof Scenario;
+  readonly kind: Kind;
+  readonly default: string | number | null;
+  readonly help: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly choices?: readonly string[];
+  /** Unit shown in help: "s", "ms". */
+  readonly unit?: string;
+}
+
+export const SETTINGS: readonly SettingDef[] = [
+  { key: 'name', kind: 'string', default: 'default', help: 'name of the run (shown in reports)' },
+  { key: 'workers', kind: 'int', default: 200, min: 1, help: 'simulated workers in the whole run' },
+  { key: 'nodes', kind: 'int', default: 2, min: 1, max: 4096, help: 'worker nodes (chunks)' },
+  { key: 'rounds', kind: 'int', default: 5, min: 1, help: 'rounds each worker completes' },
+  { key: 'transport', kind: 'enum', default: 'http', choices: ['http', 'grpc'], help: 'long-poll HTTP or gRPC' },
+  { key: 'payload', kind: 'payload', default: 'string', help: 'string or bytes:SIZE (e.g. bytes:1MiB)' },
+  { key: 'trainMs', kind: 'range', default: '10..50', unit: 'ms', help: 'simulated training time per round, uniform in A..B' },
+  { key: 'minWorkers', kind: 'int', default: null, min: 1, help: 'with roundTimeout: close a round with this many updates after the deadline' },
+  { key: 'roundTimeout', kind: 'number', default: null, min: 0, unit: 's', help: 'seconds before a round may close on the quorum' },
+  { key: 'pollTimeout', kind: 'number', default: 25, min: 0.05, unit: 's', help: 'seconds a model long-poll is held before an empty answer' },
+  { key: 'retries', kind: 'int', default: 5, min: 0, max: 100, help: 'retries of a failed request' },
+  { key: 'retryBaseMs', kind: 'number', default: 100, min: 1, unit: 'ms', help: 'first backoff (doubles each retry, full jitter)' },
+  { key: 'retryMaxMs', kind: 'number', default: 2000, min: 1, unit: 'ms', help: 'longest backoff' },
+  { key: 'requestTimeout', kind: 'number', default: 60, min: 0.1, unit: 's', help: 'seconds without an answer before a request fails (above pollTimeout)' },
+  { key: 'seed', kind: 'int', default: 1, min: 0, help: 'seed of jitter and payload randomness' },
+  { key: 'heartbeatMs', kind: 'number', default: 1000, min: 50, unit: 'ms', help: 'node heartbeat interval; missing after 3 missed beats' },
+  { key: 'lostAfter', kind: 'number', default: 10, min: 0.1, unit: 's', help: 'seconds without a beat before a node is lost' },
+  { key: 'silenceTimeout', kind: 'number', default: 15, min: 0.1, unit: 's', help: 'a node exits when the coordinator is silent this long' },
+  { key: 'onNodeLoss', kind: 'enum', default: 'fail', choices: ['fail', 'continue'], help: 'what a lost node does to the run' },
+  { key: 'expectTimeout', kind: 'number', default: 60, min: 0.1, unit: 's', help: 'seconds to wait for all expected nodes before failing' },
+];
+
+export const flagOf = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+export const envOf = (key: string) => `FEDSIM_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+
+/** Parses one value given as text (a flag or an environment variable) or as YAML data. */
+export function parseSetting(def: SettingDef, raw: unknown, what: string): string | number {
+  const text = typeof raw === 'string' ? raw : String(raw);
+  switch (def.kind) {
+    case 'int':
+      return parseIntFlag(text, what, def.min ?? 0, def.max);
+    case 'number': {
+      const v = parseNumberFlag(text, what, def.min ?? 0);
+      if (def.max !== undefined && v > def.max) throw new UsageError(`${what} ${v} must be at most ${def.max}`);
+      return v;
+    }
+    case 'enum':
+      if (!def.choices!.includes(text)) throw new UsageError(`${what} "${text}" is not allowed: use ${def.choices!.join(' or ')}`);
+      return text;
+    case 'range':
+      parseRange(text, what);
+      return text;
+    case 'payload':
+      parsePayload(text, what);
+      return text;
+    case 'string':
+      return text;
+  }
+}
+
+export function defaults(): Scenario {
+  return Object.fromEntries(SETTINGS.map((d) => [d.key, d.default])) as unknown as Scenario;
+}
+
+/** Checks that hold across settings. `where` names the source of each key for the message. */
+export function checkScenario(s: Scenario, where: (key: keyof Scenario) => string): Scenario {
+  if (s.nodes > s.workers) throw new UsageError(`${where('nodes')} ${s.nodes} is more than ${where('workers')} ${s.workers}: each node needs at least one worker`);
+  if ((s.minWorkers === null) !== (s.roundTimeout === null)) {
+    throw new UsageError(`${where('minWorkers')} and ${where('roundTimeout')} go together: a round closes with M updates once S seconds have passed`);
+  }
+  if (s.minWorkers !== null && s.minWorkers > s.workers) throw new UsageError(`${where('minWorkers')} ${s.minWorkers} is more than ${where('workers')} ${s.workers}`);
+  if (s.requestTimeout <= s.pollTimeout) {
+    throw new UsageError(`${where('requestTimeout')} ${s.requestTimeout} must be above ${where('pollTimeout')} ${s.pollTimeout}, or every long-poll would time out`);
+  }
+  return s;
+}
