@@ -1,9 +1,30 @@
 import { Command, CommanderError, Option } from 'commander';
+import { runAttachedNode, type AgentFlags } from './commands/nodeAgent.js';
+import { runCoordinator, type CoordinatorFlags } from './commands/coordinator.js';
 import { runServerNode, type ServerFlags } from './commands/nodeServer.js';
 import { runWorkerNode, type WorkerFlags } from './commands/nodeWorker.js';
 import { runRun, type RunFlags } from './commands/run.js';
+import type { ResolveInput } from './config/scenario.js';
+import { SETTINGS, envOf, flagOf } from './config/settings.js';
+import { parseSize } from './config/values.js';
 import { ExitCode, UsageError, exitCodeOf } from './errors.js';
 import { fedsimVersion } from './runtime/self.js';
+
+/** Scenario settings as flags: no commander defaults, so precedence (flag > env > file > default) stays ours. */
+function addScenarioOptions(cmd: Command): Command {
+  for (const d of SETTINGS) {
+    const unit = d.unit ? ` (${d.unit})` : '';
+    const def = d.default === null ? '' : `; default ${d.default}`;
+    cmd.addOption(new Option(`${flagOf(d.key)} <value>`, `${d.help}${unit}${def}; env ${envOf(d.key)}`));
+  }
+  return cmd;
+}
+
+function settingFlags(opts: Record<string, unknown>): ResolveInput['flags'] {
+  const out: ResolveInput['flags'] = {};
+  for (const d of SETTINGS) if (typeof opts[d.key] === 'string') out[d.key] = opts[d.key] as string;
+  return out;
+}
 
 function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command('fedsim')
@@ -14,8 +35,11 @@ function buildProgram(setExit: (code: number) => void): Command {
 
   program
     .command('node')
-    .description('run one node: the FL server under test, or one chunk of workers')
+    .description('run one node: the FL server under test, or one chunk of workers; with --coordinator it takes everything else from the coordinator')
     .addOption(new Option('--role <role>', 'server or worker').choices(['server', 'worker']).makeOptionMandatory())
+    .option('--coordinator <HOST:PORT>', 'attach to a coordinator, which assigns the scenario (and the chunk, unless --chunk)')
+    .option('--token <token>', 'the run token the coordinator printed (or FEDSIM_TOKEN)')
+    .option('--tls-ca <file>', 'CA certificate to check a TLS coordinator')
     .option('--workers <W>', 'workers in the whole run (server: expected per round)')
     .option('--host <host>', '[server] address to bind', '127.0.0.1')
     .option('--http-port <P>', '[server] long-poll HTTP port (0 picks a free one)', '0')
@@ -35,30 +59,42 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--retry-max-ms <ms>', '[worker] longest backoff', '2000')
     .option('--request-timeout <S>', '[worker] seconds without an answer before a request fails (above --poll-timeout)', '60')
     .option('--seed <N>', '[worker] seed of the jitter and payload randomness', '1')
-    .option('--events', 'print NDJSON events on stdout (used by fedsim run)')
-    .action(async (opts: ServerFlags & WorkerFlags & { role: string }) => {
-      setExit(opts.role === 'server' ? await runServerNode(opts) : await runWorkerNode(opts));
+    .option('--events', 'print NDJSON events on stdout')
+    .action(async (opts: ServerFlags & WorkerFlags & AgentFlags & { role: 'server' | 'worker' }) => {
+      if (opts.coordinator !== undefined) {
+        setExit(await runAttachedNode(opts, parseSize(opts.maxUpdateBytes, '--max-update-bytes')));
+      } else {
+        setExit(opts.role === 'server' ? await runServerNode(opts) : await runWorkerNode(opts));
+      }
     });
 
-  program
-    .command('run')
-    .description('the embedded default: a server node and worker nodes on this machine, one command')
-    .option('--workers <W>', 'simulated workers', '200')
-    .option('--nodes <K>', 'worker nodes (child processes)', '2')
-    .option('--rounds <R>', 'rounds', '5')
-    .option('--transport <t>', 'http or grpc', 'http')
-    .option('--payload <p>', 'string or bytes:SIZE (e.g. bytes:1MiB)', 'string')
-    .option('--train-ms <A..B>', 'simulated training time per round, uniform in A..B ms', '10..50')
-    .option('--min-workers <M>', 'with --round-timeout: close a round with M updates after the deadline')
-    .option('--round-timeout <S>', 'seconds before a round may close on the quorum')
-    .option('--poll-timeout <S>', 'seconds a model long-poll is held before 204', '25')
-    .option('--retries <N>', 'retries of a failed request', '5')
-    .option('--seed <N>', 'seed of the jitter and payload randomness', '1')
-    .option('--out <DIR>', 'run directory (default ./fedsim-runs/<timestamp>)')
-    .option('--headless', 'plain progress lines (the default until the terminal UI lands)')
-    .action(async (opts: RunFlags) => {
-      setExit(await runRun(opts));
-    });
+  addScenarioOptions(
+    program
+      .command('run')
+      .description('the embedded default: coordinator here, a server node and worker nodes as local child processes')
+      .option('--scenario <file>', 'scenario file (YAML); flags and FEDSIM_* variables override it')
+      .option('--out <DIR>', 'run directory (default ./fedsim-runs/<timestamp>)')
+      .option('--headless', 'plain progress lines (the default until the terminal UI lands)'),
+  ).action(async (opts: RunFlags) => {
+    setExit(await runRun(opts, settingFlags(opts)));
+  });
+
+  addScenarioOptions(
+    program
+      .command('coordinator')
+      .description('control plane: nodes on any host attach; starts them together, watches them, writes the reports')
+      .option('--listen <HOST:PORT>', 'control address to listen on', '127.0.0.1:7070')
+      .option('--scenario <file>', 'scenario file (YAML); flags and FEDSIM_* variables override it')
+      .option('--expect-nodes <N>', 'worker nodes to wait for (sets nodes); the server node is always expected too')
+      .option('--token <token>', 'run token nodes must present (default: generated and printed; or FEDSIM_TOKEN)')
+      .option('--tls-cert <file>', 'serve the control plane over TLS with this certificate')
+      .option('--tls-key <file>', 'private key of --tls-cert')
+      .option('--tls-ca <file>', 'CA bundle (reserved for client certificates)')
+      .option('--out <DIR>', 'run directory (default ./fedsim-runs/<timestamp>)')
+      .option('--headless', 'plain progress lines (the default until the terminal UI lands)'),
+  ).action(async (opts: CoordinatorFlags & Record<string, unknown>) => {
+    setExit(await runCoordinator(opts, settingFlags(opts)));
+  });
 
   return program;
 }
@@ -72,14 +108,11 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
-      if (err.code === 'commander.executeSubCommandAsync') return err.exitCode;
       return ExitCode.usage;
     }
     const msg = err instanceof Error ? err.message : String(err);
     process.stderr.write(`fedsim: ${err instanceof UsageError ? 'error' : 'failed'}: ${msg}\n`);
-    if (!(err instanceof UsageError) && !(err instanceof Error && err.name === 'RunError') && err instanceof Error && err.stack && process.env.FEDSIM_DEBUG) {
-      process.stderr.write(`${err.stack}\n`);
-    }
+    if (process.env.FEDSIM_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
     return exitCodeOf(err);
   }
 }

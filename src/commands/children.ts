@@ -10,10 +10,10 @@ export class ChildNode {
   private readonly logFile: WriteStream;
   private readonly tail: string[] = [];
 
-  constructor(readonly name: string, args: string[], logPath: string, onEvent: (ev: Record<string, unknown>) => void) {
+  constructor(readonly name: string, args: string[], logPath: string, onEvent: (ev: Record<string, unknown>) => void, env: NodeJS.ProcessEnv = process.env) {
     const self = selfCommand();
     this.logFile = createWriteStream(logPath);
-    this.proc = spawn(self.command, [...self.args, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(self.command, [...self.args, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
     createInterface({ input: this.proc.stdout! }).on('line', (line) => {
       if (!line.startsWith('{')) return;
       try {

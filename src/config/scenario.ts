@@ -29,8 +29,12 @@ export function scenarioJsonSchema(): Record<string, unknown> {
   };
 }
 
-const ajv = new Ajv({ allErrors: false, strict: true });
-const validate = ajv.compile(scenarioJsonSchema());
+let compiled: ReturnType<Ajv['compile']> | null = null;
+/** Compiled on first use: nodes that never read a file do not pay for it. */
+function validator(): ReturnType<Ajv['compile']> {
+  compiled ??= new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(scenarioJsonSchema());
+  return compiled;
+}
 
 function lineOf(doc: Document, lc: LineCounter, key: string | undefined): number {
   if (key && isMap(doc.contents)) {
@@ -68,6 +72,7 @@ export function loadScenarioFile(file: string): Partial<Record<keyof Scenario, u
     throw new UsageError(`${file}:${line}: not valid YAML: ${err.message.split('\n')[0]}`);
   }
   const data: unknown = doc.toJS() ?? {};
+  const validate = validator();
   if (!validate(data)) {
     const { key, text: why } = explain(validate.errors![0]);
     throw new UsageError(`${file}:${lineOf(doc, lc, key)}: ${why}`);

@@ -8,14 +8,13 @@ import {
   percentiles,
   sumCounters,
 } from '../sim/stats.js';
+import type { NodeView } from '../sim/runStore.js';
 import { WORKER_LATENCIES, type WorkerNodeReport } from '../sim/workerStats.js';
 
 export const SCHEMA_VERSION = 1;
 
 export interface NodeResult {
-  chunk: string;
-  workers: number;
-  exitCode: number | null;
+  view: NodeView;
   report: WorkerNodeReport | null;
 }
 
@@ -23,13 +22,13 @@ export interface SummaryInput {
   fedsimVersion: string;
   startedAt: string;
   durationMs: number;
+  name: string;
   transport: string;
   payload: string;
   workers: number;
-  nodes: NodeResult[];
   roundsRequested: number;
-  server: ServerReport | null;
-  serverMaxRssBytes: number | null;
+  nodes: NodeResult[];
+  server: { view: NodeView; report: (ServerReport & { maxRssBytes?: number }) | null } | null;
   failure: string | null;
 }
 
@@ -38,6 +37,7 @@ type Lat = Omit<Percentiles, 'count' | 'mean'> & { count: number; mean: number }
 export interface Summary {
   schemaVersion: 1;
   fedsimVersion: string;
+  name: string;
   status: 'passed' | 'failed';
   failure: string | null;
   startedAt: string;
@@ -61,13 +61,46 @@ export interface Summary {
   propagationMs: Lat;
   roundMs: Lat;
   roundLines: RoundLine[];
-  perNode: Array<{ chunk: string; workers: number; exitCode: number | null; roundsDone: number; errors: number; retries: number; maxRssBytes: number | null }>;
+  perNode: PerNode[];
+  perChunk: PerChunk[];
   resources: { serverMaxRssBytes: number | null; workerNodeMaxRssBytes: number | null };
+}
+
+export interface PerNode {
+  id: string;
+  role: string;
+  chunk: string;
+  host: string;
+  pid: number;
+  status: string;
+  exitCode: number | null;
+  error: string;
+  clockOffsetMs: number | null;
+  rttMs: number | null;
+  maxRssBytes: number | null;
+}
+
+export interface PerChunk {
+  chunk: string;
+  host: string;
+  workers: number;
+  roundsDone: number;
+  workersDone: number;
+  workersFailed: number;
+  errors: number;
+  retries: number;
+  messages: number;
+  bytesSent: number;
+  bytesReceived: number;
+  uploadMs: Lat;
+  downloadMs: Lat;
+  propagationMs: Lat;
 }
 
 /** Merges the server's and every worker node's figures into summary.json (schema v1, docs/summary.md). */
 export function buildSummary(input: SummaryInput): Summary {
   const reports = input.nodes.map((n) => n.report).filter((r): r is WorkerNodeReport => r !== null);
+  const lat = (r: WorkerNodeReport, name: (typeof WORKER_LATENCIES)[number]) => percentiles(decodeHistogram(r.histograms[name]));
   const merged = (name: (typeof WORKER_LATENCIES)[number]) => percentiles(mergeHistograms(reports.map((r) => decodeHistogram(r.histograms[name]))));
   const sent: CounterMap = {};
   const received: CounterMap = {};
@@ -89,11 +122,12 @@ export function buildSummary(input: SummaryInput): Summary {
     done += r.states.done;
     failed += r.states.failed;
   }
-  const server = input.server;
+  const server = input.server?.report ?? null;
   const serverErrors = server?.errors ?? {};
   return {
     schemaVersion: SCHEMA_VERSION,
     fedsimVersion: input.fedsimVersion,
+    name: input.name,
     status: input.failure ? 'failed' : 'passed',
     failure: input.failure,
     startedAt: input.startedAt,
@@ -122,17 +156,37 @@ export function buildSummary(input: SummaryInput): Summary {
     propagationMs: merged('propagationMs'),
     roundMs: server ? percentiles(decodeHistogram(server.roundMs)) : percentiles(mergeHistograms([])),
     roundLines: server?.rounds ?? [],
-    perNode: input.nodes.map((n) => ({
-      chunk: n.chunk,
-      workers: n.workers,
-      exitCode: n.exitCode,
-      roundsDone: n.report?.roundsDone ?? 0,
-      errors: n.report ? sumCounters(n.report.errors) : 0,
-      retries: n.report?.retries ?? 0,
+    perNode: [...(input.server ? [input.server] : []), ...input.nodes].map((n) => ({
+      id: n.view.id,
+      role: n.view.role,
+      chunk: n.view.chunk,
+      host: n.view.host,
+      pid: n.view.pid,
+      status: n.view.status,
+      exitCode: n.view.exitCode,
+      error: n.view.error,
+      clockOffsetMs: n.view.clockOffsetMs,
+      rttMs: n.view.rttMs,
       maxRssBytes: n.report?.maxRssBytes ?? null,
     })),
+    perChunk: input.nodes.map((n) => ({
+      chunk: n.view.chunk,
+      host: n.view.host,
+      workers: n.report?.workers ?? 0,
+      roundsDone: n.report?.roundsDone ?? 0,
+      workersDone: n.report?.states.done ?? 0,
+      workersFailed: n.report?.states.failed ?? 0,
+      errors: n.report ? sumCounters(n.report.errors) : 0,
+      retries: n.report?.retries ?? 0,
+      messages: n.report ? sumCounters(n.report.messagesSent) + sumCounters(n.report.messagesReceived) : 0,
+      bytesSent: n.report ? sumCounters(n.report.bytesSent) : 0,
+      bytesReceived: n.report ? sumCounters(n.report.bytesReceived) : 0,
+      uploadMs: n.report ? lat(n.report, 'uploadMs') : percentiles(mergeHistograms([])),
+      downloadMs: n.report ? lat(n.report, 'downloadMs') : percentiles(mergeHistograms([])),
+      propagationMs: n.report ? lat(n.report, 'propagationMs') : percentiles(mergeHistograms([])),
+    })),
     resources: {
-      serverMaxRssBytes: input.serverMaxRssBytes,
+      serverMaxRssBytes: server?.maxRssBytes ?? null,
       workerNodeMaxRssBytes: reports.length ? Math.max(...reports.map((r) => r.maxRssBytes ?? 0)) : null,
     },
   };

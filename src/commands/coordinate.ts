@@ -1,0 +1,88 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { formatPayload, parsePayload } from '../config/payload.js';
+import type { Scenario } from '../config/settings.js';
+import { Coordinator } from '../control/coordinator.js';
+import type { TlsFiles } from '../control/protocol.js';
+import { ExitCode, UsageError } from '../errors.js';
+import { HeadlessSink } from '../report/headless.js';
+import { buildSummary, formatSummaryTable, type Summary } from '../report/summary.js';
+import { fedsimVersion } from '../runtime/self.js';
+import { RunStore } from '../sim/runStore.js';
+import { log } from './output.js';
+
+export interface CoordinateOptions {
+  scenario: Scenario;
+  listen: { host: string; port: number };
+  token: string;
+  tls: TlsFiles;
+  outDir: string;
+  /** Called once the control port is bound (fedsim run starts its child nodes here). */
+  onListening?: (port: number, abort: (reason: string) => void) => void;
+}
+
+function timestamp(d: Date): string {
+  return d.toISOString().replace(/[:]/g, '').replace(/\..+/, '');
+}
+
+export function defaultOutDir(now = new Date()): string {
+  return path.join('fedsim-runs', timestamp(now));
+}
+
+export function prepareOutDir(dir: string): string {
+  const abs = path.resolve(dir);
+  try {
+    mkdirSync(path.join(abs, 'logs'), { recursive: true });
+  } catch (e) {
+    throw new UsageError(`--out ${abs} cannot be created (${(e as Error).message}): choose a writable directory`);
+  }
+  return abs;
+}
+
+/** Runs the coordinator to the end of the run, writes summary.json and returns the exit code. */
+export async function coordinate(o: CoordinateOptions): Promise<{ code: number; summary: Summary }> {
+  const sc = o.scenario;
+  const started = new Date();
+  const store = new RunStore(sc.workers, sc.rounds);
+  const sink = new HeadlessSink(store, log);
+  const coordinator = new Coordinator({ scenario: sc, listen: o.listen, token: o.token, tls: o.tls, store, log });
+  const port = await coordinator.listen();
+  const t0 = performance.now();
+  const onSignal = (sig: string) => () => coordinator.abort(`interrupted by ${sig}`);
+  const onInt = onSignal('SIGINT');
+  const onTerm = onSignal('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
+  try {
+    log(`fedsim: run "${sc.name}": ${sc.workers} workers in ${sc.nodes} nodes over ${sc.transport}, payload ${formatPayload(parsePayload(sc.payload))}, ${sc.rounds} rounds; control on ${o.listen.host}:${port}`);
+    o.onListening?.(port, (reason) => coordinator.abort(reason));
+    const result = await coordinator.run();
+    sink.close();
+    await coordinator.close();
+    let failure = result.failure;
+    const completed = result.server?.report?.roundsCompleted ?? 0;
+    if (!failure && completed < sc.rounds) failure = `${completed} of ${sc.rounds} rounds completed`;
+    const summary = buildSummary({
+      fedsimVersion: fedsimVersion(),
+      startedAt: started.toISOString(),
+      durationMs: performance.now() - t0,
+      name: sc.name,
+      transport: sc.transport,
+      payload: formatPayload(parsePayload(sc.payload)),
+      workers: sc.workers,
+      roundsRequested: sc.rounds,
+      nodes: result.workers,
+      server: result.server,
+      failure,
+    });
+    writeFileSync(path.join(o.outDir, 'summary.json'), `${JSON.stringify({ ...summary, scenario: sc }, null, 2)}\n`);
+    log('');
+    log(formatSummaryTable(summary));
+    log(`summary: ${path.join(o.outDir, 'summary.json')}`);
+    return { code: failure ? ExitCode.runFailed : ExitCode.ok, summary };
+  } finally {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    sink.close();
+  }
+}

@@ -1,0 +1,49 @@
+import { type ResolveInput, resolveScenario } from '../config/scenario.js';
+import { parseHostPort, parseIntFlag } from '../config/values.js';
+import { generateToken } from '../control/protocol.js';
+import { RunError } from '../errors.js';
+import { coordinate, defaultOutDir, prepareOutDir } from './coordinate.js';
+import { log } from './output.js';
+
+export interface CoordinatorFlags {
+  listen: string;
+  scenario?: string;
+  expectNodes?: string;
+  out?: string;
+  headless?: boolean;
+  token?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+}
+
+/** `fedsim coordinator`: nodes on any host attach; the run starts when all of them are ready. */
+export async function runCoordinator(flags: CoordinatorFlags, settingFlags: ResolveInput['flags']): Promise<number> {
+  const listen = parseHostPort(flags.listen, '--listen');
+  const withExpect = { ...settingFlags };
+  if (flags.expectNodes !== undefined) {
+    parseIntFlag(flags.expectNodes, '--expect-nodes', 1);
+    withExpect.nodes = flags.expectNodes;
+  }
+  const { scenario } = resolveScenario({ flags: withExpect, env: process.env, file: flags.scenario });
+  const outDir = prepareOutDir(flags.out ?? defaultOutDir());
+  const given = flags.token ?? process.env.FEDSIM_TOKEN;
+  const token = given || generateToken();
+  const tls = { cert: flags.tlsCert, key: flags.tlsKey, ca: flags.tlsCa };
+  const { code, summary } = await coordinate({
+    scenario,
+    listen,
+    token,
+    tls,
+    outDir,
+    onListening: (port) => {
+      const addr = `${listen.host === '0.0.0.0' ? '<this-host>' : listen.host}:${port}`;
+      if (!given) log(`run token: ${token}  (give it to every node with --token or FEDSIM_TOKEN)`);
+      log(`waiting up to ${scenario.expectTimeout} s for 1 server node and ${scenario.nodes} worker nodes, e.g.:`);
+      log(`  fedsim node --role server --coordinator ${addr} --host 0.0.0.0`);
+      log(`  fedsim node --role worker --coordinator ${addr}   (× ${scenario.nodes}; chunks are assigned in order)`);
+    },
+  });
+  if (code !== 0) throw new RunError(summary.failure ?? 'the run failed');
+  return code;
+}

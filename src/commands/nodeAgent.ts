@@ -1,0 +1,168 @@
+import { parseChunk } from '../config/chunk.js';
+import { parsePayload } from '../config/payload.js';
+import type { Scenario } from '../config/settings.js';
+import { parseHostPort, parseRange } from '../config/values.js';
+import { NodeAgent } from '../control/agent.js';
+import type { TlsFiles } from '../control/protocol.js';
+import { RunError, UsageError, exitCodeOf } from '../errors.js';
+import { fedsimVersion } from '../runtime/self.js';
+import type { RoundLine } from '../sim/flServer.js';
+import type { WorkerNodeReport } from '../sim/workerStats.js';
+import { type ChunkHandle, prepareChunk } from './nodeWorker.js';
+import { type ServerHandle, startServer } from './nodeServer.js';
+import { log } from './output.js';
+
+export interface AgentFlags {
+  role: 'server' | 'worker';
+  coordinator: string;
+  token?: string;
+  chunk?: string;
+  host: string;
+  httpPort: string;
+  grpcPort: string;
+  maxUpdateBytes: string;
+  tlsCa?: string;
+}
+
+const SNAPSHOT_MS = 200;
+
+/** `fedsim node --coordinator HOST:PORT`: everything else comes from the coordinator. */
+export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): Promise<number> {
+  const coordinator = parseHostPort(flags.coordinator, '--coordinator');
+  const token = flags.token ?? process.env.FEDSIM_TOKEN;
+  if (!token) throw new UsageError('--token (or FEDSIM_TOKEN) is required with --coordinator: use the run token the coordinator printed');
+  if (flags.chunk !== undefined && flags.role === 'worker') parseChunk(flags.chunk);
+  const tls: TlsFiles = { ca: flags.tlsCa };
+  const testVersion = process.env.FEDSIM_TEST_PROTOCOL_VERSION;
+
+  let server: ServerHandle | null = null;
+  let chunk: ChunkHandle | null = null;
+  let pendingRounds: RoundLine[] = [];
+  let ticker: NodeJS.Timeout | null = null;
+  let runPromise: Promise<WorkerNodeReport> | null = null;
+  let stopReason: string | null = null;
+  let stopped!: () => void;
+  const stoppedP = new Promise<void>((r) => (stopped = r));
+
+  const agent: NodeAgent = new NodeAgent({
+    coordinator,
+    token,
+    role: flags.role,
+    chunk: flags.chunk,
+    tls,
+    fedsimVersion: fedsimVersion(),
+    log,
+    protocolVersion: testVersion ? Number(testVersion) : undefined,
+    handlers: {
+      async assign(a) {
+        const sc = JSON.parse(a.scenarioJson) as Scenario;
+        if (a.role === 'server') {
+          server = await startServer(
+            {
+              workers: sc.workers,
+              host: flags.host,
+              httpPort: Number(flags.httpPort),
+              grpcPort: Number(flags.grpcPort),
+              minWorkers: sc.minWorkers ?? undefined,
+              roundTimeoutMs: sc.roundTimeout === null ? undefined : sc.roundTimeout * 1000,
+              pollTimeoutMs: sc.pollTimeout * 1000,
+              payload: parsePayload(sc.payload),
+              maxBodyBytes,
+            },
+            (line) => pendingRounds.push(line),
+          );
+          ticker = setInterval(() => {
+            if (pendingRounds.length === 0) return;
+            agent.snapshot({ rounds: pendingRounds });
+            pendingRounds = [];
+          }, SNAPSHOT_MS);
+          return { host: flags.host, httpPort: server.httpPort, grpcPort: server.grpcPort };
+        }
+        chunk = await prepareChunk({
+          chunk: parseChunk(a.chunk),
+          workers: sc.workers,
+          server: { host: a.serverHost, port: a.serverPort },
+          transport: sc.transport,
+          rounds: sc.rounds,
+          trainMs: parseRange(sc.trainMs, 'trainMs'),
+          payload: parsePayload(sc.payload),
+          retry: { retries: sc.retries, baseMs: sc.retryBaseMs, maxMs: sc.retryMaxMs },
+          requestTimeoutMs: sc.requestTimeout * 1000,
+          seed: sc.seed,
+        });
+        log(`worker node ${a.chunk}: assigned by the coordinator; server ${a.serverHost}:${a.serverPort}`);
+        return {};
+      },
+      start() {
+        if (!chunk) return;
+        const c: ChunkHandle = chunk;
+        ticker = setInterval(() => agent.snapshot(c.snapshot()), SNAPSHOT_MS);
+        runPromise = c.run();
+        runPromise.then(
+          () => stopped(),
+          () => stopped(),
+        );
+      },
+      stop(reason) {
+        stopReason = reason;
+        chunk?.stop();
+        stopped();
+      },
+      clock(shiftMs) {
+        if (chunk) chunk.stats.propagationShiftMs = shiftMs;
+      },
+    },
+  });
+
+  const stopSignal = (sig: string) => {
+    stopReason = `stopped by ${sig}`;
+    chunk?.stop();
+    stopped();
+  };
+  process.once('SIGTERM', () => stopSignal('SIGTERM'));
+  process.once('SIGINT', () => stopSignal('SIGINT'));
+
+  await agent.connect();
+  log(`node: attached to the coordinator at ${coordinator.host}:${coordinator.port} as ${agent.welcome?.nodeId}`);
+
+  const ended = await Promise.race([stoppedP.then(() => null), agent.ended$]);
+  if (ticker) clearInterval(ticker);
+  const srv = server as ServerHandle | null;
+  if (ended !== null) {
+    // The coordinator went away (silence, crash): stop everything here, leave nothing running.
+    (chunk as ChunkHandle | null)?.stop();
+    if (runPromise) await (runPromise as Promise<unknown>).catch(() => undefined);
+    await srv?.stop();
+    throw new RunError(`node stopped: ${ended}`);
+  }
+  if (srv) {
+    const report = { ...srv.fl.report(), maxRssBytes: process.resourceUsage().maxRSS * 1024 };
+    if (pendingRounds.length) agent.snapshot({ rounds: pendingRounds });
+    await agent.finish(0, report);
+    await srv.stop();
+    log(`server: stopped (${stopReason ?? 'done'}) after ${srv.fl.rounds.length} rounds`);
+    agent.close();
+    return 0;
+  }
+  const c = chunk as ChunkHandle | null;
+  if (!c || !runPromise) {
+    await agent.finish(1, null, stopReason ?? 'stopped before the start');
+    agent.close();
+    return (stopReason as string | null)?.startsWith('stopped by SIG') ? 1 : 0;
+  }
+  let code = 0;
+  let report: WorkerNodeReport | null = null;
+  let error = '';
+  try {
+    report = await (runPromise as Promise<WorkerNodeReport>);
+  } catch (e) {
+    report = (e as { report?: WorkerNodeReport }).report ?? null;
+    error = (e as Error).message;
+    code = exitCodeOf(e);
+  }
+  agent.snapshot(c.snapshot());
+  await agent.finish(code, report, error);
+  agent.close();
+  if (code !== 0) throw new RunError(error);
+  return 0;
+}

@@ -1,0 +1,132 @@
+import type { RoundLine } from './flServer.js';
+import { type Histogram, decodeHistogram, newHistogram, percentiles } from './stats.js';
+import { WORKER_STATES, type WorkerState } from './workerStats.js';
+
+export type NodeStatus = 'attached' | 'ready' | 'running' | 'missing' | 'finished' | 'lost' | 'failed';
+
+export interface NodeView {
+  id: string;
+  role: 'server' | 'worker';
+  chunk: string;
+  host: string;
+  pid: number;
+  status: NodeStatus;
+  /** Coordinator monotonic ms of the last message. */
+  lastHeardAt: number;
+  cpuPercent: number;
+  rssBytes: number;
+  /** Node clock minus coordinator clock, ms (best sample so far). */
+  clockOffsetMs: number | null;
+  rttMs: number | null;
+  exitCode: number | null;
+  error: string;
+}
+
+export interface ChunkView {
+  chunk: string;
+  workers: number;
+  states: Record<WorkerState, number>;
+  roundsDone: number;
+  errors: number;
+  retries: number;
+  messages: number;
+  bytes: number;
+}
+
+export interface WorkerSnapshotIn {
+  chunk: string;
+  workers: number;
+  states: Record<WorkerState, number>;
+  roundsDone: number;
+  errors: number;
+  retries: number;
+  messages: number;
+  bytes: number;
+  propagation: Array<{ version: number; histogram: string }>;
+}
+
+export type RunPhase = 'waiting' | 'running' | 'finishing' | 'done';
+
+export type StoreEvent =
+  | { type: 'node'; node: NodeView }
+  | { type: 'phase'; phase: RunPhase; at: number }
+  | { type: 'workerSnapshot'; snapshot: WorkerSnapshotIn }
+  | { type: 'rounds'; rounds: RoundLine[] }
+  | { type: 'notable'; text: string };
+
+/** A round line once the workers' propagation for its version is in. */
+export interface RoundRow extends RoundLine {
+  propagationP99: number | null;
+  propagationCount: number;
+}
+
+/**
+ * The coordinator's one store: it reduces node events into run state. Sinks (headless
+ * lines now, the TUI later) subscribe and read; nothing else writes.
+ */
+export class RunStore {
+  phase: RunPhase = 'waiting';
+  startedAt: number | null = null;
+  readonly nodes = new Map<string, NodeView>();
+  readonly chunks = new Map<string, ChunkView>();
+  readonly rounds: RoundLine[] = [];
+  readonly notable: string[] = [];
+  private readonly prop = new Map<number, Histogram>();
+  private readonly subscribers: Array<(e: StoreEvent) => void> = [];
+
+  constructor(readonly totalWorkers: number, readonly totalRounds: number) {}
+
+  subscribe(fn: (e: StoreEvent) => void): () => void {
+    this.subscribers.push(fn);
+    return () => this.subscribers.splice(this.subscribers.indexOf(fn), 1);
+  }
+
+  apply(e: StoreEvent): void {
+    switch (e.type) {
+      case 'node':
+        this.nodes.set(e.node.id, { ...e.node });
+        break;
+      case 'phase':
+        this.phase = e.phase;
+        if (e.phase === 'running') this.startedAt = e.at;
+        break;
+      case 'workerSnapshot': {
+        const { propagation, ...view } = e.snapshot;
+        this.chunks.set(view.chunk, { ...view, states: { ...view.states } });
+        for (const p of propagation) {
+          let h = this.prop.get(p.version);
+          if (!h) this.prop.set(p.version, (h = newHistogram()));
+          h.add(decodeHistogram(p.histogram));
+        }
+        break;
+      }
+      case 'rounds':
+        this.rounds.push(...e.rounds);
+        break;
+      case 'notable':
+        this.notable.push(e.text);
+        if (this.notable.length > 200) this.notable.shift();
+        break;
+    }
+    for (const fn of this.subscribers) fn(e);
+  }
+
+  /** Workers per state, summed over chunks. */
+  states(): Record<WorkerState, number> {
+    const out = Object.fromEntries(WORKER_STATES.map((s) => [s, 0])) as Record<WorkerState, number>;
+    for (const c of this.chunks.values()) for (const s of WORKER_STATES) out[s] += c.states[s];
+    return out;
+  }
+
+  /** Round `r` with the propagation of the version it published, as far as the workers have reported it. */
+  roundRow(line: RoundLine): RoundRow {
+    const h = this.prop.get(line.round);
+    return { ...line, propagationP99: h ? percentiles(h).p99 : null, propagationCount: h?.totalCount ?? 0 };
+  }
+
+  errors(): number {
+    let n = 0;
+    for (const c of this.chunks.values()) n += c.errors;
+    return n;
+  }
+}
