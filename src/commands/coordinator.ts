@@ -3,7 +3,7 @@ import { parseHostPort, parseIntFlag } from '../config/values.js';
 import { generateToken } from '../control/protocol.js';
 import { RunError } from '../errors.js';
 import { coordinate, defaultOutDir, prepareOutDir } from './coordinate.js';
-import { log } from './output.js';
+import { emitEvent, log } from './output.js';
 
 export interface CoordinatorFlags {
   listen: string;
@@ -19,7 +19,7 @@ export interface CoordinatorFlags {
 
 /** `fedsim coordinator`: nodes on any host attach; the run starts when all of them are ready. */
 export async function runCoordinator(flags: CoordinatorFlags, settingFlags: ResolveInput['flags']): Promise<number> {
-  const listen = parseHostPort(flags.listen, '--listen');
+  const listen = parseHostPort(flags.listen, '--listen', true);
   const withExpect = { ...settingFlags };
   if (flags.expectNodes !== undefined) {
     parseIntFlag(flags.expectNodes, '--expect-nodes', 1);
@@ -37,6 +37,7 @@ export async function runCoordinator(flags: CoordinatorFlags, settingFlags: Reso
     tls,
     outDir,
     onListening: (port) => {
+      emitEvent({ event: 'listening', host: listen.host, controlPort: port, pid: process.pid });
       const addr = `${listen.host === '0.0.0.0' ? '<this-host>' : listen.host}:${port}`;
       if (!given) log(`run token: ${token}  (give it to every node with --token or FEDSIM_TOKEN)`);
       log(`waiting up to ${scenario.expectTimeout} s for 1 server node and ${scenario.nodes} worker nodes, e.g.:`);

@@ -42,12 +42,12 @@ export function parseRange(input: string, what: string): { min: number; max: num
   return { min, max };
 }
 
-/** "host:port" → parts; a bare port means 127.0.0.1. */
-export function parseHostPort(input: string, what: string): { host: string; port: number } {
+/** "host:port" → parts; a bare port means 127.0.0.1. Port 0 only where `allowZero` (listen addresses). */
+export function parseHostPort(input: string, what: string, allowZero = false): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(input.trim()) ?? (/^\d+$/.test(input.trim()) ? [input, undefined, '127.0.0.1', input.trim()] : null);
   if (!m) throw new UsageError(`${what} "${input}" is not an address: write HOST:PORT, e.g. 127.0.0.1:7070`);
   const host = (m[1] ?? m[2]) || '127.0.0.1';
   const port = Number(m[3]);
-  if (port < 1 || port > 65535) throw new UsageError(`${what} "${input}": the port must be 1..65535`);
+  if (port < (allowZero ? 0 : 1) || port > 65535) throw new UsageError(`${what} "${input}": the port must be ${allowZero ? 0 : 1}..65535`);
   return { host, port };
 }

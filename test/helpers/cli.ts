@@ -15,10 +15,10 @@ export interface CliResult {
 }
 
 /** Runs the real CLI as a child process; kills it after `timeoutMs` so no test hangs. */
-export function runCli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
+export function runCli(args: string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     const t0 = Date.now();
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
@@ -32,8 +32,8 @@ export function runCli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
 }
 
 /** Starts the real CLI and returns the process (for long-running nodes). */
-export function startCli(args: string[]): ChildProcess {
-  return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
 }
 
 /** Resolves with the first stdout line that parses as a JSON event of the given name. */
