@@ -106,6 +106,9 @@ export function checkScenario(s: Scenario, where: (key: keyof Scenario) => strin
     throw new UsageError(`${where('minWorkers')} and ${where('roundTimeout')} go together: a round closes with M updates once S seconds have passed`);
   }
   if (s.minWorkers !== null && s.minWorkers > s.workers) throw new UsageError(`${where('minWorkers')} ${s.minWorkers} is more than ${where('workers')} ${s.workers}`);
+  if (s.onNodeLoss === 'continue' && s.minWorkers === null) {
+    throw new UsageError(`${where('onNodeLoss')} continue needs a quorum (minWorkers and roundTimeout): without it no round can close once a node's workers are gone`);
+  }
   if (s.requestTimeout <= s.pollTimeout) {
     throw new UsageError(`${where('requestTimeout')} ${s.requestTimeout} must be above ${where('pollTimeout')} ${s.pollTimeout}, or every long-poll would time out`);
   }

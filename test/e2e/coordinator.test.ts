@@ -171,3 +171,27 @@ test('malformed scenario files: file, line and key in the error, exit 2', async 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('TLS control plane: nodes that trust the CA attach and the run completes', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const dir = tempDir();
+  const out = tempDir();
+  try {
+    const key = path.join(dir, 'key.pem');
+    const cert = path.join(dir, 'cert.pem');
+    const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost']);
+    assert.equal(gen.status, 0, `openssl: ${gen.stderr}`);
+    const { done, addr } = await coordinator(['--workers', '6', '--expect-nodes', '2', '--rounds', '2', '--train-ms', '0', '--tls-cert', cert, '--tls-key', key], out);
+    const nodes = [
+      start(['node', '--role', 'server', '--coordinator', addr, '--token', TOKEN, '--tls-ca', cert]),
+      start(['node', '--role', 'worker', '--coordinator', addr, '--token', TOKEN, '--tls-ca', cert]),
+      start(['node', '--role', 'worker', '--coordinator', addr, '--token', TOKEN, '--tls-ca', cert]),
+    ].map((p) => exited(p));
+    const res = await done;
+    assert.equal(res.code, 0, res.stderr);
+    for (const n of await Promise.all(nodes)) assert.equal(n.code, 0, n.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(out, { recursive: true, force: true });
+  }
+});
