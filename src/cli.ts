@@ -8,6 +8,7 @@ import type { ResolveInput } from './config/scenario.js';
 import { SETTINGS, envOf, flagOf } from './config/settings.js';
 import { parseSize } from './config/values.js';
 import { ExitCode, UsageError, exitCodeOf } from './errors.js';
+import { cleanNetns } from './netem/netns.js';
 import { fedsimVersion } from './runtime/self.js';
 
 /** Scenario settings as flags: no commander defaults, so precedence (flag > env > file > default) stays ours. */
@@ -74,7 +75,8 @@ function buildProgram(setExit: (code: number) => void): Command {
       .description('the embedded default: coordinator here, a server node and worker nodes as local child processes')
       .option('--scenario <file>', 'scenario file (YAML); flags and FEDSIM_* variables override it')
       .option('--out <DIR>', 'run directory (default ./fedsim-runs/<timestamp>)')
-      .option('--headless', 'plain progress lines (the default until the terminal UI lands)'),
+      .option('--headless', 'plain progress lines (the default until the terminal UI lands)')
+      .option('--netns', '(root) run each node in its own network namespace, joined by veth pairs and a bridge'),
   ).action(async (opts: RunFlags) => {
     setExit(await runRun(opts, settingFlags(opts)));
   });
@@ -95,6 +97,20 @@ function buildProgram(setExit: (code: number) => void): Command {
   ).action(async (opts: CoordinatorFlags & Record<string, unknown>) => {
     setExit(await runCoordinator(opts, settingFlags(opts)));
   });
+
+  program
+    .command('netns')
+    .description('network namespaces of --netns runs')
+    .command('clean')
+    .description('remove namespaces and bridges left by a killed run (names fedsim-* and fsbr-*)')
+    .action(async () => {
+      if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new UsageError('fedsim netns clean needs root');
+      const { removed, problems } = await cleanNetns();
+      for (const r of removed) process.stderr.write(`removed ${r}\n`);
+      for (const p of problems) process.stderr.write(`could not remove: ${p}\n`);
+      if (removed.length === 0 && problems.length === 0) process.stderr.write('nothing to clean\n');
+      setExit(problems.length ? ExitCode.runFailed : ExitCode.ok);
+    });
 
   return program;
 }

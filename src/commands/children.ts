@@ -10,10 +10,19 @@ export class ChildNode {
   private readonly logFile: WriteStream;
   private readonly tail: string[] = [];
 
-  constructor(readonly name: string, args: string[], logPath: string, onEvent: (ev: Record<string, unknown>) => void, env: NodeJS.ProcessEnv = process.env) {
+  constructor(
+    readonly name: string,
+    args: string[],
+    logPath: string,
+    onEvent: (ev: Record<string, unknown>) => void,
+    env: NodeJS.ProcessEnv = process.env,
+    /** Wraps the argv, e.g. to run the node inside a network namespace. */
+    wrap: (argv: string[]) => string[] = (a) => a,
+  ) {
     const self = selfCommand();
     this.logFile = createWriteStream(logPath);
-    this.proc = spawn(self.command, [...self.args, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const argv = wrap([self.command, ...self.args, ...args]);
+    this.proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });
     createInterface({ input: this.proc.stdout! }).on('line', (line) => {
       if (!line.startsWith('{')) return;
       try {

@@ -2,12 +2,14 @@ import path from 'node:path';
 import { type ResolveInput, resolveScenario } from '../config/scenario.js';
 import { generateToken } from '../control/protocol.js';
 import { RunError } from '../errors.js';
+import { NetnsTopology } from '../netem/netns.js';
 import { ChildNode } from './children.js';
 import { coordinate, defaultOutDir, prepareOutDir } from './coordinate.js';
 import { log } from './output.js';
 
 export interface RunFlags {
   scenario?: string;
+  netns?: boolean;
   out?: string;
   headless?: boolean;
   [setting: string]: string | boolean | undefined;
@@ -22,25 +24,39 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
   const outDir = prepareOutDir(flags.out ?? defaultOutDir());
   const token = generateToken();
   const children: ChildNode[] = [];
+  let topo: NetnsTopology | null = null;
+  if (flags.netns) {
+    await NetnsTopology.check();
+    topo = new NetnsTopology(['server', ...Array.from({ length: scenario.nodes }, (_, i) => `w${i + 1}`)]);
+  }
   try {
+    if (topo) {
+      await topo.create();
+      log(`netns: bridge ${topo.bridge} ${topo.gateway}/24; ${topo.hosts.map((h) => `${h.name} ${h.ns} ${h.address}`).join(', ')}`);
+    }
+    const controlHost = topo ? topo.gateway : '127.0.0.1';
     const { code, summary } = await coordinate({
       scenario,
-      listen: { host: '127.0.0.1', port: 0 },
+      listen: { host: controlHost, port: 0 },
       token,
       tls: {},
       outDir,
       onListening: (port, abort) => {
         const env = { ...process.env, FEDSIM_TOKEN: token };
-        const base = ['node', '--coordinator', `127.0.0.1:${port}`];
-        const spawnNode = (name: string, args: string[], file: string) => {
-          const child = new ChildNode(name, [...base, ...args], path.join(outDir, 'logs', file), () => undefined, env);
+        const base = ['node', '--coordinator', `${controlHost}:${port}`];
+        const spawnNode = (name: string, nsName: string, args: string[], file: string) => {
+          const wrap = topo ? (argv: string[]) => topo.wrap(nsName, argv) : undefined;
+          const child = new ChildNode(name, [...base, ...args], path.join(outDir, 'logs', file), () => undefined, env, wrap);
           children.push(child);
           void child.exited.then((c) => {
             if (c !== 0) abort(`the ${name} node exited with code ${c}: ${child.lastLines(3) || 'no output'}`);
           });
         };
-        spawnNode('server', ['--role', 'server', '--host', '127.0.0.1'], 'server.log');
-        for (let i = 1; i <= scenario.nodes; i++) spawnNode(`worker ${i} of ${scenario.nodes}`, ['--role', 'worker', '--chunk', `${i} of ${scenario.nodes}`], `worker-${i}.log`);
+        const serverHost = topo ? topo.host('server').address : '127.0.0.1';
+        spawnNode('server', 'server', ['--role', 'server', '--host', serverHost], 'server.log');
+        for (let i = 1; i <= scenario.nodes; i++) {
+          spawnNode(`worker ${i} of ${scenario.nodes}`, `w${i}`, ['--role', 'worker', '--chunk', `${i} of ${scenario.nodes}`], `worker-${i}.log`);
+        }
       },
     });
     log(`logs: ${path.join(outDir, 'logs')}`);
@@ -48,5 +64,9 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
     return code;
   } finally {
     await Promise.all(children.map((c) => c.stop()));
+    if (topo) {
+      const problems = await topo.destroy();
+      for (const p of problems) log(`netns: cleanup problem: ${p} (run \`fedsim netns clean\`)`);
+    }
   }
 }

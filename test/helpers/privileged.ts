@@ -1,0 +1,15 @@
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+
+/**
+ * Privileged tests need root. Without it they skip with the reason, except where
+ * FEDSIM_REQUIRE_PRIVILEGED=1 (CI): there a skip would hide a failure, so it fails.
+ */
+export function requireRoot(t: TestContext): boolean {
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (root) return true;
+  const reason = 'needs root (network namespaces, veth, bridges); run the suite as root';
+  if (process.env.FEDSIM_REQUIRE_PRIVILEGED === '1') assert.fail(`FEDSIM_REQUIRE_PRIVILEGED=1 but this test ${reason}`);
+  t.skip(reason);
+  return false;
+}

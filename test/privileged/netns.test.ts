@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { runCli, tempDir } from '../helpers/cli.js';
+import { requireRoot } from '../helpers/privileged.js';
+
+const netnsList = () => spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
+const bridges = () => spawnSync('ip', ['-o', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' }).stdout;
+
+test('fedsim run --netns: every node in its own namespace; the run completes and no namespace remains', async (t) => {
+  if (!requireRoot(t)) return;
+  const out = tempDir();
+  try {
+    for (const transport of ['http', 'grpc']) {
+      const r = await runCli(['run', '--netns', '--workers', '30', '--nodes', '2', '--rounds', '2', '--train-ms', '0', '--transport', transport, '--out', out], 120_000);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /netns: bridge fsbr-\w+ 10\.213\.\d+\.1\/24; server fedsim-\w+-server 10\.213\.\d+\.2/);
+      const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
+      assert.equal(s.updates.accepted, 60);
+      assert.equal(s.rounds.completed, 2);
+      assert.doesNotMatch(netnsList(), /fedsim-/);
+      assert.doesNotMatch(bridges(), /fsbr-/);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('fedsim netns clean removes what a killed run left behind', async (t) => {
+  if (!requireRoot(t)) return;
+  const ns = 'fedsim-zzzzz-server';
+  const br = 'fsbr-zzzzz';
+  assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
+  assert.equal(spawnSync('ip', ['link', 'add', br, 'type', 'bridge']).status, 0);
+  const r = await runCli(['netns', 'clean']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`removed namespace ${ns}`));
+  assert.match(r.stderr, new RegExp(`removed bridge ${br}`));
+  assert.doesNotMatch(netnsList(), /fedsim-zzzzz/);
+  assert.doesNotMatch(bridges(), /fsbr-zzzzz/);
+});
