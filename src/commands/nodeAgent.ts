@@ -96,7 +96,16 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       start() {
         if (!chunk) return;
         const c: ChunkHandle = chunk;
-        ticker = setInterval(() => agent.snapshot(c.snapshot()), SNAPSHOT_MS);
+        const told = new Set<string>();
+        ticker = setInterval(() => {
+          agent.snapshot(c.snapshot());
+          // Notable lines: the first error of each kind, not one line per error.
+          for (const [kind, msg] of c.stats.firstErrorByKind) {
+            if (told.has(kind)) continue;
+            told.add(kind);
+            agent.log('warn', `first ${kind} error: ${msg}`);
+          }
+        }, SNAPSHOT_MS);
         runPromise = c.run();
         runPromise.then(
           () => stopped(),

@@ -88,9 +88,13 @@ export class WorkerNodeStats {
     bump(this.bytesReceived, type, bytes);
   }
 
+  /** The first message of each error kind, for notable log lines. */
+  readonly firstErrorByKind = new Map<string, string>();
+
   error(kind: string, message: string): void {
     bump(this.errors, kind);
     this.firstError ??= message;
+    if (!this.firstErrorByKind.has(kind)) this.firstErrorByKind.set(kind, message);
   }
 
   /** Propagation histograms per version recorded since the last call, encoded. */
