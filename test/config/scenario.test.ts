@@ -52,3 +52,11 @@ test('every example scenario is valid', async () => {
   assert.ok(files.length >= 2);
   for (const f of files) resolveScenario({ flags: {}, env: {}, file: path.join(dir, f) });
 });
+
+test('docs/scenario.md documents every key, flag and variable', async () => {
+  const { readFileSync } = await import('node:fs');
+  const doc = readFileSync(path.join(ROOT, 'docs', 'scenario.md'), 'utf8');
+  for (const d of SETTINGS) {
+    for (const name of [`\`${d.key}\``, `\`${flagOf(d.key)}\``, `\`${envOf(d.key)}\``]) assert.ok(doc.includes(name), `docs/scenario.md lacks ${name}`);
+  }
+});
