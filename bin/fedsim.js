@@ -1,6 +1,14 @@
 #!/usr/bin/env node
 import { main } from '../dist/src/cli.js';
 
+// A closed pipe on stdout or stderr (`fedsim run | head`) must not kill the run before it
+// cleans up (child nodes, namespaces): drop the output instead.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
 main(process.argv).then(
   (code) => {
     process.exitCode = code;

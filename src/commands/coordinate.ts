@@ -65,7 +65,8 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
     const summary = buildSummary({
       fedsimVersion: fedsimVersion(),
       startedAt: started.toISOString(),
-      durationMs: performance.now() - t0,
+      // From the start barrier (not the wait for nodes to attach) to the end.
+      durationMs: (result.endedAtMs ?? performance.now()) - (result.startedAtMs ?? t0),
       name: sc.name,
       transport: sc.transport,
       payload: formatPayload(parsePayload(sc.payload)),

@@ -1,8 +1,9 @@
 import { parseChunk } from '../config/chunk.js';
 import { parsePayload } from '../config/payload.js';
 import type { Scenario } from '../config/settings.js';
-import { parseHostPort, parseRange } from '../config/values.js';
+import { parseHostPort, parseIntFlag, parseRange } from '../config/values.js';
 import { NodeAgent } from '../control/agent.js';
+import type { Assign } from '../proto/gen/control.js';
 import type { TlsFiles } from '../control/protocol.js';
 import { RunError, UsageError, exitCodeOf } from '../errors.js';
 import { fedsimVersion } from '../runtime/self.js';
@@ -29,6 +30,8 @@ const SNAPSHOT_MS = 200;
 /** `fedsim node --coordinator HOST:PORT`: everything else comes from the coordinator. */
 export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): Promise<number> {
   const coordinator = parseHostPort(flags.coordinator, '--coordinator');
+  const httpPort = parseIntFlag(flags.httpPort, '--http-port', 0, 65535);
+  const grpcPort = parseIntFlag(flags.grpcPort, '--grpc-port', 0, 65535);
   const token = flags.token ?? process.env.FEDSIM_TOKEN;
   if (!token) throw new UsageError('--token (or FEDSIM_TOKEN) is required with --coordinator: use the run token the coordinator printed');
   if (flags.chunk !== undefined && flags.role === 'worker') parseChunk(flags.chunk);
@@ -41,8 +44,49 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
   let ticker: NodeJS.Timeout | null = null;
   let runPromise: Promise<WorkerNodeReport> | null = null;
   let stopReason: string | null = null;
+  let assignError: Error | null = null;
   let stopped!: () => void;
   const stoppedP = new Promise<void>((r) => (stopped = r));
+
+  async function takeAssignment(a: Assign): Promise<{ host?: string; httpPort?: number; grpcPort?: number }> {
+    const sc = JSON.parse(a.scenarioJson) as Scenario;
+    if (a.role === 'server') {
+      server = await startServer(
+        {
+          workers: sc.workers,
+          host: flags.host,
+          httpPort,
+          grpcPort,
+          minWorkers: sc.minWorkers ?? undefined,
+          roundTimeoutMs: sc.roundTimeout === null ? undefined : sc.roundTimeout * 1000,
+          pollTimeoutMs: sc.pollTimeout * 1000,
+          payload: parsePayload(sc.payload),
+          maxBodyBytes,
+        },
+        (line) => pendingRounds.push(line),
+      );
+      ticker = setInterval(() => {
+        if (pendingRounds.length === 0) return;
+        agent.snapshot({ rounds: pendingRounds });
+        pendingRounds = [];
+      }, SNAPSHOT_MS);
+      return { host: flags.host, httpPort: server.httpPort, grpcPort: server.grpcPort };
+    }
+    chunk = await prepareChunk({
+      chunk: parseChunk(a.chunk),
+      workers: sc.workers,
+      server: { host: a.serverHost, port: a.serverPort },
+      transport: sc.transport,
+      rounds: sc.rounds,
+      trainMs: parseRange(sc.trainMs, 'trainMs'),
+      payload: parsePayload(sc.payload),
+      retry: { retries: sc.retries, baseMs: sc.retryBaseMs, maxMs: sc.retryMaxMs },
+      requestTimeoutMs: sc.requestTimeout * 1000,
+      seed: sc.seed,
+    });
+    log(`worker node ${a.chunk}: assigned by the coordinator; server ${a.serverHost}:${a.serverPort}`);
+    return {};
+  }
 
   const agent: NodeAgent = new NodeAgent({
     coordinator,
@@ -54,45 +98,11 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
     log,
     protocolVersion: testVersion ? Number(testVersion) : undefined,
     handlers: {
-      async assign(a) {
-        const sc = JSON.parse(a.scenarioJson) as Scenario;
-        if (a.role === 'server') {
-          server = await startServer(
-            {
-              workers: sc.workers,
-              host: flags.host,
-              httpPort: Number(flags.httpPort),
-              grpcPort: Number(flags.grpcPort),
-              minWorkers: sc.minWorkers ?? undefined,
-              roundTimeoutMs: sc.roundTimeout === null ? undefined : sc.roundTimeout * 1000,
-              pollTimeoutMs: sc.pollTimeout * 1000,
-              payload: parsePayload(sc.payload),
-              maxBodyBytes,
-            },
-            (line) => pendingRounds.push(line),
-          );
-          ticker = setInterval(() => {
-            if (pendingRounds.length === 0) return;
-            agent.snapshot({ rounds: pendingRounds });
-            pendingRounds = [];
-          }, SNAPSHOT_MS);
-          return { host: flags.host, httpPort: server.httpPort, grpcPort: server.grpcPort };
-        }
-        chunk = await prepareChunk({
-          chunk: parseChunk(a.chunk),
-          workers: sc.workers,
-          server: { host: a.serverHost, port: a.serverPort },
-          transport: sc.transport,
-          rounds: sc.rounds,
-          trainMs: parseRange(sc.trainMs, 'trainMs'),
-          payload: parsePayload(sc.payload),
-          retry: { retries: sc.retries, baseMs: sc.retryBaseMs, maxMs: sc.retryMaxMs },
-          requestTimeoutMs: sc.requestTimeout * 1000,
-          seed: sc.seed,
-        });
-        log(`worker node ${a.chunk}: assigned by the coordinator; server ${a.serverHost}:${a.serverPort}`);
-        return {};
-      },
+      assign: (a) =>
+        takeAssignment(a).catch((e: Error) => {
+          assignError = e;
+          throw e;
+        }),
       start() {
         if (!chunk) return;
         const c: ChunkHandle = chunk;
@@ -152,6 +162,11 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
     log(`server: stopped (${stopReason ?? 'done'}) after ${srv.fl.rounds.length} rounds`);
     agent.close();
     return 0;
+  }
+  if (assignError) {
+    // The agent already sent the failure to the coordinator.
+    agent.close();
+    throw assignError;
   }
   const c = chunk as ChunkHandle | null;
   if (!c || !runPromise) {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import net from 'node:net';
 import { type Chunk, chunkRange, formatChunk, parseChunk } from '../config/chunk.js';
 import { type PayloadSpec, parsePayload } from '../config/payload.js';
@@ -99,6 +100,8 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
   const { first, count } = chunkRange(s.chunk, s.workers);
   const stats = new WorkerNodeStats(count);
   const abort = new AbortController();
+  // Every worker of the chunk listens to this one signal.
+  setMaxListeners(0, abort.signal);
   const name = formatChunk(s.chunk);
   if (count > 0) await preflight(s.server.host, s.server.port, s.retry);
   const report = () => ({ ...stats.report(), maxRssBytes: process.resourceUsage().maxRSS * 1024 });
@@ -129,7 +132,7 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       const results = await Promise.allSettled(
         Array.from({ length: count }, (_, i) => {
           const index = first + i;
-          const opts = { host: s.server.host, port: s.server.port, requestTimeoutMs: s.requestTimeoutMs };
+          const opts = { host: s.server.host, port: s.server.port, requestTimeoutMs: s.requestTimeoutMs, signal: abort.signal };
           const transport = s.transport === 'http' ? new HttpWorkerTransport(opts, stats) : new GrpcWorkerTransport(opts, stats);
           transports.push(transport);
           return runWorker({
@@ -195,19 +198,19 @@ export async function runWorkerNode(flags: WorkerFlags): Promise<number> {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   const ticker = flags.events ? setInterval(() => emitEvent({ event: 'progress', ...chunk.snapshot() }), 200) : null;
+  const final = (report: WorkerNodeReport | undefined) => {
+    if (ticker) clearInterval(ticker);
+    if (!flags.events) return;
+    emitEvent({ event: 'progress', ...chunk.snapshot() });
+    if (report) emitEvent({ event: 'final', report });
+  };
   try {
-    const report = await chunk.run();
-    if (flags.events) emitEvent({ event: 'final', report });
+    final(await chunk.run());
     return 0;
   } catch (e) {
-    const report = (e as { report?: WorkerNodeReport }).report;
-    if (flags.events && report) emitEvent({ event: 'final', report });
+    final((e as { report?: WorkerNodeReport }).report);
     throw e;
   } finally {
-    if (ticker) {
-      clearInterval(ticker);
-      if (flags.events) emitEvent({ event: 'progress', ...chunk.snapshot() });
-    }
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
   }

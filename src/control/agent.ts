@@ -139,8 +139,8 @@ export class NodeAgent {
   finish(exitCode: number, report: unknown, error = ''): Promise<void> {
     this.send({ finished: { exitCode, json: JSON.stringify(report ?? null), error } });
     this.call?.end();
-    // Give the coordinator a moment to read it; the stream ends when it answers or closes.
-    return Promise.race([this.ended$.then(() => undefined), new Promise<void>((r) => setTimeout(r, 2000).unref())]);
+    // The coordinator ends the stream once it has the report; wait for that (bounded).
+    return Promise.race([this.ended$.then(() => undefined), new Promise<void>((r) => setTimeout(r, 10_000).unref())]);
   }
 
   close(): void {

@@ -299,6 +299,8 @@ export class Coordinator {
       s.view.status = m.finished.exitCode === 0 ? 'finished' : 'failed';
       this.update(s);
       if (m.finished.exitCode !== 0) this.note(`${s.view.id} failed: ${m.finished.error}`);
+      // The report is in: ending our side tells the node it may go.
+      if (!s.call.writableEnded) s.call.end();
       if (s.view.role === 'worker' && m.finished.exitCode !== 0 && !this.stopping) {
         this.fail(`${s.view.id} failed: ${m.finished.error}`);
       } else if (s.view.role === 'server' && !this.stopping) {

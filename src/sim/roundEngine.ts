@@ -88,6 +88,7 @@ export class RoundEngine {
 
   /** Decides an update's fate before its body is read (so a duplicate body can be skipped). */
   precheck(workerId: string, round: number): UpdateOutcome | 'ok' {
+    if (!this.registered.has(workerId)) return 'rejected';
     if (this.lastAccepted.get(workerId) === round) return 'duplicate';
     if (round < this.openRound) return 'late';
     if (round > this.openRound) return 'rejected';
@@ -98,7 +99,8 @@ export class RoundEngine {
     const pre = this.precheck(workerId, round);
     if (pre !== 'ok') {
       this.updates[pre]++;
-      return { outcome: pre, reason: pre === 'rejected' ? `round ${round} is not open (open round: ${this.openRound})` : undefined };
+      const reason = !this.registered.has(workerId) ? `worker ${workerId} has not registered` : `round ${round} is not open (open round: ${this.openRound})`;
+      return { outcome: pre, reason: pre === 'rejected' ? reason : undefined };
     }
     if (!this.aggregator.fold(body)) {
       this.updates.rejected++;

@@ -100,6 +100,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     enter('done');
   } catch (err) {
     enter('failed');
+    // A worker stopped by its node (the run is ending) has no error to count.
+    if (ctx.signal.aborted) throw new Error('stopped');
     const msg = err instanceof Error ? err.message : String(err);
     if (!(err instanceof TransportError)) stats.error('internal', msg);
     else stats.error(err.kind, msg);
@@ -119,15 +121,20 @@ async function pull(
 ): Promise<PulledModel> {
   const { stats, clock } = ctx;
   for (;;) {
-    const got = await attempt(() => ctx.transport.pullModel(workerId, after, onHeaders));
+    if (ctx.signal.aborted) throw new Error('stopped');
+    let heldAt = 0;
+    const got = await attempt(async () => {
+      const m = await ctx.transport.pullModel(workerId, after, onHeaders);
+      heldAt = clock.wallNow();
+      // A corrupted model is fetched again, within the retry budget and with backoff.
+      if (m && ctx.hash(m.body) !== m.sha256) {
+        stats.integrityErrors++;
+        throw new TransportError('integrity', `worker ${ctx.index}: model v${m.version} failed its SHA-256 check`, true);
+      }
+      return m;
+    });
     if (got === null) continue;
-    const wallNow = clock.wallNow();
-    if (ctx.hash(got.body) !== got.sha256) {
-      stats.integrityErrors++;
-      stats.error('integrity', `worker ${ctx.index}: model v${got.version} failed its SHA-256 check`);
-      continue;
-    }
-    if (measure) stats.propagation(got.version, wallNow - got.publishedAtMs);
+    if (measure) stats.propagation(got.version, heldAt - got.publishedAtMs);
     return got;
   }
 }

@@ -10,9 +10,12 @@ export interface GrpcClientOptions {
   readonly host: string;
   readonly port: number;
   readonly requestTimeoutMs: number;
+  /** Aborting cancels the call in flight at once (the node is stopping). */
+  readonly signal?: AbortSignal;
 }
 
-const RETRYABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.CANCELLED, grpc.status.RESOURCE_EXHAUSTED]);
+// RESOURCE_EXHAUSTED (an update over the server's limit) would fail the same way again: not retried.
+const RETRYABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.CANCELLED]);
 
 function toTransportError(err: grpc.ServiceError, target: string): TransportError {
   const name = grpc.status[err.code] ?? String(err.code);
@@ -42,14 +45,28 @@ export class GrpcWorkerTransport implements WorkerTransport {
     return new Date(Date.now() + this.opts.requestTimeoutMs);
   }
 
+  /** Cancels `call` when the node stops; returns the error to reject with instead of CANCELLED. */
+  private guard(call: grpc.Call, reject: (e: Error) => void): void {
+    const signal = this.opts.signal;
+    if (!signal) return;
+    const onAbort = () => {
+      reject(new TransportError('stopped', 'stopped', false));
+      call.cancel();
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    call.on('status', () => signal.removeEventListener('abort', onAbort));
+  }
+
   register(workerIndex: number): Promise<{ workerId: string; version: number }> {
     this.stats.sent('register', 4);
     return new Promise((resolve, reject) => {
-      this.client.register({ workerIndex }, new grpc.Metadata(), { deadline: this.deadline() }, (err, reply) => {
+      const call = this.client.register({ workerIndex }, new grpc.Metadata(), { deadline: this.deadline() }, (err, reply) => {
         if (err) return reject(toTransportError(err, this.target));
         this.stats.received('register', reply.workerId.length + 8);
         resolve({ workerId: reply.workerId, version: reply.modelVersion });
       });
+      this.guard(call, reject);
     });
   }
 
@@ -61,6 +78,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
         this.stats.received('ack', ack.outcome.length);
         resolve({ outcome: ack.outcome as UpdateOutcome, reason: ack.reason || undefined });
       });
+      this.guard(call, reject);
       const header = { workerId, round, totalBytes: body.length };
       let off = 0;
       const pump = () => {
@@ -83,6 +101,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
     this.stats.sent('pull', 0);
     return new Promise((resolve, reject) => {
       const call = this.client.pullModel({ workerId, after }, { deadline: this.deadline() });
+      this.guard(call, reject);
       let header: ModelChunk['header'];
       const parts: Buffer[] = [];
       let n = 0;

@@ -13,6 +13,9 @@ import type { FlServer } from '../sim/flServer.js';
 import type { PublishedModel } from '../sim/ports.js';
 import { CHUNK_BYTES } from './headers.js';
 
+// grpc-js logs bind failures itself ("E No address added …") before fedsim explains them.
+if (!process.env.GRPC_VERBOSITY) grpc.setLogVerbosity(grpc.logVerbosity.NONE);
+
 /** Channel options shared by both sides: chunks are 1 MiB, so 8 MiB leaves room. */
 export const GRPC_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': 8 * 1024 * 1024,

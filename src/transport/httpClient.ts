@@ -10,6 +10,8 @@ export interface HttpClientOptions {
   readonly port: number;
   /** No answer for this long ends a request (must exceed the server's poll timeout). */
   readonly requestTimeoutMs: number;
+  /** Aborting ends the request in flight at once (the node is stopping). */
+  readonly signal?: AbortSignal;
 }
 
 interface Reply {
@@ -77,7 +79,9 @@ export class HttpWorkerTransport implements WorkerTransport {
   }
 
   private request(method: string, path: string, body: Buffer | null, onHeaders?: () => void): Promise<Reply> {
-    return new Promise((resolve, reject) => {
+    const signal = this.opts.signal;
+    if (signal?.aborted) return Promise.reject(new TransportError('stopped', 'stopped', false));
+    return new Promise<Reply>((resolve, reject) => {
       const req = http.request(
         {
           host: this.opts.host,
@@ -88,7 +92,7 @@ export class HttpWorkerTransport implements WorkerTransport {
           headers: body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : undefined,
         },
         (res) => {
-          onHeaders?.();
+          if (res.statusCode === 200) onHeaders?.();
           const chunks: Buffer[] = [];
           let n = 0;
           res.on('data', (c: Buffer) => {
@@ -111,6 +115,9 @@ export class HttpWorkerTransport implements WorkerTransport {
         req.destroy(new TransportError('timeout', `${this.target}${path}: no answer within ${this.opts.requestTimeoutMs} ms`, true));
       });
       req.on('error', (e) => reject(fromSocketError(e, this.target)));
+      const onAbort = () => req.destroy(new TransportError('stopped', 'stopped', false));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.on('close', () => signal?.removeEventListener('abort', onAbort));
       if (body) req.end(body);
       else req.end();
     });

@@ -17,15 +17,22 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): numb
   return Buffer.byteLength(text);
 }
 
+class TooLarge extends Error {}
+
 function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      reject(new TooLarge(`body of ${declared} bytes is over the limit of ${limit} bytes`));
+      return;
+    }
     const chunks: Buffer[] = [];
     let n = 0;
     req.on('data', (c: Buffer) => {
       n += c.length;
       if (n > limit) {
-        reject(new Error(`body over ${limit} bytes`));
-        req.destroy();
+        reject(new TooLarge(`body over the limit of ${limit} bytes`));
+        req.pause();
         return;
       }
       chunks.push(c);
@@ -46,6 +53,14 @@ export class HttpFlServer {
   constructor(private readonly fl: FlServer, private readonly opts: HttpServerOptions, private readonly status: () => unknown) {
     this.server = http.createServer({ keepAliveTimeout: 120_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
       this.handle(req, res).catch((err: unknown) => {
+        if (err instanceof TooLarge) {
+          this.fl.error('too-large');
+          // Answer, then drop the connection: the rest of the body is not read.
+          res.setHeader('connection', 'close');
+          if (!res.headersSent) sendJson(res, 413, { error: err.message });
+          res.on('finish', () => req.destroy());
+          return;
+        }
         this.fl.error('http-internal');
         if (!res.headersSent) sendJson(res, 500, { error: String(err) });
         else res.destroy();
@@ -108,8 +123,8 @@ export class HttpFlServer {
           // The body is not needed: drain it and answer at once.
           req.resume();
           req.on('end', () => fl.in('update', Number(req.headers['content-length'] ?? 0)));
-          fl.engine.submit(worker, round, Buffer.alloc(0));
-          fl.out('ack', sendJson(res, pre === 'rejected' ? 409 : 200, { outcome: pre }));
+          const ack = fl.engine.submit(worker, round, Buffer.alloc(0));
+          fl.out('ack', sendJson(res, pre === 'rejected' ? 409 : 200, ack));
           return;
         }
         const body = await readBody(req, this.opts.maxBodyBytes);

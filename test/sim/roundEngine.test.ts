@@ -10,6 +10,8 @@ function engine(expectedWorkers: number, extra: { minWorkers?: number; roundTime
   const clock = new FakeClock();
   const codec = extra.size ? new BytesPayload(extra.size) : new StringPayload();
   const e = new RoundEngine({ expectedWorkers, minWorkers: extra.minWorkers, roundTimeoutMs: extra.roundTimeoutMs, codec, clock, hash: sha256Hex });
+  // Workers w0..w(n-1) register, as they would before their first update.
+  for (let i = 0; i < expectedWorkers; i++) e.register(i);
   const closed: number[] = [];
   e.onRoundClosed((c) => closed.push(c.round));
   return { e, clock, closed, codec };
@@ -39,8 +41,10 @@ test('duplicates are counted and never aggregated twice; late and future updates
   e.submit('w1', 1, Buffer.from('b'));
   assert.deepEqual(closed, [1]);
   assert.equal(e.submit('w1', 1, Buffer.from('b')).outcome, 'duplicate', 'a retry after the close is still a duplicate');
+  e.register(2);
   assert.equal(e.submit('w2', 1, Buffer.from('c')).outcome, 'late');
-  assert.deepEqual(e.updates, { accepted: 2, duplicate: 2, late: 1, rejected: 1 });
+  assert.equal(e.submit('w7', 2, Buffer.from('c')).outcome, 'rejected', 'a worker that never registered');
+  assert.deepEqual(e.updates, { accepted: 2, duplicate: 2, late: 1, rejected: 2 });
   assert.ok(e.current.body.toString().includes('from 2 updates'));
 });
 

@@ -74,7 +74,7 @@ export interface Pong {
 }
 
 export interface Snapshot {
-  /** WorkerSnapshot or ServerSnapshot (src/control/messages.ts) */
+  /** worker nodes: WorkerSnapshot (src/commands/nodeWorker.ts); server: {rounds: RoundLine[]} */
   json: string;
 }
 
