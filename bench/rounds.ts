@@ -11,7 +11,7 @@
  *    code is 1 only when a run (or the loopback measurement) itself failed.
  *
  * Environment: FEDSIM_BENCH_CASES picks a subset (docs/benchmarks.md);
- * FEDSIM_BENCH_TIMEOUT_S is the per-case limit (default 180).
+ * FEDSIM_BENCH_TIMEOUT_S is the per-case limit (default 180); FEDSIM_BENCH_KEEP=1 keeps the temp dir.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { once } from 'node:events';
@@ -84,6 +84,8 @@ interface CaseResult {
 /** Every child is the leader of its own process group, so it and whatever it starts can be killed together. */
 const live = new Set<ChildProcess>();
 let tmpRoot: string | null = null;
+/** FEDSIM_BENCH_KEEP=1 keeps the temp dir (every run's summary.json and node logs) for a post-mortem. */
+const KEEP = Boolean(process.env.FEDSIM_BENCH_KEEP && process.env.FEDSIM_BENCH_KEEP !== '0');
 
 function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
   if (child.pid === undefined) return;
@@ -109,7 +111,8 @@ function cleanupSync(): void {
   for (const c of live) killGroup(c, 'SIGKILL');
   live.clear();
   if (tmpRoot) {
-    rmSync(tmpRoot, { recursive: true, force: true });
+    if (KEEP) process.stderr.write(`bench rounds: FEDSIM_BENCH_KEEP is set: kept ${tmpRoot} (run directories, logs, summary.json)\n`);
+    else rmSync(tmpRoot, { recursive: true, force: true });
     tmpRoot = null;
   }
 }
@@ -217,11 +220,18 @@ async function runCase(def: CaseDef, transport: Transport, timeoutMs: number): P
   const child = startChild([FEDSIM, ...args], ['ignore', 'ignore', 'pipe']);
   const log = createWriteStream(path.join(tmpRoot!, `${def.id}-${transport}.log`));
   const tail: string[] = [];
+  const notable: string[] = []; // the CLI's own notes on trouble, shown when the run fails
+  let progress = ''; // the CLI's last "… n/R rounds closed; workers: …" line
   createInterface({ input: child.stderr! }).on('line', (line) => {
     log.write(`${line}\n`);
     tail.push(line);
     if (tail.length > 15) tail.shift();
     if (/^round \d/.test(line)) console.log(`   ${line}`);
+    else if (/rounds closed; workers:/.test(line)) progress = line;
+    else if (/error|lost|failed|missing|ECONN|UNAVAILABLE|EMFILE/i.test(line) && !/^(errors|failure|fedsim|run failed|summary)\b/.test(line) && !/^\S+\s+[\d.]+ m?s\s/.test(line)) {
+      notable.push(line.length > 400 ? `${line.slice(0, 400)}…` : line);
+      if (notable.length > 8) notable.shift();
+    }
   });
   let killed = false;
   let hardKill: NodeJS.Timeout | undefined;
@@ -295,8 +305,16 @@ async function runCase(def: CaseDef, transport: Transport, timeoutMs: number): P
   );
   if (!ok) {
     console.log(`   ERROR: ${error}`);
-    console.log('   last lines of fedsim output:');
-    for (const l of tail) console.log(`   | ${l}`);
+    if (progress) console.log(`   last progress line: ${progress}`);
+    if (notable.length) {
+      console.log('   trouble reported by fedsim during the run:');
+      for (const l of notable) console.log(`   | ${l}`);
+    }
+    if (!summary?.failure) {
+      // Without a failure in summary.json, the CLI's last words are the only account.
+      console.log('   last lines of fedsim output:');
+      for (const l of tail) console.log(`   | ${l}`);
+    }
   }
   return result;
 }

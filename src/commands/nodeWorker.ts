@@ -9,9 +9,9 @@ import { seededRandom } from '../payload/random.js';
 import { systemClock } from '../runtime/clock.js';
 import { sha256Hex } from '../runtime/hash.js';
 import type { WorkerTransport } from '../sim/ports.js';
-import { type RetryPolicy } from '../sim/retry.js';
+import { type RetryPolicy, limiter } from '../sim/retry.js';
 import { sumCounters } from '../sim/stats.js';
-import { runWorker } from '../sim/worker.js';
+import { type WorkerObserver, runWorker } from '../sim/worker.js';
 import { WorkerNodeStats, type WorkerNodeReport } from '../sim/workerStats.js';
 import { GrpcWorkerTransport } from '../transport/grpcClient.js';
 import { HttpWorkerTransport } from '../transport/httpClient.js';
@@ -33,6 +33,9 @@ export interface WorkerFlags {
   events?: boolean;
 }
 
+/** Workers of one node that connect and register at the same time. */
+const REGISTER_CONCURRENCY = 128;
+
 export interface WorkerSettings {
   chunk: Chunk;
   workers: number;
@@ -44,6 +47,9 @@ export interface WorkerSettings {
   retry: RetryPolicy;
   requestTimeoutMs: number;
   seed: number;
+  /** Where worker `index` connects, when not straight to the server (the fault proxy). */
+  serverFor?: (index: number) => { host: string; port: number } | undefined;
+  observer?: WorkerObserver;
 }
 
 /** What a worker node sends up every flush: counts, not events. */
@@ -128,11 +134,13 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       }
       log(`worker node ${name}: workers ${first}..${first + count - 1} over ${s.transport} to ${s.server.host}:${s.server.port}, ${s.rounds} rounds`);
       const codec = createPayload(s.payload);
+      const admit = limiter(REGISTER_CONCURRENCY);
       const transports: WorkerTransport[] = [];
       const results = await Promise.allSettled(
         Array.from({ length: count }, (_, i) => {
           const index = first + i;
-          const opts = { host: s.server.host, port: s.server.port, requestTimeoutMs: s.requestTimeoutMs, signal: abort.signal };
+          const to = s.serverFor?.(index) ?? s.server;
+          const opts = { host: to.host, port: to.port, requestTimeoutMs: s.requestTimeoutMs, signal: abort.signal };
           const transport = s.transport === 'http' ? new HttpWorkerTransport(opts, stats) : new GrpcWorkerTransport(opts, stats);
           transports.push(transport);
           return runWorker({
@@ -147,6 +155,8 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
             stats,
             hash: sha256Hex,
             signal: abort.signal,
+            admit,
+            observer: s.observer,
           });
         }),
       );

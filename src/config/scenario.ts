@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
 import { UsageError } from '../errors.js';
+import { type FaultSpec, parseFault } from '../netem/spec.js';
 import { type Scenario, SETTINGS, type SettingDef, checkScenario, defaults, envOf, flagOf, parseSetting } from './settings.js';
 
 /** The JSON Schema of a scenario file, derived from the settings table (published in docs/scenario.md). */
@@ -25,7 +26,10 @@ export function scenarioJsonSchema(): Record<string, unknown> {
     title: 'fedsim scenario',
     type: 'object',
     additionalProperties: false,
-    properties: Object.fromEntries(SETTINGS.map((d) => [d.key, { ...typeOf(d), description: d.help }])),
+    properties: {
+      ...Object.fromEntries(SETTINGS.map((d) => [d.key, { ...typeOf(d), description: d.help }])),
+      faults: { type: 'array', items: { type: 'object' }, description: 'the fault plan (docs/faults.md)' },
+    },
   };
 }
 
@@ -49,7 +53,7 @@ function explain(e: ErrorObject): { key: string | undefined; text: string } {
   const key = e.instancePath ? e.instancePath.split('/')[1] : (e.params as { additionalProperty?: string }).additionalProperty;
   if (e.keyword === 'additionalProperties') {
     const p = (e.params as { additionalProperty: string }).additionalProperty;
-    return { key: p, text: `unknown key "${p}": allowed keys are ${SETTINGS.map((d) => d.key).join(', ')}` };
+    return { key: p, text: `unknown key "${p}": allowed keys are ${SETTINGS.map((d) => d.key).join(', ')}, faults` };
   }
   if (e.keyword === 'enum') return { key, text: `key "${key}" ${e.message}: ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}` };
   if (e.keyword === 'type' && !key) return { key, text: 'the file must be a YAML mapping of keys to values (see docs/scenario.md)' };
@@ -57,7 +61,7 @@ function explain(e: ErrorObject): { key: string | undefined; text: string } {
 }
 
 /** Reads and validates a scenario file; errors name the file, line and key. */
-export function loadScenarioFile(file: string): Partial<Record<keyof Scenario, unknown>> & { __lines: Record<string, number> } {
+export function loadScenarioFile(file: string): Partial<Record<keyof Scenario, unknown>> & { faults?: unknown[]; __lines: Record<string, number> } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -84,19 +88,43 @@ export function loadScenarioFile(file: string): Partial<Record<keyof Scenario, u
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
 
+/** `--cut-on-log PATTERN --cut-for 20s --cut-max 1 --cut-target "chunk 2"` and friends → one fault. */
+function cutFault(cut: Record<string, string | undefined> | undefined, index: number): FaultSpec | null {
+  if (!cut) return null;
+  const given = Object.entries(cut).filter(([, v]) => v !== undefined);
+  if (given.length === 0) return null;
+  const raw: Record<string, unknown> = { id: 'cut', kind: cut.cutKind ?? 'blackhole' };
+  if (cut.cutOnLog !== undefined) raw.onLog = cut.cutOnLog;
+  if (cut.cutLogSource !== undefined) raw.logSource = cut.cutLogSource;
+  if (cut.cutOnPhase !== undefined) raw.onPhase = cut.cutOnPhase;
+  if (cut.cutOnRound !== undefined) raw.onRound = cut.cutOnRound;
+  if (cut.cutAt !== undefined) raw.at = cut.cutAt;
+  if (cut.cutFor !== undefined) raw.duration = cut.cutFor;
+  if (cut.cutMax !== undefined) raw.maxCount = Number(cut.cutMax);
+  if (cut.cutTarget !== undefined) raw.target = cut.cutTarget;
+  if (cut.cutDirection !== undefined) raw.direction = cut.cutDirection;
+  if (cut.cutBackend !== undefined) raw.backend = cut.cutBackend;
+  if (cut.cutDelay !== undefined) raw.delay = cut.cutDelay;
+  if (cut.cutLoss !== undefined) raw.loss = Number(cut.cutLoss);
+  if (cut.cutRate !== undefined) raw.rate = cut.cutRate;
+  return parseFault(raw, index, () => '--cut-* flags: ');
+}
+
 export interface ResolveInput {
   /** Flag values as given on the command line (undefined when not given). */
-  readonly flags: Partial<Record<keyof Scenario, string | undefined>>;
+  readonly flags: Partial<Record<Exclude<keyof Scenario, 'faults'>, string | undefined>>;
+  /** The --cut-* flags: one more fault, after the file's. */
+  readonly cut?: Record<string, string | undefined>;
   readonly env: NodeJS.ProcessEnv;
   readonly file?: string;
 }
 
 /** Flags > FEDSIM_* environment > scenario file > defaults; every value validated where it came from. */
-export function resolveScenario(input: ResolveInput): { scenario: Scenario; sources: Record<keyof Scenario, Source> } {
+export function resolveScenario(input: ResolveInput): { scenario: Scenario; sources: Record<Exclude<keyof Scenario, 'faults'>, Source> } {
   const fromFile = input.file ? loadScenarioFile(input.file) : undefined;
   const out = defaults() as unknown as Record<string, unknown>;
-  const sources = {} as Record<keyof Scenario, Source>;
-  const where = {} as Record<keyof Scenario, string>;
+  const sources = {} as Record<Exclude<keyof Scenario, 'faults'>, Source>;
+  const where = {} as Record<Exclude<keyof Scenario, 'faults'>, string>;
   for (const def of SETTINGS) {
     const flag = input.flags[def.key];
     const env = input.env[envOf(def.key)];
@@ -118,6 +146,19 @@ export function resolveScenario(input: ResolveInput): { scenario: Scenario; sour
       where[def.key] = flagOf(def.key);
     }
   }
-  const scenario = checkScenario(out as unknown as Scenario, (k) => where[k]);
+  const faults: FaultSpec[] = [];
+  if (fromFile && Array.isArray(fromFile.faults)) {
+    const at = `${input.file}:${fromFile.__lines.faults}: `;
+    fromFile.faults.forEach((raw, i) => faults.push(parseFault(raw, i, () => at)));
+  }
+  const cut = cutFault(input.cut, faults.length);
+  if (cut) faults.push(cut);
+  const ids = new Set<string>();
+  for (const f of faults) {
+    if (ids.has(f.id)) throw new UsageError(`two faults have the id "${f.id}": give each its own id`);
+    ids.add(f.id);
+  }
+  out.faults = faults;
+  const scenario = checkScenario(out as unknown as Scenario, (k) => where[k as Exclude<keyof Scenario, 'faults'>]);
   return { scenario, sources };
 }

@@ -1,5 +1,6 @@
 import { UsageError } from '../errors.js';
 import { parsePayload } from './payload.js';
+import type { FaultSpec } from '../netem/spec.js';
 import { parseIntFlag, parseNumberFlag, parseRange } from './values.js';
 
 /**
@@ -28,12 +29,17 @@ export interface Scenario {
   silenceTimeout: number;
   onNodeLoss: 'fail' | 'continue';
   expectTimeout: number;
+  faultBackend: 'auto' | 'proxy' | 'iptables' | 'netem';
+  recoveryTarget: number;
+  faultWatchdog: number;
+  /** The fault plan: the file's `faults:` list plus the `--cut-*` flags (docs/faults.md). */
+  faults: FaultSpec[];
 }
 
 type Kind = 'int' | 'number' | 'string' | 'enum' | 'range' | 'payload';
 
 export interface SettingDef {
-  readonly key: keyof Scenario;
+  readonly key: Exclude<keyof Scenario, 'faults'>;
   readonly kind: Kind;
   readonly default: string | number | null;
   readonly help: string;
@@ -65,6 +71,9 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'silenceTimeout', kind: 'number', default: 15, min: 0.1, unit: 's', help: 'a node exits when the coordinator is silent this long' },
   { key: 'onNodeLoss', kind: 'enum', default: 'fail', choices: ['fail', 'continue'], help: 'what a lost node does to the run' },
   { key: 'expectTimeout', kind: 'number', default: 60, min: 0.1, unit: 's', help: 'seconds to wait for all expected nodes before failing' },
+  { key: 'faultBackend', kind: 'enum', default: 'auto', choices: ['auto', 'proxy', 'iptables', 'netem'], help: 'how faults reach the network path (auto: the most faithful one available)' },
+  { key: 'recoveryTarget', kind: 'number', default: 10, min: 0, unit: 's', help: 'heal → next round with the affected workers above this is recovered-slow' },
+  { key: 'faultWatchdog', kind: 'number', default: 30, min: 0.1, unit: 's', help: 'no progress this long after a heal is stuck' },
 ];
 
 export const flagOf = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -96,7 +105,7 @@ export function parseSetting(def: SettingDef, raw: unknown, what: string): strin
 }
 
 export function defaults(): Scenario {
-  return Object.fromEntries(SETTINGS.map((d) => [d.key, d.default])) as unknown as Scenario;
+  return { ...(Object.fromEntries(SETTINGS.map((d) => [d.key, d.default])) as unknown as Scenario), faults: [] };
 }
 
 /** Checks that hold across settings. `where` names the source of each key for the message. */

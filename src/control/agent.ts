@@ -135,10 +135,12 @@ export class NodeAgent {
     this.send({ log: { level, text } });
   }
 
-  /** Sends the final report and half-closes the stream. */
+  /** Sends the final report and waits for the coordinator to take it. */
   finish(exitCode: number, report: unknown, error = ''): Promise<void> {
     this.send({ finished: { exitCode, json: JSON.stringify(report ?? null), error } });
-    this.call?.end();
+    // No half-close here: grpc-js may deliver a half-close before the last message, and
+    // the coordinator would take the node for lost. The coordinator ends the stream once
+    // it holds the report.
     // The coordinator ends the stream once it has the report; wait for that (bounded).
     return Promise.race([this.ended$.then(() => undefined), new Promise<void>((r) => setTimeout(r, 10_000).unref())]);
   }

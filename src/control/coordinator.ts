@@ -144,17 +144,22 @@ export class Coordinator {
         if (m.hello) session = this.hello(call, m.hello, peerHostOf(peer));
         return;
       }
-      this.message(session, m);
+      try {
+        this.message(session, m);
+      } catch (e) {
+        // A bad message must not take the stream down silently: say what it was.
+        this.note(`${session.view.id}: could not handle a message: ${(e as Error).stack ?? e}`);
+      }
     });
-    const closed = () => {
-      if (session) this.streamClosed(session);
+    const closed = (how: string) => {
+      if (session) this.streamClosed(session, how);
     };
     call.on('end', () => {
-      closed();
+      closed('the node ended its control stream');
       call.end();
     });
-    call.on('error', closed);
-    call.on('cancelled', closed);
+    call.on('error', (e: Error) => closed(`control stream error: ${e.message}`));
+    call.on('cancelled', () => closed('the control stream was cancelled'));
   }
 
   private send(s: Session, body: Omit<CoordinatorMessage, 'runId' | 'seq' | 'sentAtMs'>): void {
@@ -313,12 +318,12 @@ export class Coordinator {
     }
   }
 
-  private streamClosed(s: Session): void {
+  private streamClosed(s: Session, how: string): void {
     if (s.finished || s.view.status === 'lost') {
       this.checkEnd();
       return;
     }
-    this.lost(s, 'its control stream closed without a final report');
+    this.lost(s, `${how} without a final report`);
   }
 
   // ---- run phases ------------------------------------------------------------------------

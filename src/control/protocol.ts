@@ -57,9 +57,14 @@ export function channelCredentials(tls: TlsFiles): grpc.ChannelCredentials {
   return grpc.credentials.createSsl(readPem(tls.ca, '--tls-ca'));
 }
 
+/**
+ * Liveness is the heartbeats' job (missing, lost, silence limits), so gRPC keepalive is
+ * lenient: a node whose event loop is busy under load for a few seconds must not have its
+ * control stream cut by a missed ping ack and lose its final report.
+ */
 export const CONTROL_CHANNEL_OPTIONS: grpc.ChannelOptions = {
-  'grpc.keepalive_time_ms': 10_000,
-  'grpc.keepalive_timeout_ms': 5_000,
+  'grpc.keepalive_time_ms': 60_000,
+  'grpc.keepalive_timeout_ms': 30_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   'grpc.max_receive_message_length': 64 * 1024 * 1024,

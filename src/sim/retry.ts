@@ -42,3 +42,26 @@ export async function withRetry<T>(
     }
   }
 }
+
+/** At most `n` operations at once; the rest wait in order. */
+export function limiter(n: number): <T>(op: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const queue: Array<() => void> = [];
+  const next = () => {
+    if (active >= n || queue.length === 0) return;
+    active++;
+    queue.shift()!();
+  };
+  return <T>(op: () => Promise<T>) =>
+    new Promise<T>((resolve, reject) => {
+      queue.push(() => {
+        op()
+          .then(resolve, reject)
+          .finally(() => {
+            active--;
+            next();
+          });
+      });
+      next();
+    });
+}

@@ -16,6 +16,24 @@ export interface WorkerContext {
   readonly stats: WorkerNodeStats;
   readonly hash: (body: Buffer) => string;
   readonly signal: AbortSignal;
+  /**
+   * Limits how many workers of a node connect and register at once: thousands of
+   * simultaneous connects overflow the server's listen backlog (resets), which is the
+   * machine's limit, not the system under test's.
+   */
+  readonly admit?: <T>(op: () => Promise<T>) => Promise<T>;
+  /** Fault triggers and recovery verdicts watch these (optional; nothing is paid without it). */
+  readonly observer?: WorkerObserver;
+}
+
+export interface WorkerObserver {
+  state(index: number, state: WorkerState): void;
+  /** A request to the server succeeded. */
+  success(index: number): void;
+  /** A request failed (and will be retried). */
+  failure(index: number, kind: string): void;
+  /** A round finished for this worker: its update was accepted (or late: the round went on without it). */
+  round(index: number, outcome: string): void;
 }
 
 /**
@@ -26,9 +44,11 @@ export interface WorkerContext {
 export async function runWorker(ctx: WorkerContext): Promise<void> {
   const { stats, clock, transport } = ctx;
   let state: WorkerState = 'idle';
+  const obs = ctx.observer;
   const enter = (next: WorkerState) => {
     stats.move(state, next);
     state = next;
+    obs?.state(ctx.index, next);
   };
   // While it backs off the worker shows as retrying; the next attempt runs in the state it came from.
   let resume: WorkerState | null = null;
@@ -39,7 +59,11 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
           enter(resume);
           resume = null;
         }
-        return op();
+        if (!obs) return op();
+        return op().then((v) => {
+          obs.success(ctx.index);
+          return v;
+        });
       },
       ctx.retry,
       clock,
@@ -48,6 +72,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         onRetry: (err) => {
           stats.retries++;
           stats.error(err.kind, err.message);
+          obs?.failure(ctx.index, err.kind);
           resume = state;
           enter('retrying');
         },
@@ -58,7 +83,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   try {
     enter('registering');
     let t = clock.now();
-    const reg = await attempt(() => transport.register(ctx.index));
+    const register = () => attempt(() => transport.register(ctx.index));
+    const reg = await (ctx.admit ? ctx.admit(register) : register());
     stats.latency('registerMs', clock.now() - t);
     const workerId = reg.workerId;
 
@@ -96,6 +122,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       held = next;
       done++;
       stats.roundsDone++;
+      obs?.round(ctx.index, ack.outcome);
     }
     enter('done');
   } catch (err) {

@@ -34,7 +34,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
     this.target = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
     this.client = new FedsimClient(this.target, grpc.credentials.createInsecure(), {
       ...GRPC_OPTIONS,
-      'grpc.use_local_subchannel_pool': 1,
+      'grpc.use_local_subchannel_pool': process.env.FEDSIM_GRPC_SHARED ? 0 : 1,
       'grpc.enable_retries': 0,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,

@@ -38,6 +38,18 @@ export interface NodeMessage {
   snapshot?: Snapshot | undefined;
   finished?: Finished | undefined;
   log?: LogLine | undefined;
+  fault?: FaultEvent | undefined;
+}
+
+/**
+ * A node reports a fault: a trigger that fired here for faults applied elsewhere
+ * ("fired"), or a finished fault instance with its recovery figures ("instance").
+ */
+export interface FaultEvent {
+  /** "fired" or "instance" */
+  kind: string;
+  faultId: string;
+  json: string;
 }
 
 export interface Hello {
@@ -102,6 +114,15 @@ export interface CoordinatorMessage {
   stop?: Stop | undefined;
   ping?: Ping | undefined;
   clock?: ClockCorrection | undefined;
+  fault?: FaultCommand | undefined;
+}
+
+/**
+ * Fire a fault of the scenario's plan on this node's targets now (round, time, manual
+ * triggers, and log triggers seen on another node).
+ */
+export interface FaultCommand {
+  faultId: string;
 }
 
 export interface Welcome {
@@ -156,6 +177,7 @@ function createBaseNodeMessage(): NodeMessage {
     snapshot: undefined,
     finished: undefined,
     log: undefined,
+    fault: undefined,
   };
 }
 
@@ -184,6 +206,9 @@ export const NodeMessage: MessageFns<NodeMessage> = {
     }
     if (message.log !== undefined) {
       LogLine.encode(message.log, writer.uint32(66).fork()).join();
+    }
+    if (message.fault !== undefined) {
+      FaultEvent.encode(message.fault, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -265,6 +290,14 @@ export const NodeMessage: MessageFns<NodeMessage> = {
             message.log = LogLine.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.fault = FaultEvent.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -291,6 +324,7 @@ export const NodeMessage: MessageFns<NodeMessage> = {
       snapshot: isSet(object.snapshot) ? Snapshot.fromJSON(object.snapshot) : undefined,
       finished: isSet(object.finished) ? Finished.fromJSON(object.finished) : undefined,
       log: isSet(object.log) ? LogLine.fromJSON(object.log) : undefined,
+      fault: isSet(object.fault) ? FaultEvent.fromJSON(object.fault) : undefined,
     };
   },
 
@@ -320,6 +354,9 @@ export const NodeMessage: MessageFns<NodeMessage> = {
     if (message.log !== undefined) {
       obj.log = LogLine.toJSON(message.log);
     }
+    if (message.fault !== undefined) {
+      obj.fault = FaultEvent.toJSON(message.fault);
+    }
     return obj;
   },
 
@@ -342,6 +379,114 @@ export const NodeMessage: MessageFns<NodeMessage> = {
       ? Finished.fromPartial(object.finished)
       : undefined;
     message.log = (object.log !== undefined && object.log !== null) ? LogLine.fromPartial(object.log) : undefined;
+    message.fault = (object.fault !== undefined && object.fault !== null)
+      ? FaultEvent.fromPartial(object.fault)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFaultEvent(): FaultEvent {
+  return { kind: "", faultId: "", json: "" };
+}
+
+export const FaultEvent: MessageFns<FaultEvent> = {
+  encode(message: FaultEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== "") {
+      writer.uint32(10).string(message.kind);
+    }
+    if (message.faultId !== "") {
+      writer.uint32(18).string(message.faultId);
+    }
+    if (message.json !== "") {
+      writer.uint32(26).string(message.json);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FaultEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFaultEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.faultId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.json = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FaultEvent {
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      faultId: isSet(object.faultId)
+        ? globalThis.String(object.faultId)
+        : isSet(object.fault_id)
+        ? globalThis.String(object.fault_id)
+        : "",
+      json: isSet(object.json) ? globalThis.String(object.json) : "",
+    };
+  },
+
+  toJSON(message: FaultEvent): unknown {
+    const obj: any = {};
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.faultId !== "") {
+      obj.faultId = message.faultId;
+    }
+    if (message.json !== "") {
+      obj.json = message.json;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FaultEvent>, I>>(base?: I): FaultEvent {
+    return FaultEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FaultEvent>, I>>(object: I): FaultEvent {
+    const message = createBaseFaultEvent();
+    message.kind = object.kind ?? "";
+    message.faultId = object.faultId ?? "";
+    message.json = object.json ?? "";
     return message;
   },
 };
@@ -1132,6 +1277,7 @@ function createBaseCoordinatorMessage(): CoordinatorMessage {
     stop: undefined,
     ping: undefined,
     clock: undefined,
+    fault: undefined,
   };
 }
 
@@ -1166,6 +1312,9 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
     }
     if (message.clock !== undefined) {
       ClockCorrection.encode(message.clock, writer.uint32(82).fork()).join();
+    }
+    if (message.fault !== undefined) {
+      FaultCommand.encode(message.fault, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1263,6 +1412,14 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
             message.clock = ClockCorrection.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.fault = FaultCommand.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1295,6 +1452,7 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
       stop: isSet(object.stop) ? Stop.fromJSON(object.stop) : undefined,
       ping: isSet(object.ping) ? Ping.fromJSON(object.ping) : undefined,
       clock: isSet(object.clock) ? ClockCorrection.fromJSON(object.clock) : undefined,
+      fault: isSet(object.fault) ? FaultCommand.fromJSON(object.fault) : undefined,
     };
   },
 
@@ -1330,6 +1488,9 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
     if (message.clock !== undefined) {
       obj.clock = ClockCorrection.toJSON(message.clock);
     }
+    if (message.fault !== undefined) {
+      obj.fault = FaultCommand.toJSON(message.fault);
+    }
     return obj;
   },
 
@@ -1356,6 +1517,82 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
     message.clock = (object.clock !== undefined && object.clock !== null)
       ? ClockCorrection.fromPartial(object.clock)
       : undefined;
+    message.fault = (object.fault !== undefined && object.fault !== null)
+      ? FaultCommand.fromPartial(object.fault)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFaultCommand(): FaultCommand {
+  return { faultId: "" };
+}
+
+export const FaultCommand: MessageFns<FaultCommand> = {
+  encode(message: FaultCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.faultId !== "") {
+      writer.uint32(10).string(message.faultId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FaultCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFaultCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.faultId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FaultCommand {
+    return {
+      faultId: isSet(object.faultId)
+        ? globalThis.String(object.faultId)
+        : isSet(object.fault_id)
+        ? globalThis.String(object.fault_id)
+        : "",
+    };
+  },
+
+  toJSON(message: FaultCommand): unknown {
+    const obj: any = {};
+    if (message.faultId !== "") {
+      obj.faultId = message.faultId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FaultCommand>, I>>(base?: I): FaultCommand {
+    return FaultCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FaultCommand>, I>>(object: I): FaultCommand {
+    const message = createBaseFaultCommand();
+    message.faultId = object.faultId ?? "";
     return message;
   },
 };

@@ -1,0 +1,37 @@
+import { seededRandom } from '../../payload/random.js';
+import type { FaultBackend } from '../runner.js';
+import type { FaultSpec } from '../spec.js';
+import { WorkerProxy } from './proxy.js';
+
+/** The proxy backend: one userspace proxy per worker of the node, started before the workers. */
+export class ProxyBackend implements FaultBackend {
+  readonly name = 'proxy';
+  private readonly proxies = new Map<number, WorkerProxy>();
+
+  static async start(workers: readonly number[], upstream: { host: string; port: number }, seed: number): Promise<ProxyBackend> {
+    const b = new ProxyBackend();
+    for (const w of workers) {
+      const p = new WorkerProxy(upstream, seededRandom(seed * 31 + w));
+      await p.listen();
+      b.proxies.set(w, p);
+    }
+    return b;
+  }
+
+  /** Where worker `index` connects instead of the server. */
+  addressOf(index: number): { host: string; port: number } | undefined {
+    return this.proxies.get(index)?.address;
+  }
+
+  apply(f: FaultSpec, instanceId: string, workers: readonly number[]): void {
+    for (const w of workers) this.proxies.get(w)?.apply({ ...f, id: instanceId });
+  }
+
+  async heal(_f: FaultSpec, instanceId: string, workers: readonly number[]): Promise<void> {
+    await Promise.all(workers.map((w) => this.proxies.get(w)?.heal(instanceId)));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.proxies.values()].map((p) => p.close()));
+  }
+}

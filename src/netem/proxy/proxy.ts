@@ -1,0 +1,151 @@
+import net from 'node:net';
+import type { FaultSpec } from '../spec.js';
+import { Link, type LinkEffects, NO_EFFECTS } from './link.js';
+
+interface Conn {
+  client: net.Socket;
+  upstream: net.Socket;
+  up: Link;
+  down: Link;
+}
+
+/**
+ * A userspace TCP proxy for one worker, between it and the server: no root, and a fault
+ * can land on this worker alone, in the middle of a stream. Faults are small: each one
+ * changes the effects of the links or the fate of connections (see STYLE.md, toxiproxy).
+ */
+export class WorkerProxy {
+  private readonly server: net.Server;
+  private readonly conns = new Set<Conn>();
+  private readonly faults = new Map<string, FaultSpec>();
+  private port = 0;
+  private listening = false;
+
+  constructor(private readonly upstream: { host: string; port: number }, private readonly random: () => number) {
+    this.server = net.createServer({ noDelay: true }, (client) => this.accept(client));
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host: '127.0.0.1', port: this.port, backlog: 512 }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.listening = true;
+    this.port = (this.server.address() as net.AddressInfo).port;
+    return this.port;
+  }
+
+  get address(): { host: string; port: number } {
+    return { host: '127.0.0.1', port: this.port };
+  }
+
+  apply(f: FaultSpec): void {
+    this.faults.set(f.id, f);
+    if (f.kind === 'reset') for (const c of this.conns) this.reset(c);
+    if (f.kind === 'refuse' && this.listening) {
+      // Nothing listens: new connections get ECONNREFUSED; open ones go on.
+      this.listening = false;
+      this.server.close();
+    }
+    this.kick();
+  }
+
+  async heal(id: string): Promise<void> {
+    const f = this.faults.get(id);
+    if (!f) return;
+    this.faults.delete(id);
+    if (f.kind === 'refuse' && !this.has('refuse')) await this.listen();
+    this.kick();
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.conns) {
+      c.client.destroy();
+      c.upstream.destroy();
+    }
+    if (this.listening) await new Promise<void>((r) => this.server.close(() => r()));
+    this.listening = false;
+  }
+
+  private has(kind: FaultSpec['kind']): boolean {
+    for (const f of this.faults.values()) if (f.kind === kind) return true;
+    return false;
+  }
+
+  private effects(dir: 'up' | 'down'): LinkEffects {
+    if (this.faults.size === 0) return NO_EFFECTS;
+    const e: LinkEffects = { ...NO_EFFECTS };
+    for (const f of this.faults.values()) {
+      if (f.direction !== 'both' && f.direction !== dir) continue;
+      switch (f.kind) {
+        case 'blackhole':
+          e.held = true;
+          break;
+        case 'delay':
+          e.delayMs += f.delayMs;
+          e.jitterMs += f.jitterMs;
+          break;
+        case 'loss':
+          e.lossPercent = Math.max(e.lossPercent, f.lossPercent);
+          break;
+        case 'bandwidth':
+          e.rateBytesPerSec = e.rateBytesPerSec ? Math.min(e.rateBytesPerSec, f.rateBytesPerSec) : f.rateBytesPerSec;
+          break;
+        default:
+          break;
+      }
+    }
+    return e;
+  }
+
+  private kick(): void {
+    for (const c of this.conns) {
+      c.up.kick();
+      c.down.kick();
+    }
+  }
+
+  private accept(client: net.Socket): void {
+    if (this.has('reset')) {
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = net.connect({ host: this.upstream.host, port: this.upstream.port, noDelay: true });
+    const conn: Conn = {
+      client,
+      upstream,
+      up: new Link(client, upstream, () => this.effects('up'), this.random),
+      down: new Link(upstream, client, () => this.effects('down'), this.random),
+    };
+    this.conns.add(conn);
+    const close = () => {
+      if (!this.conns.delete(conn)) return;
+      conn.up.close();
+      conn.down.close();
+      client.destroy();
+      upstream.destroy();
+    };
+    // An upstream that fails is a reset for the worker, as it would be without the proxy.
+    upstream.on('error', () => {
+      if (!client.destroyed) client.resetAndDestroy();
+      close();
+    });
+    client.on('error', () => {
+      if (!upstream.destroyed) upstream.resetAndDestroy();
+      close();
+    });
+    client.on('close', close);
+    upstream.on('close', close);
+  }
+
+  private reset(c: Conn): void {
+    c.up.close();
+    c.down.close();
+    if (!c.client.destroyed) c.client.resetAndDestroy();
+    if (!c.upstream.destroyed) c.upstream.resetAndDestroy();
+    this.conns.delete(c);
+  }
+}
