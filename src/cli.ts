@@ -21,6 +21,34 @@ function addScenarioOptions(cmd: Command): Command {
   return cmd;
 }
 
+const CUT_OPTIONS: Array<[string, string]> = [
+  ['--cut-on-log <regex>', 'cut when a log line matches (see --cut-log-source)'],
+  ['--cut-log-source <src>', 'whose log lines: server, any, or "chunk N" (default any)'],
+  ['--cut-on-phase <phase>', 'cut when a targeted worker enters training, sending, waiting or receiving'],
+  ['--cut-on-round <R>', 'cut when round R opens'],
+  ['--cut-at <time>', 'cut this long after the start (e.g. 5s)'],
+  ['--cut-for <duration>', 'how long the cut lasts (default 10s)'],
+  ['--cut-max <N>', 'cut at most N times (default 1)'],
+  ['--cut-target <target>', 'server, all, one, fixed:N, percent:P, ids 1,2, optionally after "chunk N"'],
+  ['--cut-kind <kind>', 'blackhole (default), reset, refuse, delay, loss, bandwidth'],
+  ['--cut-direction <dir>', 'up, down or both (default)'],
+  ['--cut-delay <duration>', 'for --cut-kind delay'],
+  ['--cut-loss <percent>', 'for --cut-kind loss'],
+  ['--cut-rate <rate>', 'for --cut-kind bandwidth (e.g. 10mbit)'],
+];
+
+/** One fault from flags, for the common case (docs/faults.md has the full `faults:` list). */
+function addCutOptions(cmd: Command): Command {
+  for (const [flag, help] of CUT_OPTIONS) cmd.option(flag, help);
+  return cmd;
+}
+
+function cutFlags(opts: Record<string, unknown>): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const k of Object.keys(opts)) if (k.startsWith('cut') && typeof opts[k] === 'string') out[k] = opts[k] as string;
+  return out;
+}
+
 function settingFlags(opts: Record<string, unknown>): ResolveInput['flags'] {
   const out: ResolveInput['flags'] = {};
   for (const d of SETTINGS) if (typeof opts[d.key] === 'string') out[d.key] = opts[d.key] as string;
@@ -69,7 +97,7 @@ function buildProgram(setExit: (code: number) => void): Command {
       }
     });
 
-  addScenarioOptions(
+  addCutOptions(addScenarioOptions(
     program
       .command('run')
       .description('the embedded default: coordinator here, a server node and worker nodes as local child processes')
@@ -77,11 +105,11 @@ function buildProgram(setExit: (code: number) => void): Command {
       .option('--out <DIR>', 'run directory (default ./fedsim-runs/<timestamp>)')
       .option('--headless', 'plain progress lines (the default until the terminal UI lands)')
       .option('--netns', '(root) run each node in its own network namespace, joined by veth pairs and a bridge'),
-  ).action(async (opts: RunFlags) => {
-    setExit(await runRun(opts, settingFlags(opts)));
+  )).action(async (opts: RunFlags) => {
+    setExit(await runRun(opts, settingFlags(opts), cutFlags(opts)));
   });
 
-  addScenarioOptions(
+  addCutOptions(addScenarioOptions(
     program
       .command('coordinator')
       .description('control plane: nodes on any host attach; starts them together, watches them, writes the reports')
@@ -94,8 +122,8 @@ function buildProgram(setExit: (code: number) => void): Command {
       .option('--tls-ca <file>', 'CA bundle (reserved for client certificates)')
       .option('--out <DIR>', 'run directory (default ./fedsim-runs/<timestamp>)')
       .option('--headless', 'plain progress lines (the default until the terminal UI lands)'),
-  ).action(async (opts: CoordinatorFlags & Record<string, unknown>) => {
-    setExit(await runCoordinator(opts, settingFlags(opts)));
+  )).action(async (opts: CoordinatorFlags & Record<string, unknown>) => {
+    setExit(await runCoordinator(opts, settingFlags(opts), cutFlags(opts)));
   });
 
   program

@@ -74,6 +74,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
       roundsRequested: sc.rounds,
       nodes: result.workers,
       server: result.server,
+      faults: result.faults,
       failure,
     });
     writeFileSync(path.join(o.outDir, 'summary.json'), `${JSON.stringify({ ...summary, scenario: sc }, null, 2)}\n`);

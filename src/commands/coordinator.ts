@@ -18,14 +18,14 @@ export interface CoordinatorFlags {
 }
 
 /** `fedsim coordinator`: nodes on any host attach; the run starts when all of them are ready. */
-export async function runCoordinator(flags: CoordinatorFlags, settingFlags: ResolveInput['flags']): Promise<number> {
+export async function runCoordinator(flags: CoordinatorFlags, settingFlags: ResolveInput['flags'], cut: ResolveInput['cut'] = {}): Promise<number> {
   const listen = parseHostPort(flags.listen, '--listen', true);
   const withExpect = { ...settingFlags };
   if (flags.expectNodes !== undefined) {
     parseIntFlag(flags.expectNodes, '--expect-nodes', 1);
     withExpect.nodes = flags.expectNodes;
   }
-  const { scenario } = resolveScenario({ flags: withExpect, env: process.env, file: flags.scenario });
+  const { scenario } = resolveScenario({ flags: withExpect, env: process.env, file: flags.scenario, cut });
   const outDir = prepareOutDir(flags.out ?? defaultOutDir());
   const given = flags.token ?? process.env.FEDSIM_TOKEN;
   const token = given || generateToken();

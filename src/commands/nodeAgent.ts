@@ -4,6 +4,11 @@ import type { Scenario } from '../config/settings.js';
 import { parseHostPort, parseIntFlag, parseRange } from '../config/values.js';
 import { NodeAgent } from '../control/agent.js';
 import type { Assign } from '../proto/gen/control.js';
+import { chunkRange } from '../config/chunk.js';
+import { ProxyBackend } from '../netem/proxy/backend.js';
+import { FaultRunner } from '../netem/runner.js';
+import { isTargeted } from '../netem/targets.js';
+import { systemClock } from '../runtime/clock.js';
 import type { TlsFiles } from '../control/protocol.js';
 import { RunError, UsageError, exitCodeOf } from '../errors.js';
 import { fedsimVersion } from '../runtime/self.js';
@@ -45,6 +50,24 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
   let runPromise: Promise<WorkerNodeReport> | null = null;
   let stopReason: string | null = null;
   let assignError: Error | null = null;
+  let faults: FaultRunner | null = null;
+
+  function faultRunner(sc: Scenario, chunkN: number, first: number, count: number, backend: ProxyBackend | null): FaultRunner {
+    return new FaultRunner({
+      faults: sc.faults,
+      chunk: { n: chunkN, k: sc.nodes, first, count, total: sc.workers },
+      backend,
+      clock: systemClock,
+      recoveryTargetMs: sc.recoveryTarget * 1000,
+      watchdogMs: sc.faultWatchdog * 1000,
+      onInstance: (r) => agent.send({ fault: { kind: 'instance', faultId: `${r.faultId}#${r.instance}`, json: JSON.stringify(r) } }),
+      onFired: (id, n) => agent.send({ fault: { kind: 'fired', faultId: `${id}#${n}`, json: '' } }),
+      log: (line) => {
+        log(line);
+        agent.log('info', line);
+      },
+    });
+  }
   let stopped!: () => void;
   const stoppedP = new Promise<void>((r) => (stopped = r));
 
@@ -63,8 +86,14 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
           payload: parsePayload(sc.payload),
           maxBodyBytes,
         },
-        (line) => pendingRounds.push(line),
+        (line) => {
+          pendingRounds.push(line);
+          faults?.line(`round ${line.round} closed in ${line.durationMs.toFixed(1)} ms with ${line.updates} updates`, 'server');
+          faults?.line(`round ${line.round + 1} opened`, 'server');
+        },
       );
+      // Log triggers on the server's lines fire here; the coordinator relays them to the workers' nodes.
+      if (sc.faults.some((f) => f.trigger.type === 'log')) faults = faultRunner(sc, 0, 0, 0, null);
       ticker = setInterval(() => {
         if (pendingRounds.length === 0) return;
         agent.snapshot({ rounds: pendingRounds });
@@ -72,8 +101,22 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       }, SNAPSHOT_MS);
       return { host: flags.host, httpPort: server.httpPort, grpcPort: server.grpcPort };
     }
+    const c = parseChunk(a.chunk);
+    const { first, count } = chunkRange(c, sc.workers);
+    let backend: ProxyBackend | null = null;
+    if (sc.faults.length > 0) {
+      // Only workers some fault can touch go through a proxy; the rest connect straight.
+      const targeted: number[] = [];
+      for (let i = first; i < first + count; i++) {
+        if (sc.faults.some((f) => isTargeted(f.target, i, c.n, first, count, sc.workers, f.seed))) targeted.push(i);
+      }
+      backend = await ProxyBackend.start(targeted, { host: a.serverHost, port: a.serverPort }, sc.seed);
+      faults = faultRunner(sc, c.n, first, count, backend);
+      log(`worker node ${a.chunk}: ${targeted.length} workers behind the fault proxy`);
+    }
+    const proxies = backend;
     chunk = await prepareChunk({
-      chunk: parseChunk(a.chunk),
+      chunk: c,
       workers: sc.workers,
       server: { host: a.serverHost, port: a.serverPort },
       transport: sc.transport,
@@ -83,6 +126,8 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       retry: { retries: sc.retries, baseMs: sc.retryBaseMs, maxMs: sc.retryMaxMs },
       requestTimeoutMs: sc.requestTimeout * 1000,
       seed: sc.seed,
+      serverFor: proxies ? (i) => proxies.addressOf(i) : undefined,
+      observer: faults ?? undefined,
     });
     log(`worker node ${a.chunk}: assigned by the coordinator; server ${a.serverHost}:${a.serverPort}`);
     return {};
@@ -130,6 +175,10 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       clock(shiftMs) {
         if (chunk) chunk.stats.propagationShiftMs = shiftMs;
       },
+      fault(instanceId) {
+        const m = /^(.*)#(\d+)$/.exec(instanceId);
+        if (m) faults?.fire(m[1], Number(m[2]));
+      },
     },
   });
 
@@ -152,8 +201,10 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
     (chunk as ChunkHandle | null)?.stop();
     if (runPromise) await (runPromise as Promise<unknown>).catch(() => undefined);
     await srv?.stop();
+    await (faults as FaultRunner | null)?.finish();
     throw new RunError(`node stopped: ${ended}`);
   }
+  await (faults as FaultRunner | null)?.finish();
   if (srv) {
     const report = { ...srv.fl.report(), maxRssBytes: process.resourceUsage().maxRSS * 1024 };
     if (pendingRounds.length) agent.snapshot({ rounds: pendingRounds });

@@ -19,8 +19,8 @@ export interface RunFlags {
  * `fedsim run`: the coordinator in this process, and a server node and K worker nodes as
  * child processes on loopback, attached over the same control protocol as remote nodes.
  */
-export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags']): Promise<number> {
-  const { scenario } = resolveScenario({ flags: settingFlags, env: process.env, file: flags.scenario });
+export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'], cut: ResolveInput['cut'] = {}): Promise<number> {
+  const { scenario } = resolveScenario({ flags: settingFlags, env: process.env, file: flags.scenario, cut });
   const outDir = prepareOutDir(flags.out ?? defaultOutDir());
   const token = generateToken();
   const children: ChildNode[] = [];

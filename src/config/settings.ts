@@ -118,6 +118,10 @@ export function checkScenario(s: Scenario, where: (key: keyof Scenario) => strin
   if (s.onNodeLoss === 'continue' && s.minWorkers === null) {
     throw new UsageError(`${where('onNodeLoss')} continue needs a quorum (minWorkers and roundTimeout): without it no round can close once a node's workers are gone`);
   }
+  const backends = [s.faultBackend, ...s.faults.map((f) => f.backend)];
+  if (backends.some((b) => b === 'iptables' || b === 'netem')) {
+    throw new UsageError(`the iptables and netem fault backends are not built yet: use the proxy backend (faultBackend: auto or proxy)`);
+  }
   if (s.requestTimeout <= s.pollTimeout) {
     throw new UsageError(`${where('requestTimeout')} ${s.requestTimeout} must be above ${where('pollTimeout')} ${s.pollTimeout}, or every long-poll would time out`);
   }

@@ -11,6 +11,8 @@ export interface AgentHandlers {
   start(): void;
   stop(reason: string): void;
   clock(shiftMs: number): void;
+  /** Fire fault instance "id#n" on this node's targets. */
+  fault(instanceId: string): void;
 }
 
 export interface AgentOptions {
@@ -174,6 +176,8 @@ export class NodeAgent {
       h.stop(m.stop.reason);
     } else if (m.clock) {
       h.clock(m.clock.propagationShiftMs);
+    } else if (m.fault) {
+      h.fault(m.fault.faultId);
     }
   }
 

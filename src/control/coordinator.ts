@@ -7,6 +7,7 @@ import { ControlService, type ControlServer, type CoordinatorMessage, type Hello
 import type { RoundLine, ServerReport } from '../sim/flServer.js';
 import type { NodeView, RunStore, WorkerSnapshotIn } from '../sim/runStore.js';
 import type { WorkerNodeReport } from '../sim/workerStats.js';
+import type { FaultInstanceReport } from '../sim/faults.js';
 import { CONTROL_CHANNEL_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA, type TlsFiles, serverCredentials, tokenMatches, tokenProof } from './protocol.js';
 
 export interface CoordinatorOptions {
@@ -25,6 +26,8 @@ export interface NodeOutcome {
 
 export interface CoordinatorResult {
   failure: string | null;
+  /** Fault instances as the nodes reported them (merged in the summary). */
+  faults: FaultInstanceReport[];
   server: { view: NodeView; report: (ServerReport & { maxRssBytes?: number }) | null } | null;
   workers: NodeOutcome[];
   startedAtMs: number | null;
@@ -71,6 +74,8 @@ export class Coordinator {
   private done = false;
   private stopping = false;
   private readonly k: number;
+  private readonly faultReports: FaultInstanceReport[] = [];
+  private readonly firedHere = new Set<string>();
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.k = opts.scenario.nodes;
@@ -296,7 +301,10 @@ export class Coordinator {
     } else if (m.snapshot) {
       const data = JSON.parse(m.snapshot.json) as Record<string, unknown>;
       if (s.view.role === 'worker') this.opts.store.apply({ type: 'workerSnapshot', snapshot: data as unknown as WorkerSnapshotIn });
-      else if (Array.isArray(data.rounds) && data.rounds.length) this.opts.store.apply({ type: 'rounds', rounds: data.rounds as RoundLine[] });
+      else if (Array.isArray(data.rounds) && data.rounds.length) {
+        this.opts.store.apply({ type: 'rounds', rounds: data.rounds as RoundLine[] });
+        for (const line of data.rounds as RoundLine[]) this.roundOpened(line.round + 1);
+      }
     } else if (m.finished) {
       s.finished = { exitCode: m.finished.exitCode, json: m.finished.json, error: m.finished.error };
       s.view.exitCode = m.finished.exitCode;
@@ -315,6 +323,14 @@ export class Coordinator {
       }
     } else if (m.log) {
       this.note(`${s.view.id}: ${m.log.text}`);
+    } else if (m.fault) {
+      if (m.fault.kind === 'fired') this.fireFault(m.fault.faultId, s);
+      else if (m.fault.kind === 'instance') {
+        const r = JSON.parse(m.fault.json) as FaultInstanceReport;
+        this.faultReports.push(r);
+        const rec = r.nextRoundAfterHealMs === null ? '' : `, next round with them ${(r.nextRoundAfterHealMs / 1000).toFixed(2)} s after the heal`;
+        this.note(`fault ${r.faultId}#${r.instance} on chunk ${r.chunk}: ${r.kind} on ${r.affected} workers via ${r.backend}: ${r.verdict}${rec}`);
+      }
     }
   }
 
@@ -340,6 +356,10 @@ export class Coordinator {
       this.update(s);
       this.send(s, { start: { atMs: at } });
     }
+    for (const f of this.opts.scenario.faults) {
+      if (f.trigger.type === 'time') this.timers.push(setTimeout(() => this.fireFault(`${f.id}#1`, null), f.trigger.atMs));
+    }
+    this.roundOpened(1);
   }
 
   private checkEnd(): void {
@@ -379,6 +399,7 @@ export class Coordinator {
     };
     this.resultResolve({
       failure,
+      faults: [...this.faultReports],
       server: srv ? { view: { ...srv.view }, report: parse<ServerReport>(srv) } : null,
       workers: [...this.workers.values()].sort((a, b) => a.chunkIndex - b.chunkIndex).map((w) => ({ view: { ...w.view }, report: parse<WorkerNodeReport>(w) })),
       startedAtMs: this.opts.store.startedAt,
@@ -395,6 +416,28 @@ export class Coordinator {
       };
       check();
     });
+  }
+
+  /** Round and time triggers are the coordinator's; every worker node applies to its own targets. */
+  private roundOpened(round: number): void {
+    for (const f of this.opts.scenario.faults) {
+      const t = f.trigger;
+      if (t.type !== 'round' || t.round !== round) continue;
+      const fire = () => this.fireFault(`${f.id}#1`, null);
+      if (t.delayMs > 0) this.timers.push(setTimeout(fire, t.delayMs));
+      else fire();
+    }
+  }
+
+  /** Sends fault instance "id#n" to every worker node but the one where it fired (it applied it already). */
+  private fireFault(instanceId: string, origin: Session | null): void {
+    if (this.done || this.stopping || this.firedHere.has(instanceId)) return;
+    this.firedHere.add(instanceId);
+    this.note(`fault ${instanceId} fired${origin ? ` on ${origin.view.id}` : ''}`);
+    for (const w of this.workers.values()) {
+      if (w === origin || w.finished || w.view.status === 'lost') continue;
+      this.send(w, { fault: { faultId: instanceId } });
+    }
   }
 
   private lost(s: Session, why: string): void {

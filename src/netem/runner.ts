@@ -5,32 +5,9 @@ import type { WorkerState } from '../sim/workerStats.js';
 import type { FaultSpec } from './spec.js';
 import { describeTarget, isTargeted } from './targets.js';
 
-export type Verdict = 'recovered' | 'recovered-slow' | 'degraded' | 'stuck';
+import type { FaultInstanceReport, Verdict } from '../sim/faults.js';
 
-/** A fault as it happened on one node. The coordinator merges the nodes' instances. */
-export interface FaultInstanceReport {
-  faultId: string;
-  instance: number;
-  kind: string;
-  backend: string;
-  target: string;
-  trigger: string;
-  chunk: string;
-  affected: number;
-  appliedAtMs: number;
-  healedAtMs: number | null;
-  /** First failure an affected worker saw after the apply. */
-  noticedAfterMs: number | null;
-  /** Heal → every affected worker had a successful exchange (the slowest of them). */
-  firstExchangeAfterHealMs: number | null;
-  /** Heal → every affected worker completed a round with its update in. */
-  nextRoundAfterHealMs: number | null;
-  /** Affected workers whose update a round closed without (quorum). */
-  degradedWorkers: number;
-  /** Affected workers with no progress within the watchdog after the heal. */
-  stuckWorkers: number;
-  verdict: Verdict;
-}
+export type { FaultInstanceReport, Verdict };
 
 export interface FaultBackend {
   readonly name: string;

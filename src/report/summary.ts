@@ -9,6 +9,7 @@ import {
   sumCounters,
 } from '../sim/stats.js';
 import type { NodeView } from '../sim/runStore.js';
+import { type FaultInstanceReport, type MergedFault, mergeFaults } from '../sim/faults.js';
 import { WORKER_LATENCIES, type WorkerNodeReport } from '../sim/workerStats.js';
 
 export const SCHEMA_VERSION = 1;
@@ -29,6 +30,7 @@ export interface SummaryInput {
   roundsRequested: number;
   nodes: NodeResult[];
   server: { view: NodeView; report: (ServerReport & { maxRssBytes?: number }) | null } | null;
+  faults: FaultInstanceReport[];
   failure: string | null;
 }
 
@@ -63,6 +65,8 @@ export interface Summary {
   roundLines: RoundLine[];
   perNode: PerNode[];
   perChunk: PerChunk[];
+  /** One row per fault instance with its recovery verdict (docs/faults.md). */
+  faults: MergedFault[];
   resources: { serverMaxRssBytes: number | null; workerNodeMaxRssBytes: number | null };
 }
 
@@ -185,6 +189,7 @@ export function buildSummary(input: SummaryInput): Summary {
       downloadMs: n.report ? lat(n.report, 'downloadMs') : percentiles(mergeHistograms([])),
       propagationMs: n.report ? lat(n.report, 'propagationMs') : percentiles(mergeHistograms([])),
     })),
+    faults: mergeFaults(input.faults),
     resources: {
       serverMaxRssBytes: server?.maxRssBytes ?? null,
       workerNodeMaxRssBytes: reports.length ? Math.max(...reports.map((r) => r.maxRssBytes ?? 0)) : null,
@@ -230,6 +235,12 @@ export function formatSummaryTable(s: Summary): string {
     `updates     accepted ${s.updates.accepted}, duplicate ${s.updates.duplicate}, late ${s.updates.late}, rejected ${s.updates.rejected}`,
     `traffic     ${s.messages.total} messages (${(s.messages.total / Math.max(secs, 1e-3)).toFixed(0)}/s), sent ${fmtMB(s.bytes.sent)}, received ${fmtMB(s.bytes.received)}`,
     `errors      ${s.errors.total}${s.errors.total ? ` (${Object.entries({ ...s.errors.byKind, ...s.errors.server }).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}, retries ${s.retries}`,
+    ...s.faults.map(
+      (f) =>
+        `fault       ${f.id}#${f.instance} ${f.kind} on ${f.affected} workers (${f.target}; ${f.trigger}; ${f.backend}): ${f.verdict.toUpperCase()}` +
+        (f.nextRoundAfterHealMs !== null ? `, next round ${fmtMs(f.nextRoundAfterHealMs)} after heal` : '') +
+        (f.noticedAfterMs !== null ? `, noticed after ${fmtMs(f.noticedAfterMs)}` : ''),
+    ),
     ...(s.failure ? [`failure     ${s.failure}`] : []),
   ].join('\n');
 }

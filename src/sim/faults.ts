@@ -1,0 +1,94 @@
+/** Fault outcomes as events: what nodes report and the summary merges (no I/O here). */
+
+export type Verdict = 'recovered' | 'recovered-slow' | 'degraded' | 'stuck';
+
+/** A fault as it happened on one node. The coordinator merges the nodes' instances. */
+export interface FaultInstanceReport {
+  faultId: string;
+  instance: number;
+  kind: string;
+  backend: string;
+  target: string;
+  trigger: string;
+  chunk: string;
+  affected: number;
+  appliedAtMs: number;
+  healedAtMs: number | null;
+  /** First failure an affected worker saw after the apply. */
+  noticedAfterMs: number | null;
+  /** Heal → every affected worker had a successful exchange (the slowest of them). */
+  firstExchangeAfterHealMs: number | null;
+  /** Heal → every affected worker completed a round with its update in. */
+  nextRoundAfterHealMs: number | null;
+  /** Affected workers whose update a round closed without (quorum). */
+  degradedWorkers: number;
+  /** Affected workers with no progress within the watchdog after the heal. */
+  stuckWorkers: number;
+  verdict: Verdict;
+}
+
+
+const ORDER: Verdict[] = ['recovered', 'recovered-slow', 'degraded', 'stuck'];
+
+export interface MergedFault {
+  id: string;
+  instance: number;
+  kind: string;
+  backend: string;
+  target: string;
+  trigger: string;
+  chunks: string[];
+  affected: number;
+  appliedAtMs: number;
+  healedAtMs: number | null;
+  noticedAfterMs: number | null;
+  firstExchangeAfterHealMs: number | null;
+  nextRoundAfterHealMs: number | null;
+  degradedWorkers: number;
+  stuckWorkers: number;
+  verdict: Verdict;
+}
+
+/** One row per fault instance across nodes: counts add up, times take the worst node, the verdict the worst one. */
+export function mergeFaults(reports: readonly FaultInstanceReport[]): MergedFault[] {
+  const by = new Map<string, MergedFault>();
+  const maxN = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.max(a, b));
+  const minN = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.min(a, b));
+  for (const r of reports) {
+    const key = `${r.faultId}#${r.instance}`;
+    const m = by.get(key);
+    if (!m) {
+      by.set(key, {
+        id: r.faultId,
+        instance: r.instance,
+        kind: r.kind,
+        backend: r.backend,
+        target: r.target,
+        trigger: r.trigger,
+        chunks: [r.chunk],
+        affected: r.affected,
+        appliedAtMs: r.appliedAtMs,
+        healedAtMs: r.healedAtMs,
+        noticedAfterMs: r.noticedAfterMs,
+        firstExchangeAfterHealMs: r.firstExchangeAfterHealMs,
+        nextRoundAfterHealMs: r.nextRoundAfterHealMs,
+        degradedWorkers: r.degradedWorkers,
+        stuckWorkers: r.stuckWorkers,
+        verdict: r.verdict,
+      });
+      continue;
+    }
+    m.chunks.push(r.chunk);
+    m.affected += r.affected;
+    m.appliedAtMs = Math.min(m.appliedAtMs, r.appliedAtMs);
+    m.healedAtMs = maxN(m.healedAtMs, r.healedAtMs);
+    m.noticedAfterMs = minN(m.noticedAfterMs, r.noticedAfterMs);
+    // A worker still missing its exchange on some node leaves the whole instance without that time.
+    m.firstExchangeAfterHealMs = m.firstExchangeAfterHealMs === null || r.firstExchangeAfterHealMs === null ? null : Math.max(m.firstExchangeAfterHealMs, r.firstExchangeAfterHealMs);
+    m.nextRoundAfterHealMs = m.nextRoundAfterHealMs === null || r.nextRoundAfterHealMs === null ? null : Math.max(m.nextRoundAfterHealMs, r.nextRoundAfterHealMs);
+    m.degradedWorkers += r.degradedWorkers;
+    m.stuckWorkers += r.stuckWorkers;
+    if (ORDER.indexOf(r.verdict) > ORDER.indexOf(m.verdict)) m.verdict = r.verdict;
+  }
+  return [...by.values()].sort((a, b) => a.appliedAtMs - b.appliedAtMs);
+}
