@@ -126,6 +126,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       retry: { retries: sc.retries, baseMs: sc.retryBaseMs, maxMs: sc.retryMaxMs },
       requestTimeoutMs: sc.requestTimeout * 1000,
       seed: sc.seed,
+      failFast: sc.minWorkers === null,
       serverFor: proxies ? (i) => proxies.addressOf(i) : undefined,
       observer: faults ?? undefined,
     });

@@ -47,6 +47,11 @@ export interface WorkerSettings {
   retry: RetryPolicy;
   requestTimeoutMs: number;
   seed: number;
+  /**
+   * Stop the chunk at the first failed worker: without a quorum the server waits for every
+   * worker, so one that gave up means no round can close again.
+   */
+  failFast: boolean;
   /** Where worker `index` connects, when not straight to the server (the fault proxy). */
   serverFor?: (index: number) => { host: string; port: number } | undefined;
   observer?: WorkerObserver;
@@ -157,13 +162,19 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
             signal: abort.signal,
             admit,
             observer: s.observer,
+          }).catch((e: unknown) => {
+            if (s.failFast && !abort.signal.aborted) {
+              log(`worker node ${name}: worker ${index} failed (${(e as Error).message}); without a quorum no round can close: stopping the chunk`);
+              abort.abort();
+            }
+            throw e;
           });
         }),
       );
       for (const t of transports) t.close();
       const failed = results.filter((r) => r.status === 'rejected').length;
       if (failed > 0) {
-        const why = abort.signal.aborted ? 'stopped' : (stats.firstError ?? 'unknown error');
+        const why = stats.firstError ?? (abort.signal.aborted ? 'stopped' : 'unknown error');
         throw Object.assign(new RunError(`worker node ${name}: ${failed} of ${count} workers failed; first error: ${why}`), { report: report() });
       }
       log(`worker node ${name}: ${count} workers finished ${s.rounds} rounds (${stats.retries} retries, ${sumCounters(stats.errors)} errors)`);
@@ -197,6 +208,7 @@ export function workerSettingsFromFlags(flags: WorkerFlags): WorkerSettings {
     },
     requestTimeoutMs: parseNumberFlag(flags.requestTimeout, '--request-timeout', 0.1) * 1000,
     seed: parseIntFlag(flags.seed, '--seed', 0),
+    failFast: true,
   };
 }
 

@@ -75,6 +75,8 @@ export class FaultRunner implements WorkerObserver {
   private readonly targets = new Map<string, number[]>();
   private readonly regexes = new Map<string, RegExp>();
   private readonly wantsLines: boolean;
+  private readonly doneWorkers = new Set<number>();
+  private readonly failedWorkers = new Set<number>();
 
   constructor(private readonly o: FaultRunnerOptions) {
     const { first, count, n, total } = o.chunk;
@@ -112,6 +114,7 @@ export class FaultRunner implements WorkerObserver {
   // ---- WorkerObserver -----------------------------------------------------------------
 
   state(index: number, s: WorkerState): void {
+    if (s === 'done' || s === 'failed') (s === 'done' ? this.doneWorkers : this.failedWorkers).add(index);
     if (this.wantsLines) this.line(`worker ${index} ${s}`, `chunk ${this.o.chunk.n}`);
     for (const f of this.o.faults) {
       const t = f.trigger;
@@ -239,7 +242,12 @@ export class FaultRunner implements WorkerObserver {
     if (inst.done) return;
     inst.done = true;
     const max = (m: Map<number, number>) => (m.size === inst.workers.length ? Math.max(...m.values()) : null);
-    const stuck = inst.workers.filter((w) => !inst.roundOk.has(w) && !inst.degraded.has(w)).length;
+    // Progress after the heal: a round with the worker's update in, a round that went on
+    // without it (degraded), or at least an exchange / the end of its rounds. A worker that
+    // failed, or showed nothing of that, is stuck.
+    const progressed = (w: number) =>
+      !this.failedWorkers.has(w) && (inst.roundOk.has(w) || inst.degraded.has(w) || inst.firstOk.has(w) || this.doneWorkers.has(w));
+    const stuck = inst.workers.filter((w) => !progressed(w)).length;
     const nextRound = max(inst.roundOk);
     let verdict: Verdict;
     if (stuck > 0) verdict = 'stuck';

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { runCli, tempDir } from '../helpers/cli.js';
+
+interface Fault {
+  id: string;
+  kind: string;
+  verdict: string;
+  affected: number;
+  backend: string;
+  nextRoundAfterHealMs: number | null;
+}
+
+async function run(args: string[]): Promise<{ code: number | null; stderr: string; s: Record<string, any> }> {
+  const out = tempDir();
+  try {
+    const r = await runCli(['run', '--out', out, '--retries', '20', '--retry-max-ms', '500', ...args], 120_000);
+    const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
+    return { code: r.code, stderr: r.stderr, s };
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+const W = 12;
+const R = 3;
+const base = ['--workers', String(W), '--nodes', '2', '--rounds', String(R), '--train-ms', '30..60'];
+
+for (const transport of ['http', 'grpc']) {
+  describe(`the four classic experiments over ${transport} (proxy backend)`, () => {
+    for (const phase of ['training', 'sending', 'waiting', 'receiving']) {
+      test(`a worker cut while ${phase} comes back: recovered, every update counted once`, async () => {
+        const { code, stderr, s } = await run([...base, '--transport', transport, '--cut-on-phase', phase, '--cut-for', '1s', '--cut-target', 'chunk 2 one']);
+        assert.equal(code, 0, stderr);
+        assert.equal(s.updates.accepted, W * R);
+        assert.equal(s.updates.duplicate, 0);
+        assert.equal(s.faults.length, 1, stderr);
+        const f: Fault = s.faults[0];
+        assert.equal(f.kind, 'blackhole');
+        assert.equal(f.backend, 'proxy');
+        assert.equal(f.affected, 1);
+        assert.equal(f.verdict, 'recovered', JSON.stringify(f));
+        assert.equal(typeof f.nextRoundAfterHealMs, 'number');
+      });
+    }
+  });
+}
+
+test('a worker that gives up during the cut: stuck', async () => {
+  const { code, s } = await run([
+    ...base, '--retries', '0', '--request-timeout', '1', '--poll-timeout', '0.5', '--fault-watchdog', '1',
+    '--cut-on-phase', 'waiting', '--cut-for', '3s', '--cut-target', 'chunk 1 one',
+  ]);
+  assert.equal(code, 1, 'the worker failed, so the run failed');
+  assert.equal(s.faults.length, 1);
+  assert.equal(s.faults[0].verdict, 'stuck');
+  assert.equal(s.faults[0].stuckWorkers, 1);
+});
