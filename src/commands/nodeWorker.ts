@@ -13,6 +13,7 @@ import { type RetryPolicy, limiter } from '../sim/retry.js';
 import { sumCounters } from '../sim/stats.js';
 import { type WorkerObserver, runWorker } from '../sim/worker.js';
 import { WorkerNodeStats, type WorkerNodeReport } from '../sim/workerStats.js';
+import type { WorkerSnapshotIn } from '../sim/runStore.js';
 import { GrpcWorkerTransport } from '../transport/grpcClient.js';
 import { HttpWorkerTransport } from '../transport/httpClient.js';
 import { emitEvent, log } from './output.js';
@@ -57,18 +58,8 @@ export interface WorkerSettings {
   observer?: WorkerObserver;
 }
 
-/** What a worker node sends up every flush: counts, not events. */
-export interface WorkerSnapshot {
-  chunk: string;
-  workers: number;
-  states: WorkerNodeReport['states'];
-  roundsDone: number;
-  errors: number;
-  retries: number;
-  messages: number;
-  bytes: number;
-  propagation: Array<{ version: number; histogram: string }>;
-}
+/** What a worker node sends up every flush: counts, not events (the store's input type). */
+export type WorkerSnapshot = WorkerSnapshotIn;
 
 /** Tries a TCP connect with the retry policy, so an unreachable server is one clear error. */
 async function preflight(host: string, port: number, policy: RetryPolicy): Promise<void> {
