@@ -45,7 +45,6 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
 
   let server: ServerHandle | null = null;
   let chunk: ChunkHandle | null = null;
-  let pendingRounds: RoundLine[] = [];
   let ticker: NodeJS.Timeout | null = null;
   let runPromise: Promise<WorkerNodeReport> | null = null;
   let stopReason: string | null = null;
@@ -87,18 +86,14 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
           maxBodyBytes,
         },
         (line) => {
-          pendingRounds.push(line);
+          // Rounds are rare and round triggers wait on them: send each at once.
+          agent.snapshot({ rounds: [line] });
           faults?.line(`round ${line.round} closed in ${line.durationMs.toFixed(1)} ms with ${line.updates} updates`, 'server');
           faults?.line(`round ${line.round + 1} opened`, 'server');
         },
       );
       // Log triggers on the server's lines fire here; the coordinator relays them to the workers' nodes.
       if (sc.faults.some((f) => f.trigger.type === 'log')) faults = faultRunner(sc, 0, 0, 0, null);
-      ticker = setInterval(() => {
-        if (pendingRounds.length === 0) return;
-        agent.snapshot({ rounds: pendingRounds });
-        pendingRounds = [];
-      }, SNAPSHOT_MS);
       return { host: flags.host, httpPort: server.httpPort, grpcPort: server.grpcPort };
     }
     const c = parseChunk(a.chunk);
@@ -208,7 +203,6 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
   await (faults as FaultRunner | null)?.finish();
   if (srv) {
     const report = { ...srv.fl.report(), maxRssBytes: process.resourceUsage().maxRSS * 1024 };
-    if (pendingRounds.length) agent.snapshot({ rounds: pendingRounds });
     await agent.finish(0, report);
     await srv.stop();
     log(`server: stopped (${stopReason ?? 'done'}) after ${srv.fl.rounds.length} rounds`);

@@ -46,6 +46,31 @@ for (const transport of ['http', 'grpc']) {
       });
     }
   });
+
+  describe(`every fault kind over ${transport}`, () => {
+    const kinds: Array<[string, string[]]> = [
+      ['reset', []],
+      ['refuse', []],
+      ['delay', ['--cut-delay', '100ms']],
+      ['loss', ['--cut-loss', '30']],
+      ['bandwidth', ['--cut-rate', '1mbit']],
+    ];
+    for (const [kind, extra] of kinds) {
+      test(`${kind} on round 2 for chunk 1: the run completes and no update is aggregated twice`, async () => {
+        const { code, stderr, s } = await run([
+          '--workers', String(W), '--nodes', '2', '--rounds', String(R), '--train-ms', '150..250', '--transport', transport,
+          '--cut-kind', kind, '--cut-on-round', '2', '--cut-for', '0.5s', '--cut-target', 'chunk 1', ...extra,
+        ]);
+        assert.equal(code, 0, stderr);
+        assert.equal(s.updates.accepted, W * R, 'each update aggregated exactly once');
+        assert.equal(s.rounds.completed, R);
+        assert.equal(s.faults.length, 1, stderr);
+        assert.equal(s.faults[0].kind, kind);
+        assert.equal(s.faults[0].affected, W / 2);
+        assert.match(s.faults[0].verdict, /^recovered/);
+      });
+    }
+  });
 }
 
 test('a worker that gives up during the cut: stuck', async () => {
