@@ -91,7 +91,11 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     enter('fetching');
     let held = await pull(ctx, workerId, -1, attempt, () => undefined, false);
 
-    for (let done = 0; done < ctx.rounds; ) {
+    // The run's R rounds end with model version start+R. A worker that fell behind (its
+    // update came late and a quorum closed the round without it) catches up by fetching the
+    // newest model, so it may do fewer rounds of its own but stops at the same version.
+    const lastVersion = held.version + ctx.rounds;
+    for (let done = 0; done < ctx.rounds && held.version < lastVersion; ) {
       if (ctx.signal.aborted) throw new Error('stopped');
       enter('training');
       const { min, max } = ctx.trainMs;

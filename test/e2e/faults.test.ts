@@ -83,3 +83,15 @@ test('a worker that gives up during the cut: stuck', async () => {
   assert.equal(s.faults[0].verdict, 'stuck');
   assert.equal(s.faults[0].stuckWorkers, 1);
 });
+
+test('a round that closes on the quorum without the cut worker: degraded, and the worker catches up', async () => {
+  const { code, stderr, s } = await run([
+    '--workers', '6', '--nodes', '2', '--rounds', '3', '--train-ms', '0..20', '--min-workers', '5', '--round-timeout', '0.3',
+    '--cut-on-phase', 'sending', '--cut-for', '1.5s', '--cut-target', 'chunk 1 one',
+  ]);
+  assert.equal(code, 0, stderr);
+  assert.equal(s.faults[0].verdict, 'degraded', JSON.stringify(s.faults[0]));
+  assert.ok(s.updates.late >= 1);
+  assert.equal(s.rounds.completed, 3);
+  assert.equal(s.workersDone, 6);
+});
