@@ -33,15 +33,8 @@ export interface ChunkView {
   bytes: number;
 }
 
-export interface WorkerSnapshotIn {
-  chunk: string;
-  workers: number;
-  states: Record<WorkerState, number>;
-  roundsDone: number;
-  errors: number;
-  retries: number;
-  messages: number;
-  bytes: number;
+/** A worker node's snapshot: its chunk's view plus propagation samples per version since the last one. */
+export interface WorkerSnapshotIn extends ChunkView {
   propagation: Array<{ version: number; histogram: string }>;
 }
 
