@@ -12,7 +12,6 @@ import { systemClock } from '../runtime/clock.js';
 import type { TlsFiles } from '../control/protocol.js';
 import { RunError, UsageError, exitCodeOf } from '../errors.js';
 import { fedsimVersion } from '../runtime/self.js';
-import type { RoundLine } from '../sim/flServer.js';
 import type { WorkerNodeReport } from '../sim/workerStats.js';
 import { type ChunkHandle, prepareChunk } from './nodeWorker.js';
 import { type ServerHandle, startServer } from './nodeServer.js';

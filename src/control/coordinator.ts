@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { chunkRange, formatChunk, parseChunk } from '../config/chunk.js';
+import { formatChunk, parseChunk } from '../config/chunk.js';
 import type { Scenario } from '../config/settings.js';
 import { UsageError } from '../errors.js';
 import { ControlService, type ControlServer, type CoordinatorMessage, type Hello, type NodeMessage } from '../proto/gen/control.js';
@@ -8,6 +8,7 @@ import type { RoundLine, ServerReport } from '../sim/flServer.js';
 import type { NodeView, RunStore, WorkerSnapshotIn } from '../sim/runStore.js';
 import type { WorkerNodeReport } from '../sim/workerStats.js';
 import type { FaultInstanceReport } from '../sim/faults.js';
+import { shutdownGrpcServer } from '../runtime/grpc.js';
 import { CONTROL_CHANNEL_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA, type TlsFiles, serverCredentials, tokenMatches, tokenProof } from './protocol.js';
 
 export interface CoordinatorOptions {
@@ -121,16 +122,7 @@ export class Coordinator {
 
   async close(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, 1500);
-      this.server.tryShutdown(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    await shutdownGrpcServer(this.server, 1500);
   }
 
   // ---- streams -------------------------------------------------------------------------
@@ -521,10 +513,5 @@ export class Coordinator {
   private note(text: string): void {
     this.opts.log(text);
     this.opts.store.apply({ type: 'notable', text });
-  }
-
-  /** Workers in the chunk of a session, for summaries. */
-  static chunkWorkers(chunk: string, workers: number): number {
-    return chunkRange(parseChunk(chunk), workers).count;
   }
 }

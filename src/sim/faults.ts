@@ -27,27 +27,10 @@ export interface FaultInstanceReport {
   verdict: Verdict;
 }
 
-
 const ORDER: Verdict[] = ['recovered', 'recovered-slow', 'degraded', 'stuck'];
 
-export interface MergedFault {
-  id: string;
-  instance: number;
-  kind: string;
-  backend: string;
-  target: string;
-  trigger: string;
-  chunks: string[];
-  affected: number;
-  appliedAtMs: number;
-  healedAtMs: number | null;
-  noticedAfterMs: number | null;
-  firstExchangeAfterHealMs: number | null;
-  nextRoundAfterHealMs: number | null;
-  degradedWorkers: number;
-  stuckWorkers: number;
-  verdict: Verdict;
-}
+/** One fault instance across nodes: the per-node report with `chunks` for `chunk` and `id` for `faultId`. */
+export type MergedFault = Omit<FaultInstanceReport, 'faultId' | 'chunk'> & { id: string; chunks: string[] };
 
 /** One row per fault instance across nodes: counts add up, times take the worst node, the verdict the worst one. */
 export function mergeFaults(reports: readonly FaultInstanceReport[]): MergedFault[] {
@@ -58,24 +41,8 @@ export function mergeFaults(reports: readonly FaultInstanceReport[]): MergedFaul
     const key = `${r.faultId}#${r.instance}`;
     const m = by.get(key);
     if (!m) {
-      by.set(key, {
-        id: r.faultId,
-        instance: r.instance,
-        kind: r.kind,
-        backend: r.backend,
-        target: r.target,
-        trigger: r.trigger,
-        chunks: [r.chunk],
-        affected: r.affected,
-        appliedAtMs: r.appliedAtMs,
-        healedAtMs: r.healedAtMs,
-        noticedAfterMs: r.noticedAfterMs,
-        firstExchangeAfterHealMs: r.firstExchangeAfterHealMs,
-        nextRoundAfterHealMs: r.nextRoundAfterHealMs,
-        degradedWorkers: r.degradedWorkers,
-        stuckWorkers: r.stuckWorkers,
-        verdict: r.verdict,
-      });
+      const { faultId, chunk, ...rest } = r;
+      by.set(key, { ...rest, id: faultId, chunks: [chunk] });
       continue;
     }
     m.chunks.push(r.chunk);

@@ -11,6 +11,7 @@ import {
 } from '../proto/gen/fedsim.js';
 import type { FlServer } from '../sim/flServer.js';
 import type { PublishedModel } from '../sim/ports.js';
+import { shutdownGrpcServer } from '../runtime/grpc.js';
 import { CHUNK_BYTES } from './headers.js';
 
 // grpc-js logs bind failures itself ("E No address added …") before fedsim explains them.
@@ -121,15 +122,7 @@ export class GrpcFlServer {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, 1000);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    return shutdownGrpcServer(this.server, 1000);
   }
+
 }
