@@ -9,6 +9,7 @@ import { SETTINGS, envOf, flagOf } from './config/settings.js';
 import { parseSize } from './config/values.js';
 import { ExitCode, UsageError, exitCodeOf } from './errors.js';
 import { cleanNetns } from './netem/netns.js';
+import { cleanFaults } from './netem/clean.js';
 import { fedsimVersion } from './runtime/self.js';
 
 /** Scenario settings as flags: no commander defaults, so precedence (flag > env > file > default) stays ours. */
@@ -89,7 +90,11 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--request-timeout <S>', '[worker] seconds without an answer before a request fails (above --poll-timeout)', '60')
     .option('--seed <N>', '[worker] seed of the jitter and payload randomness', '1')
     .option('--events', 'print NDJSON events on stdout')
-    .action(async (opts: ServerFlags & WorkerFlags & AgentFlags & { role: 'server' | 'worker' }) => {
+    .option('--dry-run', '[with --coordinator] print the iptables/tc commands of kernel fault backends instead of running them')
+    .option('--isolated', '[with --coordinator] this node has its own host or network namespace: backend auto may use iptables/netem')
+    .action(async (opts: ServerFlags & WorkerFlags & AgentFlags & { role: 'server' | 'worker'; dryRun?: boolean; isolated?: boolean }) => {
+      if (opts.dryRun) process.env.FEDSIM_DRY_RUN = '1';
+      if (opts.isolated) process.env.FEDSIM_ISOLATED = '1';
       if (opts.coordinator !== undefined) {
         setExit(await runAttachedNode(opts, parseSize(opts.maxUpdateBytes, '--max-update-bytes')));
       } else {
@@ -104,7 +109,8 @@ function buildProgram(setExit: (code: number) => void): Command {
       .option('--scenario <file>', 'scenario file (YAML); flags and FEDSIM_* variables override it')
       .option('--out <DIR>', 'run directory (default ./fedsim-runs/<timestamp>)')
       .option('--headless', 'plain progress lines (the default until the terminal UI lands)')
-      .option('--netns', '(root) run each node in its own network namespace, joined by veth pairs and a bridge'),
+      .option('--netns', '(root) run each node in its own network namespace, joined by veth pairs and a bridge')
+      .option('--dry-run', 'print the iptables/tc commands of kernel fault backends instead of running them (the run goes on without them)'),
   )).action(async (opts: RunFlags) => {
     setExit(await runRun(opts, settingFlags(opts), cutFlags(opts)));
   });
@@ -135,6 +141,21 @@ function buildProgram(setExit: (code: number) => void): Command {
       if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new UsageError('fedsim netns clean needs root');
       const { removed, problems } = await cleanNetns();
       for (const r of removed) process.stderr.write(`removed ${r}\n`);
+      for (const p of problems) process.stderr.write(`could not remove: ${p}\n`);
+      if (removed.length === 0 && problems.length === 0) process.stderr.write('nothing to clean\n');
+      setExit(problems.length ? ExitCode.runFailed : ExitCode.ok);
+    });
+
+  program
+    .command('netem')
+    .description('kernel fault backends (iptables, tc netem)')
+    .command('clean')
+    .description('undo the iptables chains and tc qdiscs a killed run left (from its journal in /run/fedsim, and any FEDSIM-* chain)')
+    .action(async () => {
+      if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new UsageError('fedsim netem clean needs root');
+      const { removed, skipped, problems } = await cleanFaults();
+      for (const r of removed) process.stderr.write(`removed ${r}\n`);
+      for (const r of skipped) process.stderr.write(`left alone: ${r}\n`);
       for (const p of problems) process.stderr.write(`could not remove: ${p}\n`);
       if (removed.length === 0 && problems.length === 0) process.stderr.write('nothing to clean\n');
       setExit(problems.length ? ExitCode.runFailed : ExitCode.ok);

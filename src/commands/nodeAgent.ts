@@ -6,7 +6,12 @@ import { NodeAgent } from '../control/agent.js';
 import type { Assign } from '../proto/gen/control.js';
 import { chunkRange } from '../config/chunk.js';
 import { ProxyBackend } from '../netem/proxy/backend.js';
-import { FaultRunner } from '../netem/runner.js';
+import { BackendSet, type Carrier, chooseBackend } from '../netem/choose.js';
+import { IptablesBackend, iptablesUnavailable } from '../netem/iptables.js';
+import { cleanJournals } from '../netem/journal.js';
+import { NetemBackend, netemUnavailable, routeDevice } from '../netem/tc.js';
+import { isRecording, recordCommands } from '../netem/exec.js';
+import { type FaultBackend, FaultRunner } from '../netem/runner.js';
 import { isTargeted } from '../netem/targets.js';
 import { systemClock } from '../runtime/clock.js';
 import type { TlsFiles } from '../control/protocol.js';
@@ -40,6 +45,14 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
   if (!token) throw new UsageError('--token (or FEDSIM_TOKEN) is required with --coordinator: use the run token the coordinator printed');
   if (flags.chunk !== undefined && flags.role === 'worker') parseChunk(flags.chunk);
   const tls: TlsFiles = { ca: flags.tlsCa };
+  if (process.env.FEDSIM_DRY_RUN === '1') {
+    // Kernel fault backends print what they would run; nothing on the system changes.
+    recordCommands((argv) => {
+      log(`dry-run: ${argv.join(' ')}`);
+      agent.log('info', `dry-run: ${argv.join(' ')}`);
+      return undefined;
+    });
+  }
   const testVersion = process.env.FEDSIM_TEST_PROTOCOL_VERSION;
 
   let server: ServerHandle | null = null;
@@ -50,7 +63,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
   let assignError: Error | null = null;
   let faults: FaultRunner | null = null;
 
-  function faultRunner(sc: Scenario, chunkN: number, first: number, count: number, backend: ProxyBackend | null): FaultRunner {
+  function faultRunner(sc: Scenario, chunkN: number, first: number, count: number, backend: FaultBackend | null): FaultRunner {
     return new FaultRunner({
       faults: sc.faults,
       chunk: { n: chunkN, k: sc.nodes, first, count, total: sc.workers },
@@ -64,8 +77,23 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
         log(line);
         agent.log('info', line);
       },
+      onCut: (w, on, current) => chunk?.stats.setCut(w, on, current),
     });
   }
+  /** The carrier of each fault on this node (docs/faults.md, "Backends"). */
+  async function chooseCarriers(sc: Scenario): Promise<Map<string, Carrier>> {
+    const needs = sc.faults.some((f) => (f.backend !== 'auto' ? f.backend : sc.faultBackend) !== 'proxy');
+    const env = {
+      iptables: needs ? await iptablesUnavailable() : 'not probed',
+      netem: needs ? await netemUnavailable() : 'not probed',
+      isolated: process.env.FEDSIM_NETNS !== undefined || process.env.FEDSIM_ISOLATED === '1',
+    };
+    if (needs && env.netem !== null) log(`fault backends: netem unavailable: ${env.netem}`);
+    const choice = new Map<string, Carrier>();
+    for (const f of sc.faults) choice.set(f.id, chooseBackend(f, sc.faultBackend, env));
+    return choice;
+  }
+
   let stopped!: () => void;
   const stoppedP = new Promise<void>((r) => (stopped = r));
 
@@ -97,18 +125,34 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
     }
     const c = parseChunk(a.chunk);
     const { first, count } = chunkRange(c, sc.workers);
-    let backend: ProxyBackend | null = null;
+    let proxies: ProxyBackend | null = null;
     if (sc.faults.length > 0) {
-      // Only workers some fault can touch go through a proxy; the rest connect straight.
+      const server = { host: a.serverHost, port: a.serverPort };
+      const choice = await chooseCarriers(sc);
+      const carriers: Partial<Record<Carrier, FaultBackend>> = {};
+      // Only workers a proxy-carried fault can touch go through a proxy; the rest connect straight.
+      const viaProxy = sc.faults.filter((f) => choice.get(f.id) === 'proxy');
       const targeted: number[] = [];
       for (let i = first; i < first + count; i++) {
-        if (sc.faults.some((f) => isTargeted(f.target, i, c.n, first, count, sc.workers, f.seed))) targeted.push(i);
+        if (viaProxy.some((f) => isTargeted(f.target, i, c.n, first, count, sc.workers, f.seed))) targeted.push(i);
       }
-      backend = await ProxyBackend.start(targeted, { host: a.serverHost, port: a.serverPort }, sc.seed);
-      faults = faultRunner(sc, c.n, first, count, backend);
-      log(`worker node ${a.chunk}: ${targeted.length} workers behind the fault proxy`);
+      if (targeted.length > 0) carriers.proxy = proxies = await ProxyBackend.start(targeted, server, sc.seed);
+      const kernel = [...choice.values()].some((b) => b !== 'proxy');
+      if (kernel) {
+        // What a killed run left behind goes first.
+        const cleaned = await cleanJournals();
+        for (const r of cleaned.removed) log(`fault cleanup: removed ${r}`);
+        for (const p of cleaned.problems) log(`fault cleanup: ${p}`);
+      }
+      if ([...choice.values()].includes('iptables')) carriers.iptables = new IptablesBackend(server);
+      if ([...choice.values()].includes('netem')) {
+        const dev = isRecording() ? (a.serverHost.startsWith('127.') ? 'lo' : 'eth0') : await routeDevice(a.serverHost);
+        carriers.netem = new NetemBackend(server, dev);
+      }
+      faults = faultRunner(sc, c.n, first, count, new BackendSet(choice, carriers));
+      const carried = sc.faults.map((f) => `${f.id} via ${choice.get(f.id)}`).join(', ');
+      log(`worker node ${a.chunk}: faults ${carried}; ${targeted.length} workers behind the fault proxy`);
     }
-    const proxies = backend;
     chunk = await prepareChunk({
       chunk: c,
       workers: sc.workers,

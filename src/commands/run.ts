@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { type ResolveInput, resolveScenario } from '../config/scenario.js';
 import { generateToken } from '../control/protocol.js';
-import { RunError } from '../errors.js';
+import { RunError, UsageError } from '../errors.js';
+import { requestedBackend } from '../netem/choose.js';
 import { NetnsTopology } from '../netem/netns.js';
 import { ChildNode } from './children.js';
 import { coordinate, defaultOutDir, prepareOutDir } from './coordinate.js';
@@ -10,6 +11,7 @@ import { log } from './output.js';
 export interface RunFlags {
   scenario?: string;
   netns?: boolean;
+  dryRun?: boolean;
   out?: string;
   headless?: boolean;
   [setting: string]: string | boolean | undefined;
@@ -21,6 +23,15 @@ export interface RunFlags {
  */
 export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'], cut: ResolveInput['cut'] = {}): Promise<number> {
   const { scenario } = resolveScenario({ flags: settingFlags, env: process.env, file: flags.scenario, cut });
+  if (!flags.netns && !flags.dryRun) {
+    // Without namespaces every node shares this host's network: a kernel rule for one chunk would reach them all.
+    for (const f of scenario.faults) {
+      const b = requestedBackend(f, scenario.faultBackend);
+      if ((b === 'iptables' || b === 'netem') && f.target.scope === 'workers' && f.target.chunk !== undefined && scenario.nodes > 1) {
+        throw new UsageError(`fault ${f.id}: the ${b} backend on one chunk needs --netns (on one host without namespaces its rules reach every node); use --netns, target all workers, or backend proxy`);
+      }
+    }
+  }
   const outDir = prepareOutDir(flags.out ?? defaultOutDir());
   const token = generateToken();
   const children: ChildNode[] = [];
@@ -42,11 +53,12 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
       tls: {},
       outDir,
       onListening: (port, abort) => {
-        const env = { ...process.env, FEDSIM_TOKEN: token };
+        const env: NodeJS.ProcessEnv = { ...process.env, FEDSIM_TOKEN: token, ...(flags.dryRun ? { FEDSIM_DRY_RUN: '1' } : {}) };
         const base = ['node', '--coordinator', `${controlHost}:${port}`];
         const spawnNode = (name: string, nsName: string, args: string[], file: string) => {
           const wrap = topo ? (argv: string[]) => topo.wrap(nsName, argv) : undefined;
-          const child = new ChildNode(name, [...base, ...args], path.join(outDir, 'logs', file), () => undefined, env, wrap);
+          const childEnv = topo ? { ...env, FEDSIM_NETNS: topo.host(nsName).ns } : env;
+          const child = new ChildNode(name, [...base, ...args], path.join(outDir, 'logs', file), () => undefined, childEnv, wrap);
           children.push(child);
           void child.exited.then((c) => {
             if (c !== 0) abort(`the ${name} node exited with code ${c}: ${child.lastLines(3) || 'no output'}`);

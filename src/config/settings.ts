@@ -1,6 +1,7 @@
 import { UsageError } from '../errors.js';
 import { parsePayload } from './payload.js';
 import type { FaultSpec } from '../netem/spec.js';
+import { checkBackendRequest } from '../netem/choose.js';
 import { parseIntFlag, parseNumberFlag, parseRange } from './values.js';
 
 /**
@@ -118,10 +119,7 @@ export function checkScenario(s: Scenario, where: (key: keyof Scenario) => strin
   if (s.onNodeLoss === 'continue' && s.minWorkers === null) {
     throw new UsageError(`${where('onNodeLoss')} continue needs a quorum (minWorkers and roundTimeout): without it no round can close once a node's workers are gone`);
   }
-  const backends = [s.faultBackend, ...s.faults.map((f) => f.backend)];
-  if (backends.some((b) => b === 'iptables' || b === 'netem')) {
-    throw new UsageError(`the iptables and netem fault backends are not built yet: use the proxy backend (faultBackend: auto or proxy)`);
-  }
+  for (const [i, f] of s.faults.entries()) checkBackendRequest(f, s.faultBackend, `faults[${i}] (${f.id})`);
   if (s.requestTimeout <= s.pollTimeout) {
     throw new UsageError(`${where('requestTimeout')} ${s.requestTimeout} must be above ${where('pollTimeout')} ${s.pollTimeout}, or every long-poll would time out`);
   }

@@ -22,6 +22,11 @@ export function recordCommands(fn: Recorder): () => void {
   return () => (recorder = prev);
 }
 
+/** True while commands are recorded, not run (dry runs): nothing on the system changes. */
+export function isRecording(): boolean {
+  return recorder !== null;
+}
+
 export function run(argv: readonly string[], timeoutMs = 10_000): Promise<CommandResult> {
   if (recorder) return Promise.resolve(recorder(argv) ?? { code: 0, stdout: '', stderr: '' });
   return new Promise((resolve) => {

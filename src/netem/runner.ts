@@ -11,7 +11,9 @@ export type { FaultInstanceReport, Verdict };
 
 export interface FaultBackend {
   readonly name: string;
-  apply(f: FaultSpec, instanceId: string, workers: readonly number[]): void;
+  /** The carrier of one fault, where a backend dispatches to several. */
+  nameOf?(f: FaultSpec): string;
+  apply(f: FaultSpec, instanceId: string, workers: readonly number[]): void | Promise<void>;
   heal(f: FaultSpec, instanceId: string, workers: readonly number[]): Promise<void>;
   close(): Promise<void>;
 }
@@ -29,6 +31,8 @@ interface Instance {
   roundOk: Map<number, number>;
   degraded: Set<number>;
   done: boolean;
+  /** The backend could not apply or heal it. */
+  error: string | null;
   watchdog: { cancel(): void } | null;
 }
 
@@ -44,6 +48,8 @@ export interface FaultRunnerOptions {
   /** A local trigger fired for a fault whose targets may live on other nodes too. */
   onFired: (faultId: string, instance: number) => void;
   log: (line: string) => void;
+  /** A fault goes on (`on`) or off a worker, now in state `current`: it shows as `cut` meanwhile. */
+  onCut?: (worker: number, on: boolean, current: WorkerState | undefined) => void;
 }
 
 const triggerText = (f: FaultSpec): string => {
@@ -77,6 +83,8 @@ export class FaultRunner implements WorkerObserver {
   private readonly wantsLines: boolean;
   private readonly doneWorkers = new Set<number>();
   private readonly failedWorkers = new Set<number>();
+  /** The state of each of the node's workers, for the `cut` overlay. */
+  private readonly current = new Map<number, WorkerState>();
 
   constructor(private readonly o: FaultRunnerOptions) {
     const { first, count, n, total } = o.chunk;
@@ -114,6 +122,7 @@ export class FaultRunner implements WorkerObserver {
   // ---- WorkerObserver -----------------------------------------------------------------
 
   state(index: number, s: WorkerState): void {
+    this.current.set(index, s);
     if (s === 'done' || s === 'failed') (s === 'done' ? this.doneWorkers : this.failedWorkers).add(index);
     if (this.wantsLines) this.line(`worker ${index} ${s}`, `chunk ${this.o.chunk.n}`);
     for (const f of this.o.faults) {
@@ -212,11 +221,19 @@ export class FaultRunner implements WorkerObserver {
       roundOk: new Map(),
       degraded: new Set(),
       done: false,
+      error: null,
       watchdog: null,
     };
     this.instances.push(inst);
-    this.o.backend.apply(f, `${f.id}#${n}`, workers);
-    this.o.log(`fault ${f.id}#${n}: ${f.kind} on ${workers.length} workers (${describeTarget(f.target)}) for ${f.durationMs / 1000} s`);
+    const carrier = this.o.backend.nameOf?.(f) ?? this.o.backend.name;
+    try {
+      const p = this.o.backend.apply(f, `${f.id}#${n}`, workers);
+      if (p) p.catch((e: Error) => this.failed(inst, 'apply', e));
+    } catch (e) {
+      this.failed(inst, 'apply', e as Error);
+    }
+    for (const w of workers) this.o.onCut?.(w, true, this.current.get(w));
+    this.o.log(`fault ${f.id}#${n}: ${f.kind} on ${workers.length} workers (${describeTarget(f.target)}) for ${f.durationMs / 1000} s via ${carrier}`);
     this.o.clock.setTimer(f.durationMs, () => void this.heal(inst));
   }
 
@@ -224,11 +241,21 @@ export class FaultRunner implements WorkerObserver {
     if (inst.healedAt !== null) return;
     inst.healedAt = this.o.clock.now();
     inst.healedWall = this.o.clock.wallNow();
-    await this.o.backend?.heal(inst.spec, `${inst.spec.id}#${inst.n}`, inst.workers);
+    try {
+      await this.o.backend?.heal(inst.spec, `${inst.spec.id}#${inst.n}`, inst.workers);
+    } catch (e) {
+      this.failed(inst, 'heal', e as Error);
+    }
+    for (const w of inst.workers) this.o.onCut?.(w, false, this.current.get(w));
     this.o.log(`fault ${inst.spec.id}#${inst.n}: healed`);
     inst.watchdog = this.o.clock.setTimer(this.o.watchdogMs, () => {
       if (!inst.done) this.report(inst);
     });
+  }
+
+  private failed(inst: Instance, what: 'apply' | 'heal', e: Error): void {
+    inst.error ??= `${what}: ${e.message}`;
+    this.o.log(`fault ${inst.spec.id}#${inst.n}: could not ${what}: ${e.message}`);
   }
 
   private maybeFinish(inst: Instance): void {
@@ -250,7 +277,8 @@ export class FaultRunner implements WorkerObserver {
     const stuck = inst.workers.filter((w) => !progressed(w)).length;
     const nextRound = max(inst.roundOk);
     let verdict: Verdict;
-    if (stuck > 0) verdict = 'stuck';
+    if (inst.error !== null) verdict = 'error';
+    else if (stuck > 0) verdict = 'stuck';
     else if (inst.degraded.size > 0) verdict = 'degraded';
     else if (nextRound !== null && nextRound > this.o.recoveryTargetMs) verdict = 'recovered-slow';
     else verdict = 'recovered';
@@ -259,7 +287,7 @@ export class FaultRunner implements WorkerObserver {
       faultId: inst.spec.id,
       instance: inst.n,
       kind: inst.spec.kind,
-      backend: this.o.backend?.name ?? 'none',
+      backend: this.o.backend?.nameOf?.(inst.spec) ?? this.o.backend?.name ?? 'none',
       target: describeTarget(inst.spec.target),
       trigger: triggerText(inst.spec),
       chunk: `${this.o.chunk.n} of ${this.o.chunk.k}`,
@@ -272,6 +300,7 @@ export class FaultRunner implements WorkerObserver {
       degradedWorkers: inst.degraded.size,
       stuckWorkers: stuck,
       verdict,
+      ...(inst.error !== null ? { error: inst.error } : {}),
     });
   }
 }

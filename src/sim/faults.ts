@@ -1,6 +1,6 @@
 /** Fault outcomes as events: what nodes report and the summary merges (no I/O here). */
 
-export type Verdict = 'recovered' | 'recovered-slow' | 'degraded' | 'stuck';
+export type Verdict = 'recovered' | 'recovered-slow' | 'degraded' | 'stuck' | 'error';
 
 /** A fault as it happened on one node. The coordinator merges the nodes' instances. */
 export interface FaultInstanceReport {
@@ -25,9 +25,11 @@ export interface FaultInstanceReport {
   /** Affected workers with no progress within the watchdog after the heal. */
   stuckWorkers: number;
   verdict: Verdict;
+  /** Why the backend could not apply or heal the fault (verdict `error`). */
+  error?: string;
 }
 
-const ORDER: Verdict[] = ['recovered', 'recovered-slow', 'degraded', 'stuck'];
+const ORDER: Verdict[] = ['recovered', 'recovered-slow', 'degraded', 'stuck', 'error'];
 
 /** One fault instance across nodes: the per-node report with `chunks` for `chunk` and `id` for `faultId`. */
 export type MergedFault = Omit<FaultInstanceReport, 'faultId' | 'chunk'> & { id: string; chunks: string[] };
@@ -55,6 +57,8 @@ export function mergeFaults(reports: readonly FaultInstanceReport[]): MergedFaul
     m.nextRoundAfterHealMs = m.nextRoundAfterHealMs === null || r.nextRoundAfterHealMs === null ? null : Math.max(m.nextRoundAfterHealMs, r.nextRoundAfterHealMs);
     m.degradedWorkers += r.degradedWorkers;
     m.stuckWorkers += r.stuckWorkers;
+    if (!m.backend.split('+').includes(r.backend)) m.backend = `${m.backend}+${r.backend}`;
+    if (r.error !== undefined) m.error ??= `${r.chunk}: ${r.error}`;
     if (ORDER.indexOf(r.verdict) > ORDER.indexOf(m.verdict)) m.verdict = r.verdict;
   }
   return [...by.values()].sort((a, b) => a.appliedAtMs - b.appliedAtMs);

@@ -46,7 +46,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
   let state: WorkerState = 'idle';
   const obs = ctx.observer;
   const enter = (next: WorkerState) => {
-    stats.move(state, next);
+    stats.move(state, next, ctx.index);
     state = next;
     obs?.state(ctx.index, next);
   };

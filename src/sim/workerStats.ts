@@ -54,13 +54,46 @@ export class WorkerNodeStats {
   integrityErrors = 0;
   firstError: string | undefined;
 
-  constructor(readonly workers: number) {
+  /** Workers a fault is on: counted as `cut` until it heals, whatever they are doing. */
+  private readonly cut = new Set<number>();
+  /** The state each cut worker is really in. */
+  private readonly under = new Map<number, WorkerState>();
+
+  constructor(
+    readonly workers: number,
+    /** Index of the node's first worker (workers carry global indices). */
+    readonly first = 0,
+  ) {
     this.states.idle = workers;
   }
 
-  move(from: WorkerState, to: WorkerState): void {
+  move(from: WorkerState, to: WorkerState, index = -1): void {
+    if (this.cut.has(index)) {
+      this.under.set(index, to);
+      return;
+    }
     this.states[from]--;
     this.states[to]++;
+  }
+
+  /**
+   * A fault goes on (or off) a worker. Cut workers count as `cut`; a worker that already
+   * finished or failed keeps that state. `current` is what the worker is doing now.
+   */
+  setCut(index: number, on: boolean, current?: WorkerState): void {
+    if (on) {
+      if (this.cut.has(index) || current === undefined || current === 'done' || current === 'failed') return;
+      this.cut.add(index);
+      this.under.set(index, current);
+      this.states[current]--;
+      this.states.cut++;
+    } else {
+      if (!this.cut.delete(index)) return;
+      const s = this.under.get(index)!;
+      this.under.delete(index);
+      this.states.cut--;
+      this.states[s]++;
+    }
   }
 
   latency(name: WorkerLatency, ms: number): void {
