@@ -95,3 +95,33 @@ test('a round that closes on the quorum without the cut worker: degraded, and th
   assert.equal(s.rounds.completed, 3);
   assert.equal(s.workersDone, 6);
 });
+
+test('--dry-run prints the iptables commands of a kernel fault and changes nothing; the run goes on', async () => {
+  const { code, stderr, s } = await run([...base, '--dry-run', '--fault-backend', 'iptables', '--cut-on-round', '2', '--cut-for', '300ms', '--cut-target', 'all']);
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /dry-run: iptables -w -N FEDSIM-\w+-o/);
+  assert.match(stderr, /dry-run: iptables -w -A FEDSIM-\w+-o -p tcp -d 127\.0\.0\.1 --dport \d+ -m comment --comment fedsim:\w+:cut#1 -j DROP/);
+  assert.match(stderr, /dry-run: iptables -w -X FEDSIM-\w+-i/);
+  assert.equal(s.updates.accepted, W * R);
+  assert.equal(s.faults[0].backend, 'iptables');
+});
+
+test('--dry-run with the netem backend prints the tc commands on loopback', async () => {
+  const { code, stderr } = await run([...base, '--dry-run', '--fault-backend', 'netem', '--cut-kind', 'delay', '--cut-delay', '50ms', '--cut-on-round', '2', '--cut-for', '300ms']);
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /dry-run: tc qdisc add dev lo root handle fe5: prio bands 4/);
+  assert.match(stderr, /dry-run: tc qdisc add dev lo parent fe5:4 handle fe6: netem delay 50ms/);
+  assert.match(stderr, /dry-run: tc qdisc del dev lo root handle fe5:/);
+});
+
+test('a kernel backend that cannot carry the fault, or one chunk without --netns, is refused up front (exit 2)', async () => {
+  const a = await runCli(['run', '--fault-backend', 'iptables', '--cut-kind', 'delay', '--cut-delay', '10ms', '--cut-on-round', '1']);
+  assert.equal(a.code, 2, a.stderr);
+  assert.match(a.stderr, /the iptables backend cannot carry a delay fault \(it carries blackhole, reset, refuse, loss\)/);
+  const b = await runCli(['run', '--fault-backend', 'iptables', '--cut-on-round', '1', '--cut-target', 'chunk 2 one']);
+  assert.equal(b.code, 2, b.stderr);
+  assert.match(b.stderr, /target must be "server", "all" or "chunk N"/);
+  const c = await runCli(['run', '--fault-backend', 'iptables', '--cut-on-round', '1', '--cut-target', 'chunk 2']);
+  assert.equal(c.code, 2, c.stderr);
+  assert.match(c.stderr, /on one chunk needs --netns/);
+});
