@@ -56,8 +56,16 @@ export class Link {
     const e = this.effects();
     const now = performance.now();
     if (e.held === false && e.delayMs === 0 && e.lossPercent === 0 && e.rateBytesPerSec === 0 && this.queue.length === 0) {
-      // The fast path: no fault on this link.
-      this.write(buf);
+      // The fast path: no fault on this link; the destination's backpressure pauses the source.
+      if (!this.write(buf) && !this.waitingDrain) {
+        this.waitingDrain = true;
+        this.src.pause();
+        this.dst.once('drain', () => {
+          this.waitingDrain = false;
+          this.src.resume();
+          this.pump();
+        });
+      }
       return;
     }
     let at = now + e.delayMs + (e.jitterMs ? (this.random() * 2 - 1) * e.jitterMs : 0);

@@ -22,7 +22,8 @@ export class WorkerProxy {
   private listening = false;
 
   constructor(private readonly upstream: { host: string; port: number }, private readonly random: () => number) {
-    this.server = net.createServer({ noDelay: true }, (client) => this.accept(client));
+    // Half-open: a FIN crosses the proxy as a FIN, and the other direction goes on.
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (client) => this.accept(client));
   }
 
   async listen(): Promise<number> {
@@ -113,7 +114,7 @@ export class WorkerProxy {
       client.resetAndDestroy();
       return;
     }
-    const upstream = net.connect({ host: this.upstream.host, port: this.upstream.port, noDelay: true });
+    const upstream = net.connect({ host: this.upstream.host, port: this.upstream.port, noDelay: true, allowHalfOpen: true });
     const conn: Conn = {
       client,
       upstream,
