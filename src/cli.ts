@@ -88,6 +88,8 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--retry-base-ms <ms>', '[worker] first backoff (doubles each retry, full jitter)', '100')
     .option('--retry-max-ms <ms>', '[worker] longest backoff', '2000')
     .option('--request-timeout <S>', '[worker] seconds without an answer before a request fails (above --poll-timeout)', '60')
+    .option('--keepalive <S>', '[worker] gRPC keepalive ping interval and TCP keepalive idle time, seconds', '10')
+    .option('--keepalive-timeout <S>', '[worker] a gRPC keepalive ping unanswered this long ends the connection, seconds', '5')
     .option('--seed <N>', '[worker] seed of the jitter and payload randomness', '1')
     .option('--events', 'print NDJSON events on stdout')
     .option('--dry-run', '[with --coordinator] print the iptables/tc commands of kernel fault backends instead of running them')

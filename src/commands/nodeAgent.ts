@@ -163,6 +163,8 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       payload: parsePayload(sc.payload),
       retry: { retries: sc.retries, baseMs: sc.retryBaseMs, maxMs: sc.retryMaxMs },
       requestTimeoutMs: sc.requestTimeout * 1000,
+      keepaliveMs: sc.keepalive * 1000,
+      keepaliveTimeoutMs: sc.keepaliveTimeout * 1000,
       seed: sc.seed,
       failFast: sc.minWorkers === null,
       serverFor: proxies ? (i) => proxies.addressOf(i) : undefined,

@@ -30,6 +30,8 @@ export interface WorkerFlags {
   retryBaseMs: string;
   retryMaxMs: string;
   requestTimeout: string;
+  keepalive: string;
+  keepaliveTimeout: string;
   seed: string;
   events?: boolean;
 }
@@ -47,6 +49,9 @@ export interface WorkerSettings {
   payload: PayloadSpec;
   retry: RetryPolicy;
   requestTimeoutMs: number;
+  /** Keepalive of worker connections (docs/scenario.md: keepalive, keepaliveTimeout). */
+  keepaliveMs: number;
+  keepaliveTimeoutMs: number;
   seed: number;
   /**
    * Stop the chunk at the first failed worker: without a quorum the server waits for every
@@ -136,7 +141,7 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
         Array.from({ length: count }, (_, i) => {
           const index = first + i;
           const to = s.serverFor?.(index) ?? s.server;
-          const opts = { host: to.host, port: to.port, requestTimeoutMs: s.requestTimeoutMs, signal: abort.signal };
+          const opts = { host: to.host, port: to.port, requestTimeoutMs: s.requestTimeoutMs, keepaliveMs: s.keepaliveMs, keepaliveTimeoutMs: s.keepaliveTimeoutMs, signal: abort.signal };
           const transport = s.transport === 'http' ? new HttpWorkerTransport(opts, stats) : new GrpcWorkerTransport(opts, stats);
           transports.push(transport);
           return runWorker({
@@ -198,6 +203,8 @@ export function workerSettingsFromFlags(flags: WorkerFlags): WorkerSettings {
       maxMs: parseNumberFlag(flags.retryMaxMs, '--retry-max-ms', 1),
     },
     requestTimeoutMs: parseNumberFlag(flags.requestTimeout, '--request-timeout', 0.1) * 1000,
+    keepaliveMs: parseNumberFlag(flags.keepalive, '--keepalive', 0.1) * 1000,
+    keepaliveTimeoutMs: parseNumberFlag(flags.keepaliveTimeout, '--keepalive-timeout', 0.1) * 1000,
     seed: parseIntFlag(flags.seed, '--seed', 0),
     failFast: true,
   };

@@ -24,6 +24,8 @@ export interface Scenario {
   retryBaseMs: number;
   retryMaxMs: number;
   requestTimeout: number;
+  keepalive: number;
+  keepaliveTimeout: number;
   seed: number;
   heartbeatMs: number;
   lostAfter: number;
@@ -65,6 +67,8 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'retries', kind: 'int', default: 5, min: 0, max: 100, help: 'retries of a failed request' },
   { key: 'retryBaseMs', kind: 'number', default: 100, min: 1, unit: 'ms', help: 'first backoff (doubles each retry, full jitter)' },
   { key: 'retryMaxMs', kind: 'number', default: 2000, min: 1, unit: 'ms', help: 'longest backoff' },
+  { key: 'keepalive', kind: 'number', default: 10, min: 0.1, unit: 's', help: 'worker connections: gRPC keepalive ping interval and TCP keepalive idle time (a black-holed link is noticed after about keepalive + keepaliveTimeout)' },
+  { key: 'keepaliveTimeout', kind: 'number', default: 5, min: 0.1, unit: 's', help: 'a gRPC keepalive ping unanswered this long ends the connection' },
   { key: 'requestTimeout', kind: 'number', default: 60, min: 0.1, unit: 's', help: 'seconds without an answer before a request fails (above pollTimeout)' },
   { key: 'seed', kind: 'int', default: 1, min: 0, help: 'seed of jitter and payload randomness' },
   { key: 'heartbeatMs', kind: 'number', default: 1000, min: 50, unit: 'ms', help: 'node heartbeat interval; missing after 3 missed beats' },

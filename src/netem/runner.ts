@@ -27,6 +27,7 @@ interface Instance {
   healedAt: number | null;
   healedWall: number | null;
   noticed: number | null;
+  noticedBy: string | null;
   firstOk: Map<number, number>;
   roundOk: Map<number, number>;
   degraded: Set<number>;
@@ -67,6 +68,16 @@ const triggerText = (f: FaultSpec): string => {
       return 'by hand';
   }
 };
+
+/**
+ * How a fault showed at a worker. Through a blackhole no packet comes back, so a
+ * connection that dropped (gRPC "Connection dropped") or timed out at the socket
+ * (ETIMEDOUT) was ended by a keepalive: gRPC pings or TCP keepalive probes went unanswered.
+ */
+export function noticedBy(f: FaultSpec, kind: string, message: string): string {
+  if (f.kind === 'blackhole' && /Connection dropped|ETIMEDOUT|keepalive/i.test(message)) return 'keepalive';
+  return kind;
+}
 
 /**
  * The faults of one node: local triggers (phases of its workers, its log lines), applying
@@ -144,11 +155,12 @@ export class FaultRunner implements WorkerObserver {
     }
   }
 
-  failure(index: number): void {
+  failure(index: number, kind: string, message = ''): void {
     const now = this.o.clock.now();
     for (const inst of this.instances) {
       if (inst.done || inst.noticed !== null || !inst.workers.includes(index)) continue;
       inst.noticed = now - inst.appliedAt;
+      inst.noticedBy = noticedBy(inst.spec, kind, message);
     }
   }
 
@@ -217,6 +229,7 @@ export class FaultRunner implements WorkerObserver {
       healedAt: null,
       healedWall: null,
       noticed: null,
+      noticedBy: null,
       firstOk: new Map(),
       roundOk: new Map(),
       degraded: new Set(),
@@ -295,6 +308,7 @@ export class FaultRunner implements WorkerObserver {
       appliedAtMs: inst.appliedWall,
       healedAtMs: inst.healedWall,
       noticedAfterMs: r3(inst.noticed),
+      noticedBy: inst.noticedBy,
       firstExchangeAfterHealMs: r3(max(inst.firstOk)),
       nextRoundAfterHealMs: r3(nextRound),
       degradedWorkers: inst.degraded.size,

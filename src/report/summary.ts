@@ -239,7 +239,7 @@ export function formatSummaryTable(s: Summary): string {
       (f) =>
         `fault       ${f.id}#${f.instance} ${f.kind} on ${f.affected} workers (${f.target}; ${f.trigger}; ${f.backend}): ${f.verdict.toUpperCase()}` +
         (f.nextRoundAfterHealMs !== null ? `, next round ${fmtMs(f.nextRoundAfterHealMs)} after heal` : '') +
-        (f.noticedAfterMs !== null ? `, noticed after ${fmtMs(f.noticedAfterMs)}` : ''),
+        (f.noticedAfterMs !== null ? `, noticed after ${fmtMs(f.noticedAfterMs)}${f.noticedBy ? ` (${f.noticedBy})` : ''}` : ''),
     ),
     ...(s.failure ? [`failure     ${s.failure}`] : []),
   ].join('\n');

@@ -16,6 +16,12 @@ export interface FaultInstanceReport {
   healedAtMs: number | null;
   /** First failure an affected worker saw after the apply. */
   noticedAfterMs: number | null;
+  /**
+   * The kind of that first failure: "keepalive" (an unanswered keepalive ping), "timeout",
+   * "reset", "connect-refused", a gRPC status, ... Null: no worker saw the fault fail a request
+   * (TCP retransmission carried it, or nothing was in flight).
+   */
+  noticedBy: string | null;
   /** Heal → every affected worker had a successful exchange (the slowest of them). */
   firstExchangeAfterHealMs: number | null;
   /** Heal → every affected worker completed a round with its update in. */
@@ -51,6 +57,7 @@ export function mergeFaults(reports: readonly FaultInstanceReport[]): MergedFaul
     m.affected += r.affected;
     m.appliedAtMs = Math.min(m.appliedAtMs, r.appliedAtMs);
     m.healedAtMs = maxN(m.healedAtMs, r.healedAtMs);
+    if (r.noticedAfterMs !== null && (m.noticedAfterMs === null || r.noticedAfterMs < m.noticedAfterMs)) m.noticedBy = r.noticedBy;
     m.noticedAfterMs = minN(m.noticedAfterMs, r.noticedAfterMs);
     // A worker still missing its exchange on some node leaves the whole instance without that time.
     m.firstExchangeAfterHealMs = m.firstExchangeAfterHealMs === null || r.firstExchangeAfterHealMs === null ? null : Math.max(m.firstExchangeAfterHealMs, r.firstExchangeAfterHealMs);

@@ -31,7 +31,7 @@ export interface WorkerObserver {
   /** A request to the server succeeded. */
   success(index: number): void;
   /** A request failed (and will be retried). */
-  failure(index: number, kind: string): void;
+  failure(index: number, kind: string, message: string): void;
   /** A round finished for this worker: its update was accepted (or late: the round went on without it). */
   round(index: number, outcome: string): void;
 }
@@ -72,7 +72,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
         onRetry: (err) => {
           stats.retries++;
           stats.error(err.kind, err.message);
-          obs?.failure(ctx.index, err.kind);
+          obs?.failure(ctx.index, err.kind, err.message);
           resume = state;
           enter('retrying');
         },

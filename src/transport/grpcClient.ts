@@ -10,6 +10,9 @@ export interface GrpcClientOptions {
   readonly host: string;
   readonly port: number;
   readonly requestTimeoutMs: number;
+  /** Keepalive ping interval, and how long a ping may go unanswered before the connection is dead. */
+  readonly keepaliveMs?: number;
+  readonly keepaliveTimeoutMs?: number;
   /** Aborting cancels the call in flight at once (the node is stopping). */
   readonly signal?: AbortSignal;
 }
@@ -38,6 +41,9 @@ export class GrpcWorkerTransport implements WorkerTransport {
       'grpc.enable_retries': 0,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
+      // A black-holed connection is noticed by an unanswered ping, not after minutes of TCP retransmission.
+      'grpc.keepalive_time_ms': opts.keepaliveMs ?? 10_000,
+      'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs ?? 5_000,
     });
   }
 

@@ -10,6 +10,8 @@ export interface HttpClientOptions {
   readonly port: number;
   /** No answer for this long ends a request (must exceed the server's poll timeout). */
   readonly requestTimeoutMs: number;
+  /** TCP keepalive idle time of the worker's connection (a dead peer under a long-poll is noticed). */
+  readonly keepaliveMs?: number;
   /** Aborting ends the request in flight at once (the node is stopping). */
   readonly signal?: AbortSignal;
 }
@@ -25,10 +27,11 @@ interface Reply {
  * as a real worker process would, so a fault on one worker's link touches that worker alone.
  */
 export class HttpWorkerTransport implements WorkerTransport {
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  private readonly agent: http.Agent;
   private readonly target: string;
 
   constructor(private readonly opts: HttpClientOptions, private readonly stats: WorkerNodeStats) {
+    this.agent = new http.Agent({ keepAlive: true, keepAliveMsecs: opts.keepaliveMs ?? 10_000, maxSockets: 1 });
     this.target = `http://${opts.host}:${opts.port}`;
   }
 

@@ -125,3 +125,16 @@ test('a kernel backend that cannot carry the fault, or one chunk without --netns
   assert.equal(c.code, 2, c.stderr);
   assert.match(c.stderr, /on one chunk needs --netns/);
 });
+
+test('gRPC keepalive notices a black-holed stream, and the report names it', async () => {
+  const { code, stderr, s } = await run([
+    ...base, '--transport', 'grpc', '--keepalive', '0.5', '--keepalive-timeout', '0.5',
+    '--cut-on-phase', 'waiting', '--cut-for', '3s', '--cut-target', 'chunk 2 one',
+  ]);
+  assert.equal(code, 0, stderr);
+  assert.equal(s.updates.accepted, W * R);
+  const f = s.faults[0];
+  assert.equal(f.noticedBy, 'keepalive', JSON.stringify(f));
+  assert.ok(f.noticedAfterMs < 3000, JSON.stringify(f));
+  assert.match(stderr, /noticed after [\d.]+ m?s \(keepalive\)/);
+});
