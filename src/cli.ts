@@ -112,7 +112,8 @@ function buildProgram(setExit: (code: number) => void): Command {
       .option('--out <DIR>', 'run directory (default ./fedsim-runs/<timestamp>)')
       .option('--headless', 'plain progress lines (the default until the terminal UI lands)')
       .option('--netns', '(root) run each node in its own network namespace, joined by veth pairs and a bridge')
-      .option('--dry-run', 'print the iptables/tc commands of kernel fault backends instead of running them (the run goes on without them)'),
+      .option('--dry-run', 'print the iptables/tc commands of kernel fault backends instead of running them (the run goes on without them)')
+      .option('--stdin-commands', 'read commands from standard input: "fire FAULT_ID" fires a manual fault, "faults" lists them'),
   )).action(async (opts: RunFlags) => {
     setExit(await runRun(opts, settingFlags(opts), cutFlags(opts)));
   });
@@ -129,7 +130,8 @@ function buildProgram(setExit: (code: number) => void): Command {
       .option('--tls-key <file>', 'private key of --tls-cert')
       .option('--tls-ca <file>', 'CA bundle (reserved for client certificates)')
       .option('--out <DIR>', 'run directory (default ./fedsim-runs/<timestamp>)')
-      .option('--headless', 'plain progress lines (the default until the terminal UI lands)'),
+      .option('--headless', 'plain progress lines (the default until the terminal UI lands)')
+      .option('--stdin-commands', 'read commands from standard input: "fire FAULT_ID" fires a manual fault, "faults" lists them'),
   )).action(async (opts: CoordinatorFlags & Record<string, unknown>) => {
     setExit(await runCoordinator(opts, settingFlags(opts), cutFlags(opts)));
   });

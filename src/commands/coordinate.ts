@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { formatPayload, parsePayload } from '../config/payload.js';
 import type { Scenario } from '../config/settings.js';
 import { Coordinator } from '../control/coordinator.js';
@@ -19,6 +20,24 @@ export interface CoordinateOptions {
   outDir: string;
   /** Called once the control port is bound (fedsim run starts its child nodes here). */
   onListening?: (port: number, abort: (reason: string) => void) => void;
+  /** Read commands from standard input (`fire FAULT_ID`, `faults`): manual faults without the TUI. */
+  stdinCommands?: boolean;
+}
+
+/** `--stdin-commands`: one command per line on standard input. */
+function readCommands(coordinator: Coordinator, sc: Scenario): () => void {
+  const rl = createInterface({ input: process.stdin });
+  rl.on('line', (line) => {
+    const [cmd, arg] = line.trim().split(/\s+/, 2);
+    if (!cmd) return;
+    if (cmd === 'fire' && arg) log(coordinator.fireManual(arg));
+    else if (cmd === 'faults') log(`faults: ${sc.faults.map((f) => `${f.id} (${f.kind}, ${f.trigger.type})`).join(', ') || 'none'}`);
+    else log(`unknown command "${line.trim()}": use "fire FAULT_ID" or "faults"`);
+  });
+  return () => {
+    rl.close();
+    process.stdin.destroy();
+  };
 }
 
 function timestamp(d: Date): string {
@@ -51,11 +70,13 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
   const onSignal = (sig: string) => () => coordinator.abort(`interrupted by ${sig}`);
   const onInt = onSignal('SIGINT');
   const onTerm = onSignal('SIGTERM');
+  let stopCommands = () => undefined as void;
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   try {
     log(`fedsim: run "${sc.name}": ${sc.workers} workers in ${sc.nodes} nodes over ${sc.transport}, payload ${formatPayload(parsePayload(sc.payload))}, ${sc.rounds} rounds; control on ${o.listen.host}:${port}`);
     o.onListening?.(port, (reason) => coordinator.abort(reason));
+    if (o.stdinCommands) stopCommands = readCommands(coordinator, sc);
     const result = await coordinator.run();
     sink.close();
     await coordinator.close();
@@ -83,6 +104,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
     log(`summary: ${path.join(o.outDir, 'summary.json')}`);
     return { code: failure ? ExitCode.runFailed : ExitCode.ok, summary };
   } finally {
+    stopCommands();
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     sink.close();

@@ -11,6 +11,7 @@ export interface CoordinatorFlags {
   expectNodes?: string;
   out?: string;
   headless?: boolean;
+  stdinCommands?: boolean;
   token?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -36,6 +37,7 @@ export async function runCoordinator(flags: CoordinatorFlags, settingFlags: Reso
     token,
     tls,
     outDir,
+    stdinCommands: flags.stdinCommands,
     onListening: (port) => {
       emitEvent({ event: 'listening', host: listen.host, controlPort: port, pid: process.pid });
       const addr = `${listen.host === '0.0.0.0' ? '<this-host>' : listen.host}:${port}`;

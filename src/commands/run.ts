@@ -14,6 +14,7 @@ export interface RunFlags {
   dryRun?: boolean;
   out?: string;
   headless?: boolean;
+  stdinCommands?: boolean;
   [setting: string]: string | boolean | undefined;
 }
 
@@ -52,6 +53,7 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
       token,
       tls: {},
       outDir,
+      stdinCommands: flags.stdinCommands,
       onListening: (port, abort) => {
         const env: NodeJS.ProcessEnv = { ...process.env, FEDSIM_TOKEN: token, ...(flags.dryRun ? { FEDSIM_DRY_RUN: '1' } : {}) };
         const base = ['node', '--coordinator', `${controlHost}:${port}`];

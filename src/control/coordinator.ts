@@ -77,6 +77,7 @@ export class Coordinator {
   private readonly k: number;
   private readonly faultReports: FaultInstanceReport[] = [];
   private readonly firedHere = new Set<string>();
+  private readonly manualFired = new Map<string, number>();
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.k = opts.scenario.nodes;
@@ -116,6 +117,24 @@ export class Coordinator {
   }
 
   /** Ends the run from outside (a signal, the user): nodes are stopped. */
+  /**
+   * Fires a fault with a manual trigger by hand (keys in the TUI, `fire ID` on stdin). Each
+   * call is the next instance, up to the fault's maxCount. Returns what happened, in words.
+   */
+  fireManual(faultId: string): string {
+    const manual = this.opts.scenario.faults.filter((f) => f.trigger.type === 'manual');
+    const f = manual.find((x) => x.id === faultId);
+    if (!f) {
+      return `no manual fault "${faultId}": ${manual.length ? `manual faults are ${manual.map((x) => x.id).join(', ')}` : 'the scenario has none (give a fault "manual: true")'}`;
+    }
+    if (this.opts.store.phase !== 'running') return `fault ${faultId}: the run is ${this.opts.store.phase}, not running`;
+    const n = (this.manualFired.get(faultId) ?? 0) + 1;
+    if (n > f.maxCount) return `fault ${faultId} already fired ${f.maxCount} time(s) (its maxCount)`;
+    this.manualFired.set(faultId, n);
+    this.fireFault(`${faultId}#${n}`, null);
+    return `fault ${faultId}#${n} fired by hand`;
+  }
+
   abort(reason: string): void {
     this.fail(reason);
   }

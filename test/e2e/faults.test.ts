@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { runCli, tempDir } from '../helpers/cli.js';
+import { BIN, runCli, tempDir } from '../helpers/cli.js';
 
 interface Fault {
   id: string;
@@ -137,4 +138,37 @@ test('gRPC keepalive notices a black-holed stream, and the report names it', asy
   assert.equal(f.noticedBy, 'keepalive', JSON.stringify(f));
   assert.ok(f.noticedAfterMs < 3000, JSON.stringify(f));
   assert.match(stderr, /noticed after [\d.]+ m?s \(keepalive\)/);
+});
+
+test('a manual fault fired by hand through the coordinator (--stdin-commands): applied, healed, recovered', async () => {
+  const out = tempDir();
+  try {
+    const file = path.join(out, 'manual.yaml');
+    writeFileSync(file, 'faults:\n  - id: hand\n    kind: reset\n    manual: true\n    duration: 500ms\n    target: chunk 1\n');
+    const p = spawn(process.execPath, [BIN, 'run', '--scenario', file, '--stdin-commands', '--workers', '8', '--nodes', '2', '--rounds', '6', '--train-ms', '150..250', '--retries', '20', '--retry-max-ms', '300', '--out', out], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    let sent = false;
+    p.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (!sent && /round 1\/6/.test(stderr)) {
+        sent = true;
+        p.stdin!.write('fire nope\nfire hand\nfire hand\n');
+      }
+    });
+    const code = await new Promise<number | null>((r) => p.on('close', r));
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /no manual fault "nope": manual faults are hand/);
+    assert.match(stderr, /fault hand#1 fired by hand/);
+    assert.match(stderr, /fault hand already fired 1 time\(s\) \(its maxCount\)/);
+    const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
+    assert.equal(s.faults.length, 1);
+    assert.equal(s.faults[0].trigger, 'by hand');
+    assert.equal(s.faults[0].affected, 4);
+    assert.match(s.faults[0].verdict, /^recovered/);
+    assert.equal(s.updates.accepted, 48);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 });
