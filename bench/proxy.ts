@@ -40,7 +40,7 @@ async function proxyTo(port: number): Promise<number> {
 }
 
 /** Round-trip times (µs) of PINGS sequential 64-byte messages. */
-async function pingPong(port: number): Promise<number[]> {
+async function pingPong(port: number, count = PINGS): Promise<number[]> {
   const sock = net.connect({ host: '127.0.0.1', port, noDelay: true });
   await once(sock, 'connect');
   const msg = Buffer.alloc(64, 1);
@@ -56,7 +56,7 @@ async function pingPong(port: number): Promise<number[]> {
       f();
     }
   });
-  for (let i = 0; i < PINGS; i++) {
+  for (let i = 0; i < count; i++) {
     const t0 = process.hrtime.bigint();
     await new Promise<void>((r) => {
       done = r;
@@ -73,8 +73,12 @@ async function latency(): Promise<{ direct: number[]; proxied: number[] }> {
   try {
     const [line] = await once(createInterface({ input: child.stdout! }), 'line');
     const port = Number((JSON.parse(String(line)) as { port: number }).port);
+    const viaPort = await proxyTo(port);
+    // Warm both paths up (JIT, socket buffers) before anything is measured.
+    await pingPong(port, 300);
+    await pingPong(viaPort, 300);
     const direct = await pingPong(port);
-    const proxied = await pingPong(await proxyTo(port));
+    const proxied = await pingPong(viaPort);
     return { direct, proxied };
   } finally {
     child.stdin!.end();

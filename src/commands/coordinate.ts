@@ -83,6 +83,9 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
     let failure = result.failure;
     const completed = result.server?.report?.roundsCompleted ?? 0;
     if (!failure && completed < sc.rounds) failure = `${completed} of ${sc.rounds} rounds completed`;
+    // A fault the backend could not apply did not happen as asked: the run does not pass.
+    const broken = result.faults.find((f) => f.verdict === 'error');
+    if (!failure && broken) failure = `fault ${broken.faultId}#${broken.instance} on chunk ${broken.chunk}: ${broken.error ?? 'the backend failed'}`;
     const summary = buildSummary({
       fedsimVersion: fedsimVersion(),
       startedAt: started.toISOString(),

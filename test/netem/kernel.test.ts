@@ -9,6 +9,10 @@ import { cleanJournals } from '../../src/netem/journal.js';
 import { type FaultSpec, parseFault } from '../../src/netem/spec.js';
 import { NetemBackend, checkIfName, netemArgs, tcPlan } from '../../src/netem/tc.js';
 import { tempDir } from '../helpers/cli.js';
+import { FakeClock } from '../helpers/fakeClock.js';
+import { FaultRunner } from '../../src/netem/runner.js';
+import type { FaultInstanceReport } from '../../src/sim/faults.js';
+import { WorkerNodeStats } from '../../src/sim/workerStats.js';
 
 const fault = (raw: Record<string, unknown>): FaultSpec => parseFault({ manual: true, id: 'f', ...raw }, 0, () => '');
 const server = { host: '10.0.0.2', port: 8080 };
@@ -178,4 +182,50 @@ test('journal clean: a dead run is undone in order, a live one is left alone, a 
     else process.env.FEDSIM_STATE_DIR = prev;
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('fault runner: a backend that cannot apply gives verdict error; cut workers show as cut until the heal', async () => {
+  const clock = new FakeClock();
+  const reports: FaultInstanceReport[] = [];
+  const stats = new WorkerNodeStats(2, 10);
+  const f = fault({ id: 'x', kind: 'blackhole', duration: '1s', target: 'all' });
+  const failing = {
+    name: 'iptables',
+    apply: () => Promise.reject(new Error('iptables: Permission denied')),
+    heal: async () => undefined,
+    close: async () => undefined,
+  };
+  const r = new FaultRunner({
+    faults: [f],
+    chunk: { n: 1, k: 1, first: 10, count: 2, total: 2 },
+    backend: failing,
+    clock,
+    recoveryTargetMs: 10_000,
+    watchdogMs: 5_000,
+    onInstance: (x) => reports.push(x),
+    onFired: () => undefined,
+    log: () => undefined,
+    onCut: (w, on, current) => stats.setCut(w, on, current),
+  });
+  stats.move('idle', 'training', 10);
+  r.state(10, 'training');
+  stats.move('idle', 'waiting', 11);
+  r.state(11, 'waiting');
+  r.fire('x', 1);
+  assert.equal(stats.states.cut, 2);
+  assert.equal(stats.states.training, 0);
+  // A cut worker goes on underneath: the counts follow it once the fault heals.
+  stats.move('training', 'sending', 10);
+  assert.equal(stats.states.cut, 2);
+  await new Promise((res) => setImmediate(res));
+  clock.advance(1000);
+  await new Promise((res) => setImmediate(res));
+  assert.equal(stats.states.cut, 0);
+  assert.equal(stats.states.sending, 1);
+  assert.equal(stats.states.waiting, 1);
+  await r.finish();
+  assert.equal(reports.length, 1);
+  assert.equal(reports[0].verdict, 'error');
+  assert.match(reports[0].error ?? '', /apply: iptables: Permission denied/);
+  assert.equal(reports[0].backend, 'iptables');
 });
