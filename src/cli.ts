@@ -143,8 +143,9 @@ function buildProgram(setExit: (code: number) => void): Command {
     .description('remove namespaces and bridges left by a killed run (names fedsim-* and fsbr-*)')
     .action(async () => {
       if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new UsageError('fedsim netns clean needs root');
-      const { removed, problems } = await cleanNetns();
+      const { removed, problems, skipped } = await cleanNetns();
       for (const r of removed) process.stderr.write(`removed ${r}\n`);
+      for (const r of skipped) process.stderr.write(`left alone: ${r}\n`);
       for (const p of problems) process.stderr.write(`could not remove: ${p}\n`);
       if (removed.length === 0 && problems.length === 0) process.stderr.write('nothing to clean\n');
       setExit(problems.length ? ExitCode.runFailed : ExitCode.ok);

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { formatPayload, parsePayload } from '../config/payload.js';
@@ -7,6 +7,8 @@ import { Coordinator } from '../control/coordinator.js';
 import type { TlsFiles } from '../control/protocol.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { HeadlessSink } from '../report/headless.js';
+import { TuiSink } from '../tui/sink.js';
+import { handFaultsOn, withHandFaults } from '../config/handFaults.js';
 import { buildSummary, formatSummaryTable, type Summary } from '../report/summary.js';
 import { fedsimVersion } from '../runtime/self.js';
 import { RunStore } from '../sim/runStore.js';
@@ -19,7 +21,9 @@ export interface CoordinateOptions {
   tls: TlsFiles;
   outDir: string;
   /** Called once the control port is bound (fedsim run starts its child nodes here). */
-  onListening?: (port: number, abort: (reason: string) => void) => void;
+  onListening?: (port: number, abort: (reason: string) => void, announce: (line: string) => void) => void;
+  /** The terminal UI instead of plain lines (stdout is a TTY and --headless was not given). */
+  tui?: boolean;
   /** Read commands from standard input (`fire FAULT_ID`, `faults`): manual faults without the TUI. */
   stdinCommands?: boolean;
 }
@@ -60,12 +64,27 @@ export function prepareOutDir(dir: string): string {
 
 /** Runs the coordinator to the end of the run, writes summary.json and returns the exit code. */
 export async function coordinate(o: CoordinateOptions): Promise<{ code: number; summary: Summary }> {
-  const sc = o.scenario;
+  const tui = o.tui === true;
+  const sc = withHandFaults(o.scenario, tui);
   const started = new Date();
   const store = new RunStore(sc.workers, sc.rounds);
-  const sink = new HeadlessSink(store, log);
-  const coordinator = new Coordinator({ scenario: sc, listen: o.listen, token: o.token, tls: o.tls, store, log });
+  // With the terminal UI the screen is the coordinator's; its lines go to logs/coordinator.log.
+  const logFile = tui ? createWriteStream(path.join(o.outDir, 'logs', 'coordinator.log')) : null;
+  const say = logFile ? (line: string) => void logFile.write(`${line}\n`) : log;
+  const coordinator = new Coordinator({ scenario: sc, listen: o.listen, token: o.token, tls: o.tls, store, log: say });
   const port = await coordinator.listen();
+  const sink: { close(): void } = tui
+    ? new TuiSink(
+        store,
+        { name: sc.name, transport: sc.transport, payload: formatPayload(parsePayload(sc.payload)), nodes: sc.nodes, handFaults: handFaultsOn(sc, tui) },
+        {
+          fireHand: (chunk, kind) => coordinator.fireHand(chunk, kind),
+          healChunk: (chunk) => coordinator.healChunk(chunk),
+          setPaused: (p) => coordinator.setPaused(p),
+          quit: () => coordinator.abort('quit by hand (q)'),
+        },
+      )
+    : new HeadlessSink(store, log);
   const t0 = performance.now();
   const onSignal = (sig: string) => () => coordinator.abort(`interrupted by ${sig}`);
   const onInt = onSignal('SIGINT');
@@ -74,8 +93,10 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   try {
-    log(`fedsim: run "${sc.name}": ${sc.workers} workers in ${sc.nodes} nodes over ${sc.transport}, payload ${formatPayload(parsePayload(sc.payload))}, ${sc.rounds} rounds; control on ${o.listen.host}:${port}`);
-    o.onListening?.(port, (reason) => coordinator.abort(reason));
+    say(`fedsim: run "${sc.name}": ${sc.workers} workers in ${sc.nodes} nodes over ${sc.transport}, payload ${formatPayload(parsePayload(sc.payload))}, ${sc.rounds} rounds; control on ${o.listen.host}:${port}`);
+    // What a person must see (the run token, how to attach nodes): a line, or a line on the screen.
+    const announce = (line: string) => (tui ? store.apply({ type: 'notable', text: line }) : log(line));
+    o.onListening?.(port, (reason) => coordinator.abort(reason), announce);
     if (o.stdinCommands) stopCommands = readCommands(coordinator, sc);
     const result = await coordinator.run();
     sink.close();
@@ -107,6 +128,8 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
     log(`summary: ${path.join(o.outDir, 'summary.json')}`);
     return { code: failure ? ExitCode.runFailed : ExitCode.ok, summary };
   } finally {
+    sink.close();
+    logFile?.end();
     stopCommands();
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);

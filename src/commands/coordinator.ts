@@ -3,7 +3,7 @@ import { parseHostPort, parseIntFlag } from '../config/values.js';
 import { generateToken } from '../control/protocol.js';
 import { RunError } from '../errors.js';
 import { coordinate, defaultOutDir, prepareOutDir } from './coordinate.js';
-import { emitEvent, log } from './output.js';
+import { emitEvent, log, useTui } from './output.js';
 
 export interface CoordinatorFlags {
   listen: string;
@@ -31,6 +31,7 @@ export async function runCoordinator(flags: CoordinatorFlags, settingFlags: Reso
   const given = flags.token ?? process.env.FEDSIM_TOKEN;
   const token = given || generateToken();
   const tls = { cert: flags.tlsCert, key: flags.tlsKey, ca: flags.tlsCa };
+  const tui = useTui(flags);
   const { code, summary } = await coordinate({
     scenario,
     listen,
@@ -38,13 +39,14 @@ export async function runCoordinator(flags: CoordinatorFlags, settingFlags: Reso
     tls,
     outDir,
     stdinCommands: flags.stdinCommands,
-    onListening: (port) => {
-      emitEvent({ event: 'listening', host: listen.host, controlPort: port, pid: process.pid });
+    tui,
+    onListening: (port, _abort, announce) => {
+      if (!tui) emitEvent({ event: 'listening', host: listen.host, controlPort: port, pid: process.pid });
       const addr = `${listen.host === '0.0.0.0' ? '<this-host>' : listen.host}:${port}`;
-      if (!given) log(`run token: ${token}  (give it to every node with --token or FEDSIM_TOKEN)`);
-      log(`waiting up to ${scenario.expectTimeout} s for 1 server node and ${scenario.nodes} worker nodes, e.g.:`);
-      log(`  fedsim node --role server --coordinator ${addr} --host 0.0.0.0`);
-      log(`  fedsim node --role worker --coordinator ${addr}   (× ${scenario.nodes}; chunks are assigned in order)`);
+      if (!given) announce(`run token: ${token}  (give it to every node with --token or FEDSIM_TOKEN)`);
+      announce(`waiting up to ${scenario.expectTimeout} s for 1 server node and ${scenario.nodes} worker nodes, e.g.:`);
+      announce(`  fedsim node --role server --coordinator ${addr} --host 0.0.0.0`);
+      announce(`  fedsim node --role worker --coordinator ${addr}   (× ${scenario.nodes}; chunks are assigned in order)`);
     },
   });
   if (code !== 0) throw new RunError(summary.failure ?? 'the run failed');

@@ -7,12 +7,13 @@ import type { Assign } from '../proto/gen/control.js';
 import { chunkRange } from '../config/chunk.js';
 import { ProxyBackend } from '../netem/proxy/backend.js';
 import { BackendSet, type Carrier, chooseBackend } from '../netem/choose.js';
-import { IptablesBackend, iptablesUnavailable } from '../netem/iptables.js';
+import { IptablesBackend, type VirtualPorts, iptablesUnavailable, virtualPortOf, virtualPorts } from '../netem/iptables.js';
 import { cleanJournals } from '../netem/journal.js';
 import { NetemBackend, netemUnavailable, routeDevice } from '../netem/tc.js';
 import { isRecording, recordCommands } from '../netem/exec.js';
 import { type FaultBackend, FaultRunner } from '../netem/runner.js';
-import { isTargeted } from '../netem/targets.js';
+import type { FaultSpec } from '../netem/spec.js';
+import { isTargeted, wholeNodeTarget } from '../netem/targets.js';
 import { systemClock } from '../runtime/clock.js';
 import type { TlsFiles } from '../control/protocol.js';
 import { RunError, UsageError, exitCodeOf } from '../errors.js';
@@ -35,6 +36,22 @@ export interface AgentFlags {
 }
 
 const SNAPSHOT_MS = 200;
+
+/**
+ * A fault proxy that listens on the server's host inside the virtual port range would have
+ * its workers' connections taken to the server by the DNAT rule: refuse that up front.
+ */
+function checkProxiesOutside(proxies: ProxyBackend, workers: readonly number[], serverHost: string, vp: VirtualPorts): void {
+  for (const w of workers) {
+    const at = proxies.addressOf(w);
+    if (at && at.host === serverHost && at.port >= vp.base && at.port < vp.base + vp.count) {
+      throw new RunError(
+        `the fault proxy of worker ${w} listens on ${at.host}:${at.port}, inside the virtual ports ${vp.base}..${vp.base + vp.count - 1} of the iptables backend: ` +
+          'narrow the ephemeral port range (sysctl net.ipv4.ip_local_port_range) so it leaves them out, or carry these faults with one backend',
+      );
+    }
+  }
+}
 
 /** `fedsim node --coordinator HOST:PORT`: everything else comes from the coordinator. */
 export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): Promise<number> {
@@ -73,6 +90,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       watchdogMs: sc.faultWatchdog * 1000,
       onInstance: (r) => agent.send({ fault: { kind: 'instance', faultId: `${r.faultId}#${r.instance}`, json: JSON.stringify(r) } }),
       onFired: (id, n) => agent.send({ fault: { kind: 'fired', faultId: `${id}#${n}`, json: '' } }),
+      onApplied: (instanceId, info) => agent.send({ fault: { kind: 'applied', faultId: instanceId, json: JSON.stringify(info) } }),
       log: (line) => {
         log(line);
         agent.log('info', line);
@@ -126,17 +144,33 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
     const c = parseChunk(a.chunk);
     const { first, count } = chunkRange(c, sc.workers);
     let proxies: ProxyBackend | null = null;
+    let virtual: ((i: number) => { host: string; port: number } | undefined) | undefined;
     if (sc.faults.length > 0) {
       const server = { host: a.serverHost, port: a.serverPort };
       const choice = await chooseCarriers(sc);
       const carriers: Partial<Record<Carrier, FaultBackend>> = {};
+      const targetsOf = (fs: readonly FaultSpec[]) => {
+        const out: number[] = [];
+        for (let i = first; i < first + count; i++) if (fs.some((f) => isTargeted(f.target, i, c.n, first, count, sc.workers, f.seed))) out.push(i);
+        return out;
+      };
       // Only workers a proxy-carried fault can touch go through a proxy; the rest connect straight.
-      const viaProxy = sc.faults.filter((f) => choice.get(f.id) === 'proxy');
-      const targeted: number[] = [];
-      for (let i = first; i < first + count; i++) {
-        if (viaProxy.some((f) => isTargeted(f.target, i, c.n, first, count, sc.workers, f.seed))) targeted.push(i);
+      const targeted = targetsOf(sc.faults.filter((f) => choice.get(f.id) === 'proxy'));
+      // Workers a single-worker iptables fault can touch connect to a virtual port of their own.
+      const onPorts = new Set(targetsOf(sc.faults.filter((f) => choice.get(f.id) === 'iptables' && !wholeNodeTarget(f.target))));
+      const vp = onPorts.size > 0 ? virtualPorts({ first, count, total: sc.workers, serverPort: a.serverPort }) : undefined;
+      // A dry run only prints the DNAT rule: there the workers connect straight.
+      if (vp && !isRecording()) virtual = (i) => (onPorts.has(i) ? { host: a.serverHost, port: virtualPortOf(vp, i) } : undefined);
+      // A worker behind a proxy and on a virtual port: the proxy goes upstream through the port.
+      if (targeted.length > 0) carriers.proxy = proxies = await ProxyBackend.start(targeted, (i) => virtual?.(i) ?? server, sc.seed);
+      if (vp && proxies) {
+        try {
+          checkProxiesOutside(proxies, targeted, a.serverHost, vp);
+        } catch (e) {
+          await proxies.close();
+          throw e;
+        }
       }
-      if (targeted.length > 0) carriers.proxy = proxies = await ProxyBackend.start(targeted, server, sc.seed);
       const kernel = [...choice.values()].some((b) => b !== 'proxy');
       if (kernel) {
         // What a killed run left behind goes first.
@@ -144,14 +178,18 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
         for (const r of cleaned.removed) log(`fault cleanup: removed ${r}`);
         for (const p of cleaned.problems) log(`fault cleanup: ${p}`);
       }
-      if ([...choice.values()].includes('iptables')) carriers.iptables = new IptablesBackend(server);
+      let iptables: IptablesBackend | null = null;
+      if ([...choice.values()].includes('iptables')) carriers.iptables = iptables = new IptablesBackend(server, vp);
       if ([...choice.values()].includes('netem')) {
         const dev = isRecording() ? (a.serverHost.startsWith('127.') ? 'lo' : 'eth0') : await routeDevice(a.serverHost);
         carriers.netem = new NetemBackend(server, dev);
       }
       faults = faultRunner(sc, c.n, first, count, new BackendSet(choice, carriers));
+      // The DNAT of the virtual ports is in place before any worker connects (and `faults.finish()` removes it).
+      if (iptables && vp) await iptables.prepare();
       const carried = sc.faults.map((f) => `${f.id} via ${choice.get(f.id)}`).join(', ');
-      log(`worker node ${a.chunk}: faults ${carried}; ${targeted.length} workers behind the fault proxy`);
+      const ports = vp ? `; ${onPorts.size} workers on virtual ports ${vp.base}..${vp.base + vp.count - 1} (iptables per worker)` : '';
+      log(`worker node ${a.chunk}: faults ${carried}; ${targeted.length} workers behind the fault proxy${ports}`);
     }
     chunk = await prepareChunk({
       chunk: c,
@@ -167,7 +205,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       keepaliveTimeoutMs: sc.keepaliveTimeout * 1000,
       seed: sc.seed,
       failFast: sc.minWorkers === null,
-      serverFor: proxies ? (i) => proxies.addressOf(i) : undefined,
+      serverFor: proxies || virtual ? (i) => proxies?.addressOf(i) ?? virtual?.(i) : undefined,
       observer: faults ?? undefined,
     });
     log(`worker node ${a.chunk}: assigned by the coordinator; server ${a.serverHost}:${a.serverPort}`);
@@ -216,9 +254,17 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       clock(shiftMs) {
         if (chunk) chunk.stats.propagationShiftMs = shiftMs;
       },
-      fault(instanceId) {
+      fault(instanceId, action) {
         const m = /^(.*)#(\d+)$/.exec(instanceId);
-        if (m) faults?.fire(m[1], Number(m[2]));
+        if (!m) return;
+        if (action === 'heal') faults?.healNow(m[1], Number(m[2]));
+        else faults?.fire(m[1], Number(m[2]));
+      },
+      pause(paused) {
+        const srv = server as ServerHandle | null;
+        if (!srv) return;
+        srv.fl.engine.setPaused(paused);
+        log(`server: new rounds ${paused ? 'paused' : 'resumed'} by the coordinator`);
       },
     },
   });

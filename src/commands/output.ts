@@ -6,3 +6,8 @@ export function emitEvent(ev: Record<string, unknown>): void {
 export function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
+
+/** The terminal UI when stdout is a terminal, unless --headless, --stdin-commands (stdin is for commands) or TERM=dumb. */
+export function useTui(flags: { headless?: boolean; stdinCommands?: boolean }): boolean {
+  return !flags.headless && !flags.stdinCommands && process.stdout.isTTY === true && process.env.TERM !== 'dumb';
+}

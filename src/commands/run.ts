@@ -2,11 +2,11 @@ import path from 'node:path';
 import { type ResolveInput, resolveScenario } from '../config/scenario.js';
 import { generateToken } from '../control/protocol.js';
 import { RunError, UsageError } from '../errors.js';
-import { requestedBackend } from '../netem/choose.js';
+import { requestedBackend, wholeNodeTarget } from '../netem/choose.js';
 import { NetnsTopology } from '../netem/netns.js';
 import { ChildNode } from './children.js';
 import { coordinate, defaultOutDir, prepareOutDir } from './coordinate.js';
-import { log } from './output.js';
+import { log, useTui } from './output.js';
 
 export interface RunFlags {
   scenario?: string;
@@ -28,8 +28,12 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
     // Without namespaces every node shares this host's network: a kernel rule for one chunk would reach them all.
     for (const f of scenario.faults) {
       const b = requestedBackend(f, scenario.faultBackend);
-      if ((b === 'iptables' || b === 'netem') && f.target.scope === 'workers' && f.target.chunk !== undefined && scenario.nodes > 1) {
-        throw new UsageError(`fault ${f.id}: the ${b} backend on one chunk needs --netns (on one host without namespaces its rules reach every node); use --netns, target all workers, or backend proxy`);
+      // Single workers through iptables are told apart by their virtual ports, even on one host.
+      const perWorker = b === 'iptables' && !wholeNodeTarget(f.target);
+      if ((b === 'iptables' || b === 'netem') && !perWorker && f.target.scope === 'workers' && f.target.chunk !== undefined && scenario.nodes > 1) {
+        throw new UsageError(
+          `fault ${f.id}: the ${b} backend on one chunk needs --netns (on one host without namespaces its rules reach every node); use --netns, target all workers, single workers (iptables), or backend proxy`,
+        );
       }
     }
   }
@@ -47,7 +51,9 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
       log(`netns: bridge ${topo.bridge} ${topo.gateway}/24; ${topo.hosts.map((h) => `${h.name} ${h.ns} ${h.address}`).join(', ')}`);
     }
     const controlHost = topo ? topo.gateway : '127.0.0.1';
+    const tui = useTui(flags);
     const { code, summary } = await coordinate({
+      tui,
       scenario,
       listen: { host: controlHost, port: 0 },
       token,

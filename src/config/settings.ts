@@ -35,6 +35,9 @@ export interface Scenario {
   faultBackend: 'auto' | 'proxy' | 'iptables' | 'netem';
   recoveryTarget: number;
   faultWatchdog: number;
+  handFaults: 'auto' | 'on' | 'off';
+  handFaultDuration: number;
+  handDelay: number;
   /** The fault plan: the file's `faults:` list plus the `--cut-*` flags (docs/faults.md). */
   faults: FaultSpec[];
 }
@@ -78,6 +81,9 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'expectTimeout', kind: 'number', default: 60, min: 0.1, unit: 's', help: 'seconds to wait for all expected nodes before failing' },
   { key: 'faultBackend', kind: 'enum', default: 'auto', choices: ['auto', 'proxy', 'iptables', 'netem'], help: 'how faults reach the network path (auto: the most faithful one available)' },
   { key: 'recoveryTarget', kind: 'number', default: 10, min: 0, unit: 's', help: 'heal → next round with the affected workers above this is recovered-slow' },
+  { key: 'handFaults', kind: 'enum', default: 'auto', choices: ['auto', 'on', 'off'], help: 'faults by hand from the terminal UI keys (d, b, l per chunk); auto: on with the terminal UI. On, workers connect through their fault proxies' },
+  { key: 'handFaultDuration', kind: 'number', default: 10, min: 0.1, unit: 's', help: 'how long a fault by hand lasts (h heals it sooner)' },
+  { key: 'handDelay', kind: 'number', default: 200, min: 1, unit: 'ms', help: 'the delay a hand delay fault (l) adds' },
   { key: 'faultWatchdog', kind: 'number', default: 30, min: 0.1, unit: 's', help: 'no progress this long after a heal is stuck' },
 ];
 

@@ -11,8 +11,10 @@ export interface AgentHandlers {
   start(): void;
   stop(reason: string): void;
   clock(shiftMs: number): void;
-  /** Fire fault instance "id#n" on this node's targets. */
-  fault(instanceId: string): void;
+  /** Fire fault instance "id#n" on this node's targets, or heal it now. */
+  fault(instanceId: string, action: 'fire' | 'heal'): void;
+  /** (server) Hold or release the close of the open round. */
+  pause(paused: boolean): void;
 }
 
 export interface AgentOptions {
@@ -177,7 +179,9 @@ export class NodeAgent {
     } else if (m.clock) {
       h.clock(m.clock.propagationShiftMs);
     } else if (m.fault) {
-      h.fault(m.fault.faultId);
+      h.fault(m.fault.faultId, m.fault.action === 'heal' ? 'heal' : 'fire');
+    } else if (m.pause) {
+      h.pause(m.pause.paused);
     }
   }
 

@@ -135,6 +135,37 @@ export class Coordinator {
     return `fault ${faultId}#${n} fired by hand`;
   }
 
+  /** A hand fault on worker node `chunk` (the TUI's keys): the next instance of `hand-KIND-cN`. */
+  fireHand(chunk: number, kind: 'reset' | 'blackhole' | 'delay'): string {
+    return this.fireManual(`hand-${kind}-c${chunk}`);
+  }
+
+  /** Heals now every fault instance still on worker node `chunk` (the TUI's `h`). */
+  healChunk(chunk: number): string {
+    const s = this.workers.get(chunk);
+    if (!s) return `no worker node ${chunk}`;
+    const on = [...this.opts.store.faults.values()].filter((f) => f.healedAt === null && f.chunks.includes(s.view.chunk));
+    if (on.length === 0) return `no fault is on ${s.view.id}`;
+    for (const f of on) {
+      this.send(s, { fault: { faultId: f.instanceId, action: 'heal' } });
+      this.opts.store.apply({ type: 'faultHealed', instanceId: f.instanceId, at: mono() });
+    }
+    const msg = `healed by hand on ${s.view.id}: ${on.map((f) => f.instanceId).join(', ')}`;
+    this.note(msg);
+    return msg;
+  }
+
+  /** Holds or releases new rounds on the server (the TUI's `p`). */
+  setPaused(paused: boolean): string {
+    const srv = this.serverSession;
+    if (!srv || this.opts.store.phase !== 'running') return 'the run is not running';
+    this.send(srv, { pause: { paused } });
+    this.opts.store.apply({ type: 'paused', paused });
+    const msg = paused ? 'new rounds paused by hand (the open round will not close until resumed)' : 'new rounds resumed';
+    this.note(msg);
+    return msg;
+  }
+
   abort(reason: string): void {
     this.fail(reason);
   }
@@ -336,9 +367,13 @@ export class Coordinator {
       this.note(`${s.view.id}: ${m.log.text}`);
     } else if (m.fault) {
       if (m.fault.kind === 'fired') this.fireFault(m.fault.faultId, s);
-      else if (m.fault.kind === 'instance') {
+      else if (m.fault.kind === 'applied') {
+        const a = JSON.parse(m.fault.json) as { kind: string; target: string; backend: string; affected: number; durationMs: number };
+        this.opts.store.apply({ type: 'faultApplied', instanceId: m.fault.faultId, chunk: s.view.chunk, at: mono(), ...a });
+      } else if (m.fault.kind === 'instance') {
         const r = JSON.parse(m.fault.json) as FaultInstanceReport;
         this.faultReports.push(r);
+        this.opts.store.apply({ type: 'faultReport', report: r, at: mono() });
         const rec = r.nextRoundAfterHealMs === null ? '' : `, next round with them ${(r.nextRoundAfterHealMs / 1000).toFixed(2)} s after the heal`;
         this.note(`fault ${r.faultId}#${r.instance} on chunk ${r.chunk}: ${r.kind} on ${r.affected} workers via ${r.backend}: ${r.verdict}${rec}`);
       }
@@ -447,7 +482,7 @@ export class Coordinator {
     this.note(`fault ${instanceId} fired${origin ? ` on ${origin.view.id}` : ''}`);
     for (const w of this.workers.values()) {
       if (w === origin || w.finished || w.view.status === 'lost') continue;
-      this.send(w, { fault: { faultId: instanceId } });
+      this.send(w, { fault: { faultId: instanceId, action: 'fire' } });
     }
   }
 

@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { UsageError } from '../errors.js';
 
 /** Bumped whenever a message changes meaning; a mismatch is refused on both sides. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export const TOKEN_METADATA = 'authorization';
 

@@ -1,15 +1,13 @@
 import { RunError, UsageError } from '../errors.js';
 import { IPTABLES_KINDS } from './iptables.js';
 import type { FaultBackend } from './runner.js';
-import type { BackendName, FaultSpec, Target } from './spec.js';
+import type { BackendName, FaultSpec } from './spec.js';
+import { wholeNodeTarget } from './targets.js';
 import { NETEM_KINDS } from './tc.js';
 
 export type Carrier = Exclude<BackendName, 'auto'>;
 
-/** A fault that takes a node's whole link: the server's, or every worker of a chunk (or of the run). */
-export function wholeNodeTarget(t: Target): boolean {
-  return t.scope === 'server' || (t.ids === undefined && t.mode === 'all');
-}
+export { wholeNodeTarget };
 
 /** The backend a fault asked for: its own, else the scenario's `faultBackend`. */
 export function requestedBackend(f: FaultSpec, scenarioBackend: BackendName): BackendName {
@@ -19,8 +17,9 @@ export function requestedBackend(f: FaultSpec, scenarioBackend: BackendName): Ba
 const KINDS: Record<'iptables' | 'netem', readonly string[]> = { iptables: IPTABLES_KINDS, netem: NETEM_KINDS };
 
 /**
- * What can be checked before any node starts: a kernel backend carries the kinds it knows,
- * on a whole node's link (it matches the node's traffic to the server, not one worker's).
+ * What can be checked before any node starts: a kernel backend carries the kinds it knows;
+ * netem shapes a node's whole link (it matches the node's traffic to the server, not one
+ * worker's). iptables takes single workers too, through their virtual ports (docs/faults.md).
  */
 export function checkBackendRequest(f: FaultSpec, scenarioBackend: BackendName, what: string): void {
   const b = requestedBackend(f, scenarioBackend);
@@ -28,9 +27,9 @@ export function checkBackendRequest(f: FaultSpec, scenarioBackend: BackendName, 
   if (!KINDS[b].includes(f.kind)) {
     throw new UsageError(`${what}: the ${b} backend cannot carry a ${f.kind} fault (it carries ${KINDS[b].join(', ')}): use backend auto or proxy`);
   }
-  if (!wholeNodeTarget(f.target)) {
+  if (b === 'netem' && !wholeNodeTarget(f.target)) {
     throw new UsageError(
-      `${what}: the ${b} backend cuts a node's whole link, so its target must be "server", "all" or "chunk N" (not one worker, ids, fixed:N or percent:P): use backend proxy for single workers`,
+      `${what}: the netem backend shapes a node's whole link, so its target must be "server", "all" or "chunk N" (not one worker, ids, fixed:N or percent:P): use backend proxy for single workers (or iptables, for ${IPTABLES_KINDS.join(', ')})`,
     );
   }
 }
@@ -47,7 +46,8 @@ export interface BackendEnv {
  * Picks the carrier of one fault on a node. `auto` takes the most faithful backend there
  * is: the kernel's (netem for delay, loss and bandwidth; iptables for blackhole, reset,
  * refuse and, without netem, loss) when the node is isolated and the fault takes its whole
- * link; the proxy otherwise. An explicit backend that cannot run here is an error that says why.
+ * link; the proxy otherwise, so single workers go to the proxy unless a fault asks for
+ * iptables by name. An explicit backend that cannot run here is an error that says why.
  */
 export function chooseBackend(f: FaultSpec, scenarioBackend: BackendName, env: BackendEnv): Carrier {
   const b = requestedBackend(f, scenarioBackend);

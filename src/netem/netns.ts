@@ -92,14 +92,23 @@ export class NetnsTopology {
   }
 }
 
-/** `fedsim netns clean`: removes namespaces and bridges left by a killed run. */
-export async function cleanNetns(): Promise<{ removed: string[]; problems: string[] }> {
+/**
+ * `fedsim netns clean`: removes namespaces and bridges left by a killed run. A namespace
+ * with processes in it, or a bridge with ports, belongs to a run that is still going: left alone.
+ */
+export async function cleanNetns(): Promise<{ removed: string[]; problems: string[]; skipped: string[] }> {
   const removed: string[] = [];
   const problems: string[] = [];
+  const skipped: string[] = [];
   const list = await run(['ip', 'netns', 'list']);
   for (const line of list.stdout.split('\n')) {
     const ns = line.trim().split(/\s+/)[0];
     if (!ns?.startsWith(NS_PREFIX)) continue;
+    const pids = (await run(['ip', 'netns', 'pids', ns])).stdout.trim();
+    if (pids) {
+      skipped.push(`namespace ${ns}: processes ${pids.split(/\s+/).join(', ')} still run in it`);
+      continue;
+    }
     const r = await run(['ip', 'netns', 'del', ns]);
     if (r.code === 0) removed.push(`namespace ${ns}`);
     else problems.push(`ip netns del ${ns}: ${r.stderr.trim()}`);
@@ -108,9 +117,14 @@ export async function cleanNetns(): Promise<{ removed: string[]; problems: strin
   for (const line of links.stdout.split('\n')) {
     const m = /^\d+:\s+([^:@\s]+)/.exec(line);
     if (!m || !m[1].startsWith(BRIDGE_PREFIX)) continue;
+    const ports = (await run(['ip', '-o', 'link', 'show', 'master', m[1]])).stdout.trim();
+    if (ports) {
+      skipped.push(`bridge ${m[1]}: a running run's namespaces are attached to it`);
+      continue;
+    }
     const r = await run(['ip', 'link', 'del', m[1]]);
     if (r.code === 0) removed.push(`bridge ${m[1]}`);
     else problems.push(`ip link del ${m[1]}: ${r.stderr.trim()}`);
   }
-  return { removed, problems };
+  return { removed, problems, skipped };
 }

@@ -46,6 +46,8 @@ export interface FaultRunnerOptions {
   watchdogMs: number;
   /** A finished instance (applied, healed, verdict). */
   onInstance: (r: FaultInstanceReport) => void;
+  /** An instance went on here (for the coordinator's view of active faults). */
+  onApplied?: (instanceId: string, info: { kind: string; target: string; backend: string; affected: number; durationMs: number }) => void;
   /** A local trigger fired for a fault whose targets may live on other nodes too. */
   onFired: (faultId: string, instance: number) => void;
   log: (line: string) => void;
@@ -184,6 +186,12 @@ export class FaultRunner implements WorkerObserver {
     if (f) this.apply(f, instance);
   }
 
+  /** Heals instance "faultId#n" now, before its duration ends (a command by hand). */
+  healNow(faultId: string, n: number): void {
+    const inst = this.instances.find((i) => i.spec.id === faultId && i.n === n);
+    if (inst && inst.healedAt === null) void this.heal(inst);
+  }
+
   /** Ends the run: heals what is on and reports every instance. */
   async finish(): Promise<void> {
     for (const inst of this.instances) {
@@ -246,6 +254,7 @@ export class FaultRunner implements WorkerObserver {
       this.failed(inst, 'apply', e as Error);
     }
     for (const w of workers) this.o.onCut?.(w, true, this.current.get(w));
+    this.o.onApplied?.(`${f.id}#${n}`, { kind: f.kind, target: describeTarget(f.target), backend: carrier, affected: workers.length, durationMs: f.durationMs });
     this.o.log(`fault ${f.id}#${n}: ${f.kind} on ${workers.length} workers (${describeTarget(f.target)}) for ${f.durationMs / 1000} s via ${carrier}`);
     this.o.clock.setTimer(f.durationMs, () => void this.heal(inst));
   }

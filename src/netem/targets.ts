@@ -19,6 +19,11 @@ export function isTargeted(t: Target, index: number, chunkN: number, chunkFirst:
   return ((h >>> 0) % 10_000) < m.percent * 100 && size > 0;
 }
 
+/** A fault that takes a node's whole link: the server's, or every worker of a chunk (or of the run). */
+export function wholeNodeTarget(t: Target): boolean {
+  return t.scope === 'server' || (t.ids === undefined && t.mode === 'all');
+}
+
 export function describeTarget(t: Target): string {
   if (t.scope === 'server') return "the server's link";
   const where = t.chunk !== undefined ? `chunk ${t.chunk}` : 'all chunks';

@@ -19,7 +19,11 @@ export class HeadlessSink {
     this.timer.unref();
   }
 
+  private closed = false;
+
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.flushRounds(true);
     clearInterval(this.timer);
     this.unsubscribe();

@@ -48,6 +48,7 @@ export class RoundEngine {
   private deadlinePassed = false;
   private deadline: { cancel(): void } | null = null;
   private waiters = new Set<Waiter>();
+  private paused = false;
   private listeners: Array<(c: RoundClosed) => void> = [];
   readonly updates: UpdateCounts = { accepted: 0, duplicate: 0, late: 0, rejected: 0 };
   readonly registered = new Set<string>();
@@ -164,7 +165,22 @@ export class RoundEngine {
     }
   }
 
+  /**
+   * Holds (or releases) the close of the open round: updates keep coming in, workers wait
+   * for the model, and no new round starts until it is released. The round's duration
+   * includes the pause.
+   */
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+    if (!paused) this.maybeClose();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
   private maybeClose(): void {
+    if (this.paused) return;
     const n = this.received.size;
     const all = n >= this.opts.expectedWorkers;
     const quorum = this.deadlinePassed && n > 0 && n >= (this.opts.minWorkers ?? this.opts.expectedWorkers);

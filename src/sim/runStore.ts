@@ -1,3 +1,4 @@
+import type { FaultInstanceReport, Verdict } from './faults.js';
 import type { RoundLine } from './flServer.js';
 import { type Histogram, decodeHistogram, newHistogram, percentiles } from './stats.js';
 import { WORKER_STATES, type WorkerState } from './workerStats.js';
@@ -40,12 +41,35 @@ export interface WorkerSnapshotIn extends ChunkView {
 
 export type RunPhase = 'waiting' | 'running' | 'finishing' | 'done';
 
+/** A fault instance as the run sees it: applied on some nodes, healed, judged. */
+export interface FaultView {
+  /** "id#n". */
+  instanceId: string;
+  kind: string;
+  target: string;
+  backend: string;
+  chunks: string[];
+  affected: number;
+  /** Coordinator monotonic ms when the first node applied it. */
+  appliedAt: number;
+  durationMs: number;
+  healedAt: number | null;
+  /** The worst verdict reported so far (null: none yet). */
+  verdict: Verdict | null;
+}
+
+const VERDICT_ORDER: Verdict[] = ['recovered', 'recovered-slow', 'degraded', 'stuck', 'error'];
+
 export type StoreEvent =
   | { type: 'node'; node: NodeView }
   | { type: 'phase'; phase: RunPhase; at: number }
   | { type: 'workerSnapshot'; snapshot: WorkerSnapshotIn }
   | { type: 'rounds'; rounds: RoundLine[] }
-  | { type: 'notable'; text: string };
+  | { type: 'notable'; text: string }
+  | { type: 'faultApplied'; instanceId: string; kind: string; target: string; backend: string; chunk: string; affected: number; durationMs: number; at: number }
+  | { type: 'faultHealed'; instanceId: string; at: number }
+  | { type: 'faultReport'; report: FaultInstanceReport; at: number }
+  | { type: 'paused'; paused: boolean };
 
 /** A round line once the workers' propagation for its version is in. */
 export interface RoundRow extends RoundLine {
@@ -64,6 +88,9 @@ export class RunStore {
   readonly chunks = new Map<string, ChunkView>();
   readonly rounds: RoundLine[] = [];
   readonly notable: string[] = [];
+  readonly faults = new Map<string, FaultView>();
+  /** New rounds held by hand (the TUI's `p`). */
+  paused = false;
   private readonly prop = new Map<number, Histogram>();
   private readonly subscribers: Array<(e: StoreEvent) => void> = [];
 
@@ -99,6 +126,40 @@ export class RunStore {
       case 'notable':
         this.notable.push(e.text);
         if (this.notable.length > 200) this.notable.shift();
+        break;
+      case 'faultApplied': {
+        const f = this.faults.get(e.instanceId);
+        if (f) {
+          if (!f.chunks.includes(e.chunk)) {
+            f.chunks.push(e.chunk);
+            f.affected += e.affected;
+          }
+          if (!f.backend.split('+').includes(e.backend)) f.backend += `+${e.backend}`;
+        } else {
+          const { type: _t, chunk, at, ...rest } = e;
+          this.faults.set(e.instanceId, { ...rest, chunks: [chunk], appliedAt: at, healedAt: null, verdict: null });
+        }
+        break;
+      }
+      case 'faultHealed': {
+        const f = this.faults.get(e.instanceId);
+        if (f && f.healedAt === null) f.healedAt = e.at;
+        break;
+      }
+      case 'faultReport': {
+        const r = e.report;
+        const id = `${r.faultId}#${r.instance}`;
+        let f = this.faults.get(id);
+        if (!f) {
+          f = { instanceId: id, kind: r.kind, target: r.target, backend: r.backend, chunks: [r.chunk], affected: r.affected, appliedAt: e.at, durationMs: 0, healedAt: e.at, verdict: null };
+          this.faults.set(id, f);
+        }
+        f.healedAt ??= e.at;
+        if (f.verdict === null || VERDICT_ORDER.indexOf(r.verdict) > VERDICT_ORDER.indexOf(f.verdict)) f.verdict = r.verdict;
+        break;
+      }
+      case 'paused':
+        this.paused = e.paused;
         break;
     }
     for (const fn of this.subscribers) fn(e);

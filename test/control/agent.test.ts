@@ -53,6 +53,7 @@ test('stale commands (older seq, other run) are dropped; current ones are handle
       stop: () => undefined,
       clock: () => undefined,
       fault: () => undefined,
+      pause: () => undefined,
     },
   });
   try {
@@ -81,7 +82,7 @@ test('a coordinator that cannot prove the token is refused by the node', async (
     tls: {},
     fedsimVersion: 'test',
     log: () => undefined,
-    handlers: { assign: async () => ({}), start: () => undefined, stop: () => undefined, clock: () => undefined, fault: () => undefined },
+    handlers: { assign: async () => ({}), start: () => undefined, stop: () => undefined, clock: () => undefined, fault: () => undefined, pause: () => undefined },
   });
   try {
     await assert.rejects(agent.connect(5000), /failed the run-token check/);

@@ -107,6 +107,17 @@ test('--dry-run prints the iptables commands of a kernel fault and changes nothi
   assert.equal(s.faults[0].backend, 'iptables');
 });
 
+test('--dry-run with iptables on one worker prints the DNAT of its virtual port and a conntrack rule; without --netns the run goes on', async () => {
+  const { code, stderr, s } = await run([...base, '--dry-run', '--fault-backend', 'iptables', '--cut-on-round', '2', '--cut-for', '300ms', '--cut-target', 'chunk 2 one']);
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /dry-run: iptables -w -t nat -A FEDSIM-\w+-n -p tcp -d 127\.0\.0\.1 --dport 20006:20011 -j DNAT --to-destination 127\.0\.0\.1:\d+/);
+  assert.match(stderr, /dry-run: iptables -w -A FEDSIM-\w+-o -p tcp -m conntrack --ctorigdst 127\.0\.0\.1 --ctorigdstport 20006 --ctdir ORIGINAL -m comment --comment fedsim:\w+:cut#1 -j DROP/);
+  assert.match(stderr, /dry-run: iptables -w -t nat -X FEDSIM-\w+-n/);
+  assert.equal(s.updates.accepted, W * R);
+  assert.equal(s.faults[0].backend, 'iptables');
+  assert.equal(s.faults[0].affected, 1);
+});
+
 test('--dry-run with the netem backend prints the tc commands on loopback', async () => {
   const { code, stderr } = await run([...base, '--dry-run', '--fault-backend', 'netem', '--cut-kind', 'delay', '--cut-delay', '50ms', '--cut-on-round', '2', '--cut-for', '300ms']);
   assert.equal(code, 0, stderr);
@@ -119,9 +130,9 @@ test('a kernel backend that cannot carry the fault, or one chunk without --netns
   const a = await runCli(['run', '--fault-backend', 'iptables', '--cut-kind', 'delay', '--cut-delay', '10ms', '--cut-on-round', '1']);
   assert.equal(a.code, 2, a.stderr);
   assert.match(a.stderr, /the iptables backend cannot carry a delay fault \(it carries blackhole, reset, refuse, loss\)/);
-  const b = await runCli(['run', '--fault-backend', 'iptables', '--cut-on-round', '1', '--cut-target', 'chunk 2 one']);
+  const b = await runCli(['run', '--fault-backend', 'netem', '--cut-kind', 'delay', '--cut-delay', '10ms', '--cut-on-round', '1', '--cut-target', 'chunk 2 one']);
   assert.equal(b.code, 2, b.stderr);
-  assert.match(b.stderr, /target must be "server", "all" or "chunk N"/);
+  assert.match(b.stderr, /the netem backend shapes a node's whole link, so its target must be "server", "all" or "chunk N"/);
   const c = await runCli(['run', '--fault-backend', 'iptables', '--cut-on-round', '1', '--cut-target', 'chunk 2']);
   assert.equal(c.code, 2, c.stderr);
   assert.match(c.stderr, /on one chunk needs --netns/);

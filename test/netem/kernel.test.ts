@@ -4,7 +4,18 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { BackendSet, chooseBackend, checkBackendRequest } from '../../src/netem/choose.js';
 import { recordCommands } from '../../src/netem/exec.js';
-import { IptablesBackend, ruleSpecs, setupCommands, teardownCommands } from '../../src/netem/iptables.js';
+import {
+  IptablesBackend,
+  VIRTUAL_PORT_START,
+  natSetupCommands,
+  natTeardownCommands,
+  portRanges,
+  ruleSpecs,
+  setupCommands,
+  teardownCommands,
+  virtualPortOf,
+  virtualPorts,
+} from '../../src/netem/iptables.js';
 import { cleanJournals } from '../../src/netem/journal.js';
 import { type FaultSpec, parseFault } from '../../src/netem/spec.js';
 import { NetemBackend, checkIfName, netemArgs, tcPlan } from '../../src/netem/tc.js';
@@ -78,6 +89,103 @@ test('iptables backend: apply, heal and close run the commands in order (recorde
   ]);
 });
 
+test('virtual ports: one per worker from 20000 + first, the chunks of a run never overlap, the server port is stepped over', () => {
+  assert.equal(VIRTUAL_PORT_START, 20000);
+  const a = virtualPorts({ first: 0, count: 6, total: 12, serverPort: 41234 });
+  const b = virtualPorts({ first: 6, count: 6, total: 12, serverPort: 41234 });
+  assert.deepEqual(a, { base: 20000, first: 0, count: 6 });
+  assert.deepEqual(b, { base: 20006, first: 6, count: 6 });
+  assert.equal(virtualPortOf(b, 7), 20007);
+  assert.throws(() => virtualPortOf(b, 5), /worker 5 is not one of this node's workers 6\.\.11/);
+  // A server on a port the range would hold: every node moves the whole range past it.
+  assert.deepEqual(virtualPorts({ first: 6, count: 6, total: 12, serverPort: 20003 }), { base: 20010, first: 6, count: 6 });
+  assert.throws(
+    () => virtualPorts({ first: 45_000, count: 1000, total: 46_000, serverPort: 8080 }),
+    /worker 45999 would need port 65999, above 65535: run fewer workers, or carry the single-worker faults with backend proxy/,
+  );
+  assert.deepEqual(portRanges([20007, 20003, 20004, 20005, 20009, 20004]), ['20003:20005', '20007', '20009']);
+});
+
+test('iptables rules per worker: conntrack original destination port and direction, consecutive workers in one rule', () => {
+  const ports = [20001, 20002, 20005];
+  const bh = ruleSpecs(fault({ kind: 'blackhole' }), 'f#1', server, 't', ports);
+  const ct = (range: string, dir: string) => ['-m', 'conntrack', '--ctorigdst', '10.0.0.2', '--ctorigdstport', range, '--ctdir', dir];
+  const tag = ['-m', 'comment', '--comment', 'fedsim:t:f#1'];
+  assert.deepEqual(bh, [
+    ['FEDSIM-t-o', '-p', 'tcp', ...ct('20001:20002', 'ORIGINAL'), ...tag, '-j', 'DROP'],
+    ['FEDSIM-t-i', '-p', 'tcp', ...ct('20001:20002', 'REPLY'), ...tag, '-j', 'DROP'],
+    ['FEDSIM-t-o', '-p', 'tcp', ...ct('20005', 'ORIGINAL'), ...tag, '-j', 'DROP'],
+    ['FEDSIM-t-i', '-p', 'tcp', ...ct('20005', 'REPLY'), ...tag, '-j', 'DROP'],
+  ]);
+  const refuse = ruleSpecs(fault({ kind: 'refuse' }), 'f#1', server, 't', [20003]);
+  assert.deepEqual(refuse, [['FEDSIM-t-o', '-p', 'tcp', '--syn', ...ct('20003', 'ORIGINAL'), ...tag, '-j', 'REJECT', '--reject-with', 'tcp-reset']]);
+  const reset = ruleSpecs(fault({ kind: 'reset', direction: 'down' }), 'f#1', server, 't', [20003]);
+  assert.deepEqual(reset, [['FEDSIM-t-i', '-p', 'tcp', ...ct('20003', 'REPLY'), ...tag, '-j', 'REJECT', '--reject-with', 'tcp-reset']]);
+  const loss = ruleSpecs(fault({ kind: 'loss', loss: 20, direction: 'up' }), 'f#1', server, 't', [20003]);
+  assert.deepEqual(loss, [['FEDSIM-t-o', '-p', 'tcp', ...ct('20003', 'ORIGINAL'), '-m', 'statistic', '--mode', 'random', '--probability', '0.2000', ...tag, '-j', 'DROP']]);
+  assert.throws(() => ruleSpecs(fault({ kind: 'blackhole' }), 'f#1', server, 't', []), /no worker to match/);
+});
+
+test('iptables nat chain: DNAT of the virtual ports to the server port, hooked from nat OUTPUT; torn down in reverse', () => {
+  const vp = { base: 20006, first: 6, count: 6 };
+  assert.deepEqual(natSetupCommands('t', server, vp), [
+    ['iptables', '-w', '-t', 'nat', '-N', 'FEDSIM-t-n'],
+    ['iptables', '-w', '-t', 'nat', '-A', 'FEDSIM-t-n', '-p', 'tcp', '-d', '10.0.0.2', '--dport', '20006:20011', '-j', 'DNAT', '--to-destination', '10.0.0.2:8080'],
+    ['iptables', '-w', '-t', 'nat', '-I', 'OUTPUT', '1', '-m', 'comment', '--comment', 'fedsim:t', '-j', 'FEDSIM-t-n'],
+  ]);
+  assert.deepEqual(natSetupCommands('t', server, { base: 20000, first: 0, count: 1 })[1].slice(10, 12), ['--dport', '20000']);
+  assert.deepEqual(natTeardownCommands('t'), [
+    ['iptables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-m', 'comment', '--comment', 'fedsim:t', '-j', 'FEDSIM-t-n'],
+    ['iptables', '-w', '-t', 'nat', '-F', 'FEDSIM-t-n'],
+    ['iptables', '-w', '-t', 'nat', '-X', 'FEDSIM-t-n'],
+  ]);
+});
+
+test('iptables backend with virtual ports: prepare sets up the nat chain, single workers get conntrack rules, the whole node its own, close removes both (recorded)', async () => {
+  const dir = tempDir();
+  const prev = process.env.FEDSIM_STATE_DIR;
+  process.env.FEDSIM_STATE_DIR = dir;
+  const seen: string[] = [];
+  const restore = recordCommands((argv) => {
+    seen.push(argv.join(' '));
+    return undefined;
+  });
+  try {
+    const b = new IptablesBackend(server, { base: 20006, first: 6, count: 6 });
+    await b.prepare();
+    const one = fault({ id: 'one', kind: 'blackhole', direction: 'up', target: 'chunk 2 ids 7,8' });
+    const all = fault({ id: 'all', kind: 'refuse', target: 'chunk 2' });
+    await b.apply(one, 'one#1', [7, 8]);
+    await b.apply(all, 'all#1', [6, 7, 8, 9, 10, 11]);
+    await b.heal(one, 'one#1', [7, 8]);
+    await assert.rejects(b.apply(one, 'one#2', [3]), /worker 3 is not one of this node's workers 6\.\.11/);
+    await b.close();
+    const t = b.tag;
+    assert.deepEqual(seen, [
+      ...natSetupCommands(t, server, { base: 20006, first: 6, count: 6 }).map((a) => a.join(' ')),
+      ...setupCommands(t).map((a) => a.join(' ')),
+      `iptables -w -A FEDSIM-${t}-o -p tcp -m conntrack --ctorigdst 10.0.0.2 --ctorigdstport 20007:20008 --ctdir ORIGINAL -m comment --comment fedsim:${t}:one#1 -j DROP`,
+      `iptables -w -A FEDSIM-${t}-o -p tcp -d 10.0.0.2 --dport 8080 --syn -m comment --comment fedsim:${t}:all#1 -j REJECT --reject-with tcp-reset`,
+      `iptables -w -D FEDSIM-${t}-o -p tcp -m conntrack --ctorigdst 10.0.0.2 --ctorigdstport 20007:20008 --ctdir ORIGINAL -m comment --comment fedsim:${t}:one#1 -j DROP`,
+      ...teardownCommands(t).map((a) => a.join(' ')),
+      ...natTeardownCommands(t).map((a) => a.join(' ')),
+    ]);
+
+    // Without virtual ports a single-worker fault cannot be told apart: an error that says so.
+    const plain = new IptablesBackend(server);
+    await plain.prepare();
+    await assert.rejects(plain.apply(one, 'one#1', [7]), /fault one targets single workers, but this node set up no virtual ports/);
+    seen.length = 0;
+    await plain.close();
+    assert.deepEqual(seen, [], 'nothing set up, nothing to tear down');
+  } finally {
+    restore();
+    if (prev === undefined) delete process.env.FEDSIM_STATE_DIR;
+    else process.env.FEDSIM_STATE_DIR = prev;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('netem: parameters per kind, egress prio band and ifb ingress, loopback without ifb', () => {
   assert.deepEqual(netemArgs(fault({ kind: 'delay', delay: '200ms', jitter: '20ms' })), ['delay', '200ms', '20ms', 'distribution', 'normal']);
   assert.deepEqual(netemArgs(fault({ kind: 'delay', delay: '50ms' })), ['delay', '50ms']);
@@ -129,8 +237,15 @@ test('backend choice: auto takes the kernel where the node is isolated and the f
   assert.equal(chooseBackend(fault({ kind: 'blackhole', backend: 'proxy' }), 'iptables', all), 'proxy');
   assert.throws(() => chooseBackend(fault({ kind: 'delay', delay: '1ms' }), 'netem', noNetem), /asks for the netem backend, but this kernel has no netem qdisc/);
   assert.throws(() => checkBackendRequest(fault({ kind: 'delay', delay: '1ms' }), 'iptables', 'faults[0]'), /iptables backend cannot carry a delay fault/);
-  assert.throws(() => checkBackendRequest(fault({ kind: 'blackhole', target: 'ids 1,2' }), 'iptables', 'faults[0]'), /target must be "server", "all" or "chunk N"/);
+  assert.throws(() => checkBackendRequest(fault({ kind: 'delay', delay: '1ms', target: 'ids 1,2' }), 'netem', 'faults[0]'), /netem backend shapes a node's whole link, so its target must be "server", "all" or "chunk N"/);
+  // iptables takes single workers through their virtual ports.
+  for (const target of ['ids 1,2', 'chunk 2 one', 'fixed:3', 'percent:20']) {
+    assert.doesNotThrow(() => checkBackendRequest(fault({ kind: 'blackhole', target }), 'iptables', 'faults[0]'), target);
+  }
   assert.doesNotThrow(() => checkBackendRequest(fault({ kind: 'blackhole', target: 'chunk 3' }), 'iptables', 'faults[0]'));
+  // Asked for by name, iptables carries a single worker; under auto the proxy does.
+  assert.equal(chooseBackend(fault({ kind: 'blackhole', target: 'chunk 1 one' }), 'iptables', all), 'iptables');
+  assert.equal(chooseBackend(fault({ kind: 'blackhole', target: 'ids 3', backend: 'iptables' }), 'auto', { ...all, isolated: false }), 'iptables');
 });
 
 test('backend set: each fault goes to its carrier, and the report names it', async () => {

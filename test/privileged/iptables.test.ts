@@ -4,11 +4,14 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'no
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BIN, runCli, tempDir } from '../helpers/cli.js';
+import { pathToFileURL } from 'node:url';
+import { BIN, ROOT, runCli, tempDir } from '../helpers/cli.js';
 import { requireRoot } from '../helpers/privileged.js';
 
 /** `iptables -S` inside namespace `ns`. */
 const rules = (ns: string) => spawnSync('ip', ['netns', 'exec', ns, 'iptables', '-w', '-S'], { encoding: 'utf8' }).stdout;
+/** `iptables -t nat -S` inside namespace `ns`. */
+const natRules = (ns: string) => spawnSync('ip', ['netns', 'exec', ns, 'iptables', '-w', '-t', 'nat', '-S'], { encoding: 'utf8' }).stdout;
 
 async function until(what: string, ok: () => boolean, timeoutMs = 30_000): Promise<void> {
   const t0 = Date.now();
@@ -20,7 +23,8 @@ async function until(what: string, ok: () => boolean, timeoutMs = 30_000): Promi
 
 /** A namespace of the test's own, with loopback up: a run inside it shares nothing with the host. */
 function makeNs(t: { after: (fn: () => void) => void }): string {
-  const ns = `fedsim-t${process.pid.toString(36)}${Math.floor(Math.random() * 1e4)}`;
+  // Not fedsim-*: `fedsim netns clean` in another test file must never see it.
+  const ns = `fstest-${process.pid.toString(36)}${Math.floor(Math.random() * 1e4)}`;
   assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
   assert.equal(spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']).status, 0);
   t.after(() => spawnSync('ip', ['netns', 'del', ns]));
@@ -120,4 +124,109 @@ test('iptables backend: SIGTERM during a fault heals it; kill -9 leaves it to fe
   assert.match(c.stderr, /removed iptables chains FEDSIM-\w+-o and FEDSIM-\w+-i/);
   assert.doesNotMatch(rules(ns2), /FEDSIM/);
   for (const j of journals) assert.ok(!existsSync(path.join(dir, j)), `journal ${j} still there`);
+});
+
+test('iptables on one worker, without --netns: its virtual port is DNATed, a conntrack rule cuts it alone; recovered, nothing left', async (t) => {
+  if (!requireRoot(t)) return;
+  const dir = tempDir();
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Every node of the run shares the test's namespace (and its loopback): the virtual ports tell the workers apart.
+  const file = scenario(dir, 'faults:\n  - id: one\n    kind: blackhole\n    onRound: 2\n    duration: 2s\n    target: chunk 2 one\n');
+  const ns = makeNs(t);
+  const run = runIn(ns, ['--scenario', file, '--out', path.join(dir, 'out')], { FEDSIM_STATE_DIR: dir });
+  let filter = '';
+  let nat = '';
+  const t0 = Date.now();
+  while (Date.now() - t0 < 60_000) {
+    const r = rules(ns);
+    if (/one#1/.test(r)) {
+      filter = r;
+      nat = natRules(ns);
+      break;
+    }
+    await sleep(50);
+  }
+  const code = await run.exit;
+  assert.equal(code, 0, run.out());
+  assert.ok(filter, `the per-worker rule never showed in the namespace:\n${run.out()}`);
+  // Chunk 2 of 2 with 12 workers: workers 6..11, virtual ports 20006..20011; "one" is worker 6.
+  assert.match(filter, /-A FEDSIM-\w+-o -p tcp -m conntrack --ctorigdst 127\.0\.0\.1(\/32)? --ctorigdstport 20006 --ctdir ORIGINAL -m comment --comment "fedsim:\w+:one#1" -j DROP/);
+  assert.match(filter, /-A FEDSIM-\w+-i -p tcp -m conntrack --ctorigdst 127\.0\.0\.1(\/32)? --ctorigdstport 20006 --ctdir REPLY -m comment --comment "fedsim:\w+:one#1" -j DROP/);
+  assert.match(nat, /-A OUTPUT -m comment --comment "fedsim:\w+" -j FEDSIM-\w+-n/);
+  assert.match(nat, /-A FEDSIM-\w+-n -d 127\.0\.0\.1\/32 -p tcp -m tcp --dport 20006:20011 -j DNAT --to-destination 127\.0\.0\.1:\d+/);
+  const s = JSON.parse(readFileSync(path.join(dir, 'out', 'summary.json'), 'utf8'));
+  assert.equal(s.updates.accepted, 48);
+  assert.equal(s.updates.duplicate, 0);
+  assert.equal(s.faults.length, 1);
+  assert.equal(s.faults[0].backend, 'iptables');
+  assert.equal(s.faults[0].affected, 1);
+  assert.match(s.faults[0].verdict, /^recovered/);
+  assert.doesNotMatch(rules(ns), /FEDSIM/, 'a filter chain was left');
+  assert.doesNotMatch(natRules(ns), /FEDSIM/, 'a nat chain was left');
+  assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('faults-')), [], 'a journal was left');
+});
+
+test('iptables per worker, live: refuse and blackhole on one virtual port leave the others alone; open connections live on through refuse', async (t) => {
+  if (!requireRoot(t)) return;
+  const dir = tempDir();
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const ns = makeNs(t);
+  const mod = (p: string) => pathToFileURL(path.join(ROOT, 'dist', 'src', 'netem', p)).href;
+  const script = path.join(dir, 'live.mjs');
+  writeFileSync(
+    script,
+    `import net from 'node:net';
+import { IptablesBackend } from '${mod('iptables.js')}';
+import { parseFault } from '${mod('spec.js')}';
+const srv = net.createServer((s) => s.on('data', (d) => s.write(d)));
+await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+const port = srv.address().port;
+/** Connects to a port, says hi: 'echo', a socket error code, or 'timeout'. Keeps the socket when asked. */
+function hello(p, keep) {
+  return new Promise((resolve) => {
+    const c = net.connect({ host: '127.0.0.1', port: p });
+    const t = setTimeout(() => { c.destroy(); resolve('timeout'); }, 1000);
+    c.on('connect', () => c.write('hi'));
+    c.once('data', () => { clearTimeout(t); if (!keep) c.destroy(); resolve(keep ? c : 'echo'); });
+    c.on('error', (e) => { clearTimeout(t); resolve(e.code); });
+  });
+}
+function again(c) {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve('timeout'), 1000);
+    c.once('data', () => { clearTimeout(t); resolve('echo'); });
+    c.write('again');
+  });
+}
+const out = {};
+const b = new IptablesBackend({ host: '127.0.0.1', port }, { base: 20000, first: 0, count: 3 });
+await b.prepare();
+const open = await hello(20001, true);
+const refuse = parseFault({ id: 'r', kind: 'refuse', manual: true, target: 'ids 1' }, 0, () => '');
+await b.apply(refuse, 'r#1', [1]);
+out.refuse = [await hello(20000), await hello(20001), await hello(20002), await again(open)];
+await b.heal(refuse, 'r#1', [1]);
+out.refuseHealed = await hello(20001);
+const hole = parseFault({ id: 'h', kind: 'blackhole', manual: true, target: 'ids 2' }, 0, () => '');
+await b.apply(hole, 'h#1', [2]);
+out.blackhole = [await hello(20000), await hello(20001), await hello(20002)];
+await b.heal(hole, 'h#1', [2]);
+out.blackholeHealed = await hello(20002);
+open.destroy();
+await b.close();
+srv.close();
+console.log(JSON.stringify(out));
+`,
+  );
+  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, script], { encoding: 'utf8', env: { ...process.env, FEDSIM_STATE_DIR: dir }, timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), {
+    refuse: ['echo', 'ECONNREFUSED', 'echo', 'echo'],
+    refuseHealed: 'echo',
+    blackhole: ['echo', 'echo', 'timeout'],
+    blackholeHealed: 'echo',
+  });
+  assert.doesNotMatch(rules(ns), /FEDSIM/);
+  assert.doesNotMatch(natRules(ns), /FEDSIM/);
+  assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('faults-')), [], 'a journal was left');
 });

@@ -20,8 +20,10 @@ test('fedsim run --netns: every node in its own namespace; the run completes and
       const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
       assert.equal(s.updates.accepted, 60);
       assert.equal(s.rounds.completed, 2);
-      assert.doesNotMatch(netnsList(), /fedsim-/);
-      assert.doesNotMatch(bridges(), /fsbr-/);
+      // This run's namespaces and bridge are gone (other test files may have runs of their own going).
+      const id = /netns: bridge fsbr-(\w+)/.exec(r.stderr)![1];
+      assert.doesNotMatch(netnsList(), new RegExp(`fedsim-${id}-`));
+      assert.doesNotMatch(bridges(), new RegExp(`fsbr-${id}`));
     }
   } finally {
     rmSync(out, { recursive: true, force: true });

@@ -8,10 +8,18 @@ export class ProxyBackend implements FaultBackend {
   readonly name = 'proxy';
   private readonly proxies = new Map<number, WorkerProxy>();
 
-  static async start(workers: readonly number[], upstream: { host: string; port: number }, seed: number): Promise<ProxyBackend> {
+  /**
+   * `upstream` is where the proxies connect: the server, or per worker (a worker that an
+   * iptables fault may touch too goes upstream through its virtual port).
+   */
+  static async start(
+    workers: readonly number[],
+    upstream: { host: string; port: number } | ((index: number) => { host: string; port: number }),
+    seed: number,
+  ): Promise<ProxyBackend> {
     const b = new ProxyBackend();
     for (const w of workers) {
-      const p = new WorkerProxy(upstream, seededRandom(seed * 31 + w));
+      const p = new WorkerProxy(typeof upstream === 'function' ? upstream(w) : upstream, seededRandom(seed * 31 + w));
       await p.listen();
       b.proxies.set(w, p);
     }

@@ -115,6 +115,7 @@ export interface CoordinatorMessage {
   ping?: Ping | undefined;
   clock?: ClockCorrection | undefined;
   fault?: FaultCommand | undefined;
+  pause?: Pause | undefined;
 }
 
 /**
@@ -123,6 +124,13 @@ export interface CoordinatorMessage {
  */
 export interface FaultCommand {
   faultId: string;
+  /** "" or "fire": apply instance fault_id ("id#n"); "heal": heal it now, before its duration ends. */
+  action: string;
+}
+
+/** To the server node: hold (paused) or release the close of the open round, so no new round starts. */
+export interface Pause {
+  paused: boolean;
 }
 
 export interface Welcome {
@@ -1278,6 +1286,7 @@ function createBaseCoordinatorMessage(): CoordinatorMessage {
     ping: undefined,
     clock: undefined,
     fault: undefined,
+    pause: undefined,
   };
 }
 
@@ -1315,6 +1324,9 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
     }
     if (message.fault !== undefined) {
       FaultCommand.encode(message.fault, writer.uint32(90).fork()).join();
+    }
+    if (message.pause !== undefined) {
+      Pause.encode(message.pause, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -1420,6 +1432,14 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
             message.fault = FaultCommand.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.pause = Pause.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1453,6 +1473,7 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
       ping: isSet(object.ping) ? Ping.fromJSON(object.ping) : undefined,
       clock: isSet(object.clock) ? ClockCorrection.fromJSON(object.clock) : undefined,
       fault: isSet(object.fault) ? FaultCommand.fromJSON(object.fault) : undefined,
+      pause: isSet(object.pause) ? Pause.fromJSON(object.pause) : undefined,
     };
   },
 
@@ -1491,6 +1512,9 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
     if (message.fault !== undefined) {
       obj.fault = FaultCommand.toJSON(message.fault);
     }
+    if (message.pause !== undefined) {
+      obj.pause = Pause.toJSON(message.pause);
+    }
     return obj;
   },
 
@@ -1520,18 +1544,22 @@ export const CoordinatorMessage: MessageFns<CoordinatorMessage> = {
     message.fault = (object.fault !== undefined && object.fault !== null)
       ? FaultCommand.fromPartial(object.fault)
       : undefined;
+    message.pause = (object.pause !== undefined && object.pause !== null) ? Pause.fromPartial(object.pause) : undefined;
     return message;
   },
 };
 
 function createBaseFaultCommand(): FaultCommand {
-  return { faultId: "" };
+  return { faultId: "", action: "" };
 }
 
 export const FaultCommand: MessageFns<FaultCommand> = {
   encode(message: FaultCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.faultId !== "") {
       writer.uint32(10).string(message.faultId);
+    }
+    if (message.action !== "") {
+      writer.uint32(18).string(message.action);
     }
     return writer;
   },
@@ -1557,6 +1585,14 @@ export const FaultCommand: MessageFns<FaultCommand> = {
             message.faultId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1576,6 +1612,7 @@ export const FaultCommand: MessageFns<FaultCommand> = {
         : isSet(object.fault_id)
         ? globalThis.String(object.fault_id)
         : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
     };
   },
 
@@ -1583,6 +1620,9 @@ export const FaultCommand: MessageFns<FaultCommand> = {
     const obj: any = {};
     if (message.faultId !== "") {
       obj.faultId = message.faultId;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
     }
     return obj;
   },
@@ -1593,6 +1633,74 @@ export const FaultCommand: MessageFns<FaultCommand> = {
   fromPartial<I extends Exact<DeepPartial<FaultCommand>, I>>(object: I): FaultCommand {
     const message = createBaseFaultCommand();
     message.faultId = object.faultId ?? "";
+    message.action = object.action ?? "";
+    return message;
+  },
+};
+
+function createBasePause(): Pause {
+  return { paused: false };
+}
+
+export const Pause: MessageFns<Pause> = {
+  encode(message: Pause, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.paused !== false) {
+      writer.uint32(8).bool(message.paused);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Pause {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePause();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Pause {
+    return { paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false };
+  },
+
+  toJSON(message: Pause): unknown {
+    const obj: any = {};
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Pause>, I>>(base?: I): Pause {
+    return Pause.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Pause>, I>>(object: I): Pause {
+    const message = createBasePause();
+    message.paused = object.paused ?? false;
     return message;
   },
 };
