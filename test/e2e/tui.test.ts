@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BIN, tempDir } from '../helpers/cli.js';
 import { requireTool } from '../helpers/privileged.js';
+import { chunkBarWidth } from '../../src/tui/components.js';
 
 const tmux = (...args: string[]) => spawnSync('tmux', args, { encoding: 'utf8' });
 
@@ -42,6 +43,12 @@ test('the terminal UI in a real terminal (tmux 100x30): chunks and rounds move, 
   assert.match(first, /registering .*training .*sending .*waiting/);
   assert.match(first, /worker 2 of 3 +\S+ +running/);
   await until(session, 'the round count to move', (s) => roundOf(s) > roundOf(first) + 1);
+
+  // A resize redraws at the new size: the state bars shrink to what 80 columns leave.
+  const bar = (s: string) => /1 of 3 +\S+ +\d+ (█+)/.exec(s)?.[1].length ?? 0;
+  assert.equal(bar(first), chunkBarWidth(100));
+  tmux('resize-window', '-t', session, '-x', '80', '-y', '24');
+  await until(session, 'the redraw at 80x24', (s) => bar(s) === chunkBarWidth(80) && /↑↓ chunk/.test(s));
 
   tmux('send-keys', '-t', session, 'Down');
   await until(session, 'chunk 2 selected', (s) => /> 2 of 3 /.test(s));
