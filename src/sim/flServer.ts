@@ -1,3 +1,4 @@
+import { UpdateSlots } from './updateSlots.js';
 import { RoundEngine, type RoundClosed, type RoundEngineOptions } from './roundEngine.js';
 import { type CounterMap, type Histogram, bump, encodeHistogram, newHistogram, recordMs, sumCounters } from './stats.js';
 
@@ -44,7 +45,11 @@ export class FlServer {
   private lastMessages = 0;
   private lastBytes = 0;
 
-  constructor(opts: RoundEngineOptions, readonly pollTimeoutMs: number) {
+  /** Where update bodies are received (bounded memory; see updateSlots.ts). */
+  readonly slots: UpdateSlots;
+
+  constructor(opts: RoundEngineOptions, readonly pollTimeoutMs: number, updateSlots = 8) {
+    this.slots = new UpdateSlots(updateSlots);
     this.engine = new RoundEngine(opts);
     this.engine.onRoundClosed((c) => this.onClosed(c));
   }

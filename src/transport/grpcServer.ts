@@ -9,6 +9,7 @@ import {
   type UpdateAck,
   type UpdateChunk,
 } from '../proto/gen/fedsim.js';
+import type { UpdateSlot } from '../sim/updateSlots.js';
 import type { FlServer } from '../sim/flServer.js';
 import type { PublishedModel } from '../sim/ports.js';
 import { shutdownGrpcServer } from '../runtime/grpc.js';
@@ -63,33 +64,49 @@ export class GrpcFlServer {
       },
       pushUpdate: (call: grpc.ServerReadableStream<UpdateChunk, UpdateAck>, cb: grpc.sendUnaryData<UpdateAck>) => {
         let header: UpdateChunk['header'];
-        const parts: Buffer[] = [];
-        let n = 0;
         let failed = false;
-        call.on('data', (chunk: UpdateChunk) => {
-          if (failed) return;
-          if (chunk.header) header = chunk.header;
-          n += chunk.data.length;
-          if (n > this.maxBodyBytes) {
-            failed = true;
-            this.fl.error('too-large');
-            cb({ code: grpc.status.RESOURCE_EXHAUSTED, details: `update over ${this.maxBodyBytes} bytes` });
+        let slot: UpdateSlot | null = null;
+        const done = () => {
+          slot?.release();
+          slot = null;
+        };
+        call.on('cancelled', done);
+        call.on('error', done);
+        // The stream is read only once a slot is free (until then gRPC flow control holds it).
+        void this.fl.slots.acquire().then((s) => {
+          if (call.cancelled) {
+            s.release();
             return;
           }
-          parts.push(chunk.data);
-        });
-        call.on('end', () => {
-          if (failed) return;
-          this.fl.in('update', n);
-          if (!header) {
-            this.fl.error('bad-request');
-            cb({ code: grpc.status.INVALID_ARGUMENT, details: 'the first UpdateChunk must carry the header' });
-            return;
-          }
-          const body = parts.length === 1 ? parts[0] : Buffer.concat(parts, n);
-          const ack = this.fl.engine.submit(header.workerId, header.round, body);
-          this.fl.out('ack', ack.outcome.length);
-          cb(null, { outcome: ack.outcome, reason: ack.reason ?? '' });
+          slot = s;
+          call.on('data', (chunk: UpdateChunk) => {
+            if (failed || !slot) return;
+            if (chunk.header) header = chunk.header;
+            if (slot.length + chunk.data.length > this.maxBodyBytes) {
+              failed = true;
+              done();
+              this.fl.error('too-large');
+              cb({ code: grpc.status.RESOURCE_EXHAUSTED, details: `update over ${this.maxBodyBytes} bytes` });
+              return;
+            }
+            slot.write(chunk.data);
+          });
+          call.on('end', () => {
+            if (failed || !slot) return;
+            const body = slot.bytes();
+            this.fl.in('update', body.length);
+            if (!header) {
+              done();
+              this.fl.error('bad-request');
+              cb({ code: grpc.status.INVALID_ARGUMENT, details: 'the first UpdateChunk must carry the header' });
+              return;
+            }
+            // Folded now, from the slot: the aggregator keeps nothing of the body.
+            const ack = this.fl.engine.submit(header.workerId, header.round, body);
+            done();
+            this.fl.out('ack', ack.outcome.length);
+            cb(null, { outcome: ack.outcome, reason: ack.reason ?? '' });
+          });
         });
       },
       pullModel: (call: grpc.ServerWritableStream<PullRequest, ModelChunk>) => {

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { UpdateSlot } from '../sim/updateSlots.js';
 import type { FlServer } from '../sim/flServer.js';
 import { H } from './headers.js';
 
@@ -38,6 +39,29 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
       chunks.push(c);
     });
     req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, n)));
+    req.on('error', reject);
+    req.on('aborted', () => reject(new Error('request aborted')));
+  });
+}
+
+/** Reads an update body into its slot (never whole per worker beyond the slots). */
+function readInto(req: http.IncomingMessage, slot: UpdateSlot, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      reject(new TooLarge(`body of ${declared} bytes is over the limit of ${limit} bytes`));
+      return;
+    }
+    if (declared > 0) slot.reserve(declared);
+    req.on('data', (c: Buffer) => {
+      if (slot.length + c.length > limit) {
+        reject(new TooLarge(`body over the limit of ${limit} bytes`));
+        req.pause();
+        return;
+      }
+      slot.write(c);
+    });
+    req.on('end', () => resolve(slot.bytes()));
     req.on('error', reject);
     req.on('aborted', () => reject(new Error('request aborted')));
   });
@@ -127,11 +151,17 @@ export class HttpFlServer {
           fl.out('ack', sendJson(res, pre === 'rejected' ? 409 : 200, ack));
           return;
         }
-        const body = await readBody(req, this.opts.maxBodyBytes);
-        fl.in('update', body.length);
-        const ack = fl.engine.submit(worker, round, body);
-        const status = ack.outcome === 'accepted' ? 202 : ack.outcome === 'rejected' ? 409 : 200;
-        fl.out('ack', sendJson(res, status, ack));
+        const slot = await fl.slots.acquire();
+        try {
+          const body = await readInto(req, slot, this.opts.maxBodyBytes);
+          fl.in('update', body.length);
+          // Folded now, from the slot: the aggregator keeps nothing of the body.
+          const ack = fl.engine.submit(worker, round, body);
+          const status = ack.outcome === 'accepted' ? 202 : ack.outcome === 'rejected' ? 409 : 200;
+          fl.out('ack', sendJson(res, status, ack));
+        } finally {
+          slot.release();
+        }
         return;
       }
       case 'GET /v1/model': {
