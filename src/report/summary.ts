@@ -53,6 +53,8 @@ export interface Summary {
   messages: { total: number; sent: CounterMap; received: CounterMap };
   bytes: { sent: number; received: number; sentByType: CounterMap; receivedByType: CounterMap };
   errors: { total: number; byKind: CounterMap; server: CounterMap; integrity: number };
+  /** The server's last model and how many finished workers hold exactly it (null without a server report). */
+  finalModel: { version: number; sha256: string; workersHolding: number; workersHoldingOther: number } | null;
   retries: number;
   workersDone: number;
   workersFailed: number;
@@ -102,6 +104,14 @@ export interface PerChunk {
 }
 
 /** Merges the server's and every worker node's figures into summary.json (schema v1, docs/summary.md). */
+function finalModel(server: ServerReport | null, held: Record<string, number>): Summary['finalModel'] {
+  if (!server) return null;
+  const key = `${server.version} ${server.modelSha256}`;
+  let other = 0;
+  for (const [k, n] of Object.entries(held)) if (k !== key) other += n;
+  return { version: server.version, sha256: server.modelSha256, workersHolding: held[key] ?? 0, workersHoldingOther: other };
+}
+
 export function buildSummary(input: SummaryInput): Summary {
   const reports = input.nodes.map((n) => n.report).filter((r): r is WorkerNodeReport => r !== null);
   const lat = (r: WorkerNodeReport, name: (typeof WORKER_LATENCIES)[number]) => percentiles(decodeHistogram(r.histograms[name]));
@@ -113,6 +123,7 @@ export function buildSummary(input: SummaryInput): Summary {
   const errors: CounterMap = {};
   let retries = 0;
   let integrity = 0;
+  const held: Record<string, number> = {};
   let done = 0;
   let failed = 0;
   for (const r of reports) {
@@ -123,6 +134,7 @@ export function buildSummary(input: SummaryInput): Summary {
     addCounters(errors, r.errors);
     retries += r.retries;
     integrity += r.integrityErrors;
+    for (const [k, n] of Object.entries(r.heldAtEnd ?? {})) held[k] = (held[k] ?? 0) + n;
     done += r.states.done;
     failed += r.states.failed;
   }
@@ -150,6 +162,7 @@ export function buildSummary(input: SummaryInput): Summary {
     messages: { total: sumCounters(sent) + sumCounters(received), sent, received },
     bytes: { sent: sumCounters(bSent), received: sumCounters(bReceived), sentByType: bSent, receivedByType: bReceived },
     errors: { total: sumCounters(errors) + sumCounters(serverErrors), byKind: errors, server: serverErrors, integrity },
+    finalModel: finalModel(server, held),
     retries,
     workersDone: done,
     workersFailed: failed,

@@ -15,6 +15,8 @@ export interface RoundLine {
 
 export interface ServerReport {
   version: number;
+  /** SHA-256 of the last published model. */
+  modelSha256: string;
   roundsCompleted: number;
   registered: number;
   waiting: number;
@@ -75,6 +77,7 @@ export class FlServer {
   report(): ServerReport {
     return {
       version: this.engine.version,
+      modelSha256: this.engine.current.sha256,
       roundsCompleted: this.rounds.length,
       registered: this.engine.registered.size,
       waiting: this.engine.waiting,

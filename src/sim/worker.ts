@@ -128,6 +128,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       stats.roundsDone++;
       obs?.round(ctx.index, ack.outcome);
     }
+    const key = `${held.version} ${held.sha256}`;
+    stats.heldAtEnd[key] = (stats.heldAtEnd[key] ?? 0) + 1;
     enter('done');
   } catch (err) {
     enter('failed');

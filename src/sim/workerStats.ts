@@ -29,6 +29,8 @@ export interface WorkerNodeReport {
   retries: number;
   errors: CounterMap;
   integrityErrors: number;
+  /** The model each worker held when it finished: "VERSION SHA256" → workers. */
+  heldAtEnd?: Record<string, number>;
   firstError?: string;
   /** Peak resident set of the node process, bytes (set by the node, not the core). */
   maxRssBytes?: number;
@@ -52,6 +54,7 @@ export class WorkerNodeStats {
   retries = 0;
   roundsDone = 0;
   integrityErrors = 0;
+  readonly heldAtEnd: Record<string, number> = {};
   firstError: string | undefined;
 
   /** Workers a fault is on: counted as `cut` until it heals, whatever they are doing. */
@@ -151,6 +154,7 @@ export class WorkerNodeStats {
       retries: this.retries,
       errors: { ...this.errors },
       integrityErrors: this.integrityErrors,
+      heldAtEnd: { ...this.heldAtEnd },
       firstError: this.firstError,
     };
   }

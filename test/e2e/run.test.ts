@@ -29,6 +29,9 @@ for (const transport of ['http', 'grpc'] as const) {
         assert.equal(s.errors.total, 0);
         assert.equal(s.retries, 0);
         assert.equal(s.workersDone, W);
+        // Every worker ends holding exactly the server's last model.
+        assert.deepEqual({ v: s.finalModel.version, holding: s.finalModel.workersHolding, other: s.finalModel.workersHoldingOther }, { v: R, holding: W, other: 0 });
+        assert.match(s.finalModel.sha256, /^[0-9a-f]{64}$/);
         // Every worker: register + initial pull + R × (update + pull) requests, each answered.
         assert.ok(s.messages.total >= 2 * W * (2 + 2 * R), `messages.total ${s.messages.total}`);
         assert.equal(s.propagationMs.count, W * R, 'one propagation sample per worker per published version');
