@@ -1,7 +1,7 @@
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { formatPayload, parsePayload } from '../config/payload.js';
+import { formatPayload, payloadOf } from '../config/payload.js';
 import type { Scenario } from '../config/settings.js';
 import { Coordinator } from '../control/coordinator.js';
 import type { TlsFiles } from '../control/protocol.js';
@@ -76,7 +76,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
   const sink: { close(): void } = tui
     ? new TuiSink(
         store,
-        { name: sc.name, transport: sc.transport, payload: formatPayload(parsePayload(sc.payload)), nodes: sc.nodes, handFaults: handFaultsOn(sc, tui) },
+        { name: sc.name, transport: sc.transport, payload: formatPayload(payloadOf(sc)), nodes: sc.nodes, handFaults: handFaultsOn(sc, tui) },
         {
           fireHand: (chunk, kind) => coordinator.fireHand(chunk, kind),
           healChunk: (chunk) => coordinator.healChunk(chunk),
@@ -93,7 +93,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   try {
-    say(`fedsim: run "${sc.name}": ${sc.workers} workers in ${sc.nodes} nodes over ${sc.transport}, payload ${formatPayload(parsePayload(sc.payload))}, ${sc.rounds} rounds; control on ${o.listen.host}:${port}`);
+    say(`fedsim: run "${sc.name}": ${sc.workers} workers in ${sc.nodes} nodes over ${sc.transport}, payload ${formatPayload(payloadOf(sc))}, ${sc.rounds} rounds; control on ${o.listen.host}:${port}`);
     // What a person must see (the run token, how to attach nodes): a line, or a line on the screen.
     const announce = (line: string) => (tui ? store.apply({ type: 'notable', text: line }) : log(line));
     o.onListening?.(port, (reason) => coordinator.abort(reason), announce);
@@ -114,7 +114,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
       durationMs: (result.endedAtMs ?? performance.now()) - (result.startedAtMs ?? t0),
       name: sc.name,
       transport: sc.transport,
-      payload: formatPayload(parsePayload(sc.payload)),
+      payload: formatPayload(payloadOf(sc)),
       workers: sc.workers,
       roundsRequested: sc.rounds,
       nodes: result.workers,

@@ -1,5 +1,5 @@
 import { parseChunk } from '../config/chunk.js';
-import { parsePayload } from '../config/payload.js';
+import { payloadOf } from '../config/payload.js';
 import type { Scenario } from '../config/settings.js';
 import { parseHostPort, parseIntFlag, parseRange } from '../config/values.js';
 import { NodeAgent } from '../control/agent.js';
@@ -127,7 +127,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
           minWorkers: sc.minWorkers ?? undefined,
           roundTimeoutMs: sc.roundTimeout === null ? undefined : sc.roundTimeout * 1000,
           pollTimeoutMs: sc.pollTimeout * 1000,
-          payload: parsePayload(sc.payload),
+          payload: payloadOf(sc),
           maxBodyBytes,
         },
         (line) => {
@@ -198,7 +198,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       transport: sc.transport,
       rounds: sc.rounds,
       trainMs: parseRange(sc.trainMs, 'trainMs'),
-      payload: parsePayload(sc.payload),
+      payload: payloadOf(sc),
       retry: { retries: sc.retries, baseMs: sc.retryBaseMs, maxMs: sc.retryMaxMs },
       requestTimeoutMs: sc.requestTimeout * 1000,
       keepaliveMs: sc.keepalive * 1000,

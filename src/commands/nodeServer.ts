@@ -1,4 +1,4 @@
-import { formatPayload, parsePayload, type PayloadSpec } from '../config/payload.js';
+import { formatPayload, payloadOf, type PayloadSpec } from '../config/payload.js';
 import { parseIntFlag, parseNumberFlag, parseSize } from '../config/values.js';
 import { UsageError } from '../errors.js';
 import { createPayload } from '../payload/index.js';
@@ -18,6 +18,8 @@ export interface ServerFlags {
   roundTimeout?: string;
   pollTimeout: string;
   payload: string;
+  globalPayload?: string;
+  updatePayload?: string;
   maxUpdateBytes: string;
   events?: boolean;
 }
@@ -101,7 +103,7 @@ export function serverSettingsFromFlags(flags: ServerFlags): ServerSettings {
     grpcPort: parseIntFlag(flags.grpcPort, '--grpc-port', 0, 65535),
     pollTimeoutMs: parseNumberFlag(flags.pollTimeout, '--poll-timeout', 0.05) * 1000,
     maxBodyBytes: parseSize(flags.maxUpdateBytes, '--max-update-bytes'),
-    payload: parsePayload(flags.payload),
+    payload: payloadOf({ payload: flags.payload, globalPayload: flags.globalPayload ?? null, updatePayload: flags.updatePayload ?? null }),
     minWorkers: flags.minWorkers !== undefined ? parseIntFlag(flags.minWorkers, '--min-workers', 1, workers) : undefined,
     roundTimeoutMs: flags.roundTimeout !== undefined ? parseNumberFlag(flags.roundTimeout, '--round-timeout', 0) * 1000 : undefined,
   };

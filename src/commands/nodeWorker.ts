@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import net from 'node:net';
 import { type Chunk, chunkRange, formatChunk, parseChunk } from '../config/chunk.js';
-import { type PayloadSpec, parsePayload } from '../config/payload.js';
+import { type PayloadSpec, payloadOf } from '../config/payload.js';
 import { parseHostPort, parseIntFlag, parseNumberFlag, parseRange } from '../config/values.js';
 import { RunError, UsageError } from '../errors.js';
 import { createPayload } from '../payload/index.js';
@@ -26,6 +26,8 @@ export interface WorkerFlags {
   rounds: string;
   trainMs: string;
   payload: string;
+  globalPayload?: string;
+  updatePayload?: string;
   retries: string;
   retryBaseMs: string;
   retryMaxMs: string;
@@ -196,7 +198,7 @@ export function workerSettingsFromFlags(flags: WorkerFlags): WorkerSettings {
     transport: flags.transport,
     rounds: parseIntFlag(flags.rounds, '--rounds', 1),
     trainMs: parseRange(flags.trainMs, '--train-ms'),
-    payload: parsePayload(flags.payload),
+    payload: payloadOf({ payload: flags.payload, globalPayload: flags.globalPayload ?? null, updatePayload: flags.updatePayload ?? null }),
     retry: {
       retries: parseIntFlag(flags.retries, '--retries', 0, 100),
       baseMs: parseNumberFlag(flags.retryBaseMs, '--retry-base-ms', 1),

@@ -1,20 +1,38 @@
 import { UsageError } from '../errors.js';
 import { parseSize } from './values.js';
 
-export type PayloadSpec = { kind: 'string' } | { kind: 'bytes'; size: number };
+export type SinglePayload = { kind: 'string' } | { kind: 'bytes'; size: number } | { kind: 'mobilenetv2' };
+/** What the server publishes and what workers send back, when they differ (`globalPayload`, `updatePayload`). */
+export type PayloadSpec = SinglePayload | { kind: 'pair'; global: SinglePayload; update: SinglePayload };
 
-export function parsePayload(input: string, what = '--payload'): PayloadSpec {
+export function parsePayload(input: string, what = '--payload'): SinglePayload {
   const s = input.trim();
   if (s === 'string') return { kind: 'string' };
+  if (/^mobilenet(v2)?$/i.test(s)) return { kind: 'mobilenetv2' };
   const m = /^bytes:(.+)$/i.exec(s);
   if (m) {
     const size = parseSize(m[1], `${what} bytes size`);
     if (size % 4 !== 0) throw new UsageError(`${what} "${input}": the size must be a multiple of 4 bytes (the model is float32 data)`);
     return { kind: 'bytes', size };
   }
-  throw new UsageError(`${what} "${input}" is not a payload: use "string" or "bytes:SIZE" (e.g. bytes:1MiB)`);
+  throw new UsageError(`${what} "${input}" is not a payload: use "string", "bytes:SIZE" (e.g. bytes:1MiB) or "mobilenetv2"`);
+}
+
+/** The run's payloads: `payload` both ways, unless `globalPayload` / `updatePayload` say otherwise. */
+export function payloadOf(s: { payload: string; globalPayload?: string | null; updatePayload?: string | null }): PayloadSpec {
+  const g = parsePayload(s.globalPayload ?? s.payload, s.globalPayload ? 'globalPayload' : 'payload');
+  const u = parsePayload(s.updatePayload ?? s.payload, s.updatePayload ? 'updatePayload' : 'payload');
+  return formatPayload(g) === formatPayload(u) ? g : { kind: 'pair', global: g, update: u };
 }
 
 export function formatPayload(p: PayloadSpec): string {
-  return p.kind === 'string' ? 'string' : `bytes:${p.size}`;
+  switch (p.kind) {
+    case 'string':
+    case 'mobilenetv2':
+      return p.kind;
+    case 'bytes':
+      return `bytes:${p.size}`;
+    case 'pair':
+      return `global ${formatPayload(p.global)}, update ${formatPayload(p.update)}`;
+  }
 }

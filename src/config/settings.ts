@@ -16,6 +16,8 @@ export interface Scenario {
   rounds: number;
   transport: 'http' | 'grpc';
   payload: string;
+  globalPayload: string | null;
+  updatePayload: string | null;
   trainMs: string;
   minWorkers: number | null;
   roundTimeout: number | null;
@@ -62,7 +64,9 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'nodes', kind: 'int', default: 2, min: 1, max: 4096, help: 'worker nodes (chunks)' },
   { key: 'rounds', kind: 'int', default: 5, min: 1, help: 'rounds each worker completes' },
   { key: 'transport', kind: 'enum', default: 'http', choices: ['http', 'grpc'], help: 'long-poll HTTP or gRPC' },
-  { key: 'payload', kind: 'payload', default: 'string', help: 'string or bytes:SIZE (e.g. bytes:1MiB)' },
+  { key: 'payload', kind: 'payload', default: 'string', help: 'string, bytes:SIZE (e.g. bytes:1MiB) or mobilenetv2 (a random MobileNetV2 as ONNX, about 14 MB), both ways' },
+  { key: 'globalPayload', kind: 'payload', default: null, help: 'what the server publishes, when it differs from payload (string, bytes:SIZE, mobilenetv2)' },
+  { key: 'updatePayload', kind: 'payload', default: null, help: 'what workers send back, when it differs from payload' },
   { key: 'trainMs', kind: 'range', default: '10..50', unit: 'ms', help: 'simulated training time per round, uniform in A..B' },
   { key: 'minWorkers', kind: 'int', default: null, min: 1, help: 'with roundTimeout: close a round with this many updates after the deadline' },
   { key: 'roundTimeout', kind: 'number', default: null, min: 0, unit: 's', help: 'seconds before a round may close on the quorum' },

@@ -1,13 +1,60 @@
-import type { PayloadSpec } from '../config/payload.js';
-import type { PayloadCodec } from '../sim/ports.js';
+import type { PayloadSpec, SinglePayload } from '../config/payload.js';
+import type { Aggregator, PayloadCodec } from '../sim/ports.js';
 import { BytesPayload } from './bytes.js';
+import { MobileNetPayload } from './mobilenet.js';
 import { StringPayload } from './string.js';
 
-export function createPayload(spec: PayloadSpec): PayloadCodec {
+function single(spec: SinglePayload): PayloadCodec {
   switch (spec.kind) {
     case 'string':
       return new StringPayload();
     case 'bytes':
       return new BytesPayload(spec.size);
+    case 'mobilenetv2':
+      return new MobileNetPayload();
   }
+}
+
+/**
+ * The server publishes one kind and workers send another (the reference tool's separate
+ * global and worker model switches, to load each direction on its own). Updates are checked
+ * and counted by the update kind's aggregator; each version is a deterministic variant of
+ * the global kind's model, so every round moves new bytes to every worker.
+ */
+class PairPayload implements PayloadCodec {
+  readonly name: string;
+  private updateBase: Buffer | null = null;
+
+  constructor(
+    private readonly global: PayloadCodec,
+    private readonly update: PayloadCodec,
+  ) {
+    this.name = `${global.name}/${update.name}`;
+  }
+
+  initialModel(): Buffer {
+    return this.global.initialModel();
+  }
+
+  makeUpdate(_global: Buffer, workerIndex: number, round: number): Buffer {
+    this.updateBase ??= this.update.initialModel();
+    return this.update.makeUpdate(this.updateBase, workerIndex, round);
+  }
+
+  createAggregator(): Aggregator {
+    const counted = this.update.createAggregator();
+    const g = this.global;
+    return {
+      fold: (u) => counted.fold(u),
+      get count() {
+        return counted.count;
+      },
+      result: (version) => g.makeUpdate(g.initialModel(), 0, version),
+    };
+  }
+}
+
+export function createPayload(spec: PayloadSpec): PayloadCodec {
+  if (spec.kind === 'pair') return new PairPayload(single(spec.global), single(spec.update));
+  return single(spec);
 }

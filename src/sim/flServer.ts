@@ -50,7 +50,7 @@ export class FlServer {
   /** Where update bodies are received (bounded memory; see updateSlots.ts). */
   readonly slots: UpdateSlots;
 
-  constructor(opts: RoundEngineOptions, readonly pollTimeoutMs: number, updateSlots = 8) {
+  constructor(opts: RoundEngineOptions, readonly pollTimeoutMs: number, updateSlots = 4) {
     this.slots = new UpdateSlots(updateSlots);
     this.engine = new RoundEngine(opts);
     this.engine.onRoundClosed((c) => this.onClosed(c));
