@@ -203,6 +203,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       requestTimeoutMs: sc.requestTimeout * 1000,
       keepaliveMs: sc.keepalive * 1000,
       keepaliveTimeoutMs: sc.keepaliveTimeout * 1000,
+      onnx: { trainSteps: Number(/^onnx:(\d+)$/.exec(sc.train)?.[1] ?? 0), threads: sc.onnxThreads, validate: sc.validateModel === 'on' },
       seed: sc.seed,
       failFast: sc.minWorkers === null,
       serverFor: proxies || virtual ? (i) => proxies?.addressOf(i) ?? virtual?.(i) : undefined,

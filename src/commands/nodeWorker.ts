@@ -5,10 +5,11 @@ import { type PayloadSpec, payloadOf } from '../config/payload.js';
 import { parseHostPort, parseIntFlag, parseNumberFlag, parseRange } from '../config/values.js';
 import { RunError, UsageError } from '../errors.js';
 import { createPayload } from '../payload/index.js';
+import { OnnxNodeRunner } from '../payload/mobilenet/runner.js';
 import { seededRandom } from '../payload/random.js';
 import { systemClock } from '../runtime/clock.js';
 import { sha256Hex } from '../runtime/hash.js';
-import type { WorkerTransport } from '../sim/ports.js';
+import type { PulledModel, WorkerTransport } from '../sim/ports.js';
 import { type RetryPolicy, limiter } from '../sim/retry.js';
 import { sumCounters } from '../sim/stats.js';
 import { type WorkerObserver, runWorker } from '../sim/worker.js';
@@ -33,6 +34,9 @@ export interface WorkerFlags {
   retryMaxMs: string;
   requestTimeout: string;
   keepalive: string;
+  train?: string;
+  onnxThreads?: string;
+  validateModel?: boolean;
   keepaliveTimeout: string;
   seed: string;
   events?: boolean;
@@ -54,6 +58,8 @@ export interface WorkerSettings {
   /** Keepalive of worker connections (docs/scenario.md: keepalive, keepaliveTimeout). */
   keepaliveMs: number;
   keepaliveTimeoutMs: number;
+  /** onnxruntime: forward passes per training phase (0: none), threads, and whether received models are loaded. */
+  onnx?: { trainSteps: number; threads: number; validate: boolean };
   seed: number;
   /**
    * Stop the chunk at the first failed worker: without a quorum the server waits for every
@@ -138,6 +144,10 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       log(`worker node ${name}: workers ${first}..${first + count - 1} over ${s.transport} to ${s.server.host}:${s.server.port}, ${s.rounds} rounds`);
       const codec = createPayload(s.payload);
       const admit = limiter(REGISTER_CONCURRENCY);
+      const onnx = s.onnx && (s.onnx.trainSteps > 0 || s.onnx.validate) ? new OnnxNodeRunner(s.onnx.threads) : null;
+      const steps = s.onnx?.trainSteps ?? 0;
+      const train = onnx && steps > 0 ? (m: PulledModel) => onnx.train(m.body, m.sha256, steps) : undefined;
+      const validate = onnx && s.onnx?.validate ? (m: PulledModel) => onnx.validate(m.body, m.sha256) : undefined;
       const transports: WorkerTransport[] = [];
       const results = await Promise.allSettled(
         Array.from({ length: count }, (_, i) => {
@@ -159,6 +169,8 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
             hash: sha256Hex,
             signal: abort.signal,
             admit,
+            train,
+            validate,
             observer: s.observer,
           }).catch((e: unknown) => {
             if (s.failFast && !abort.signal.aborted) {
@@ -170,6 +182,7 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
         }),
       );
       for (const t of transports) t.close();
+      await onnx?.close();
       const failed = results.filter((r) => r.status === 'rejected').length;
       if (failed > 0) {
         const why = stats.firstError ?? (abort.signal.aborted ? 'stopped' : 'unknown error');
@@ -179,6 +192,13 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       return report();
     },
   };
+}
+
+function onnxFromFlags(flags: WorkerFlags): WorkerSettings['onnx'] {
+  const train = flags.train ?? 'sleep';
+  const m = /^onnx:(\d+)$/.exec(train);
+  if (train !== 'sleep' && (!m || Number(m[1]) < 1)) throw new UsageError(`--train "${train}" must be sleep or onnx:STEPS with STEPS >= 1 (e.g. onnx:5)`);
+  return { trainSteps: m ? Number(m[1]) : 0, threads: parseIntFlag(flags.onnxThreads ?? '1', '--onnx-threads', 1, 64), validate: flags.validateModel === true };
 }
 
 export function workerSettingsFromFlags(flags: WorkerFlags): WorkerSettings {
@@ -207,6 +227,7 @@ export function workerSettingsFromFlags(flags: WorkerFlags): WorkerSettings {
     requestTimeoutMs: parseNumberFlag(flags.requestTimeout, '--request-timeout', 0.1) * 1000,
     keepaliveMs: parseNumberFlag(flags.keepalive, '--keepalive', 0.1) * 1000,
     keepaliveTimeoutMs: parseNumberFlag(flags.keepaliveTimeout, '--keepalive-timeout', 0.1) * 1000,
+    onnx: onnxFromFlags(flags),
     seed: parseIntFlag(flags.seed, '--seed', 0),
     failFast: true,
   };

@@ -19,6 +19,9 @@ export interface Scenario {
   globalPayload: string | null;
   updatePayload: string | null;
   trainMs: string;
+  train: string;
+  onnxThreads: number;
+  validateModel: 'off' | 'on';
   minWorkers: number | null;
   roundTimeout: number | null;
   pollTimeout: number;
@@ -68,6 +71,9 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'globalPayload', kind: 'payload', default: null, help: 'what the server publishes, when it differs from payload (string, bytes:SIZE, mobilenetv2)' },
   { key: 'updatePayload', kind: 'payload', default: null, help: 'what workers send back, when it differs from payload' },
   { key: 'trainMs', kind: 'range', default: '10..50', unit: 'ms', help: 'simulated training time per round, uniform in A..B' },
+  { key: 'train', kind: 'string', default: 'sleep', help: 'the training phase after the trainMs sleep: sleep (nothing more) or onnx:STEPS (STEPS forward passes of the held mobilenetv2 model in onnxruntime)' },
+  { key: 'onnxThreads', kind: 'int', default: 1, min: 1, max: 64, help: 'onnxruntime threads per worker node (one session runs at a time per node)' },
+  { key: 'validateModel', kind: 'enum', default: 'off', choices: ['off', 'on'], help: 'on: workers also load each received mobilenetv2 model in onnxruntime (once per version per node)' },
   { key: 'minWorkers', kind: 'int', default: null, min: 1, help: 'with roundTimeout: close a round with this many updates after the deadline' },
   { key: 'roundTimeout', kind: 'number', default: null, min: 0, unit: 's', help: 'seconds before a round may close on the quorum' },
   { key: 'pollTimeout', kind: 'number', default: 25, min: 0.05, unit: 's', help: 'seconds a model long-poll is held before an empty answer' },
@@ -132,6 +138,11 @@ export function checkScenario(s: Scenario, where: (key: keyof Scenario) => strin
   if (s.minWorkers !== null && s.minWorkers > s.workers) throw new UsageError(`${where('minWorkers')} ${s.minWorkers} is more than ${where('workers')} ${s.workers}`);
   if (s.onNodeLoss === 'continue' && s.minWorkers === null) {
     throw new UsageError(`${where('onNodeLoss')} continue needs a quorum (minWorkers and roundTimeout): without it no round can close once a node's workers are gone`);
+  }
+  const onnx = /^onnx:(\d+)$/.exec(s.train);
+  if (s.train !== 'sleep' && (!onnx || Number(onnx[1]) < 1)) throw new UsageError(`${where('train')} "${s.train}" must be sleep or onnx:STEPS with STEPS >= 1 (e.g. onnx:5)`);
+  if ((onnx || s.validateModel === 'on') && (s.globalPayload ?? s.payload).trim().toLowerCase().replace(/^mobilenet$/, 'mobilenetv2') !== 'mobilenetv2') {
+    throw new UsageError(`${onnx ? `${where('train')} onnx` : `${where('validateModel')} on`} needs the mobilenetv2 model from the server: set ${where('payload')} (or globalPayload) to mobilenetv2`);
   }
   for (const [i, f] of s.faults.entries()) checkBackendRequest(f, s.faultBackend, `faults[${i}] (${f.id})`);
   if (s.requestTimeout <= s.pollTimeout) {

@@ -22,6 +22,10 @@ export interface WorkerContext {
    * machine's limit, not the system under test's.
    */
   readonly admit?: <T>(op: () => Promise<T>) => Promise<T>;
+  /** A compute phase after the sleep of `trainMs` (onnxruntime forward passes of the held model). */
+  readonly train?: (held: PulledModel) => Promise<void>;
+  /** Checks a received model beyond its SHA-256 (loads it in onnxruntime); throws when it is unusable. */
+  readonly validate?: (model: PulledModel) => Promise<void>;
   /** Fault triggers and recovery verdicts watch these (optional; nothing is paid without it). */
   readonly observer?: WorkerObserver;
 }
@@ -100,6 +104,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       enter('training');
       const { min, max } = ctx.trainMs;
       if (max > 0) await clock.sleep(min + ctx.random() * (max - min), ctx.signal);
+      if (ctx.train) await ctx.train(held);
 
       enter('sending');
       const round = held.version + 1;
@@ -168,6 +173,13 @@ async function pull(
     });
     if (got === null) continue;
     if (measure) stats.propagation(got.version, heldAt - got.publishedAtMs);
+    if (ctx.validate) {
+      try {
+        await ctx.validate(got);
+      } catch (e) {
+        throw new TransportError('invalid-model', `worker ${ctx.index}: model v${got.version} does not run in onnxruntime: ${(e as Error).message}`, false);
+      }
+    }
     return got;
   }
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parsePayload } from '../../src/config/payload.js';
+import { parsePayload, payloadOf } from '../../src/config/payload.js';
 import { parseHostPort, parseRange, parseSize } from '../../src/config/values.js';
 import { UsageError } from '../../src/errors.js';
 
@@ -17,7 +17,11 @@ test('payloads', () => {
   assert.deepEqual(parsePayload('string'), { kind: 'string' });
   assert.deepEqual(parsePayload('bytes:1MiB'), { kind: 'bytes', size: 1048576 });
   assert.throws(() => parsePayload('bytes:3'), /multiple of 4/);
-  assert.throws(() => parsePayload('mobilenet'), /"mobilenet" is not a payload/);
+  assert.deepEqual(parsePayload('mobilenetv2'), { kind: 'mobilenetv2' });
+  assert.deepEqual(parsePayload('mobilenet'), { kind: 'mobilenetv2' });
+  assert.throws(() => parsePayload('resnet'), /"resnet" is not a payload: use "string", "bytes:SIZE" \(e\.g\. bytes:1MiB\) or "mobilenetv2"/);
+  assert.deepEqual(payloadOf({ payload: 'string' }), { kind: 'string' });
+  assert.deepEqual(payloadOf({ payload: 'string', globalPayload: 'mobilenetv2' }), { kind: 'pair', global: { kind: 'mobilenetv2' }, update: { kind: 'string' } });
 });
 
 test('ranges and addresses', () => {

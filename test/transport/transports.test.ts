@@ -100,3 +100,33 @@ for (const kind of ['http', 'grpc'] as const) {
     });
   });
 }
+
+for (const kind of ['http', 'grpc'] as const) {
+  test(`${kind}: an update over the server's limit is refused (413 / RESOURCE_EXHAUSTED), counted, and not retried`, async () => {
+    const codec = new BytesPayload(2 * 1024 * 1024);
+    const fl = new FlServer({ expectedWorkers: 1, codec, clock: systemClock, hash: sha256Hex }, 300);
+    const limit = 1024 * 1024;
+    const hs = new HttpFlServer(fl, { host: '127.0.0.1', port: 0, maxBodyBytes: limit }, () => ({}));
+    const gs = new GrpcFlServer(fl, limit);
+    const h = await hs.listen();
+    const g = await gs.listen('127.0.0.1', 0);
+    const opts = { host: '127.0.0.1', port: kind === 'http' ? h.port : g, requestTimeoutMs: 10_000 };
+    const c = kind === 'http' ? new HttpWorkerTransport(opts, new WorkerNodeStats(1)) : new GrpcWorkerTransport(opts, new WorkerNodeStats(1));
+    try {
+      const r = await c.register(0);
+      const err = await c.pushUpdate(r.workerId, 1, codec.makeUpdate(codec.initialModel(), 0, 1)).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof TransportError, `expected a TransportError, got ${err}`);
+      assert.match(err.kind, kind === 'http' ? /413/ : /RESOURCE_EXHAUSTED/);
+      assert.equal(err.retryable, false);
+      assert.equal(fl.errors['too-large'], 1);
+      assert.equal(fl.engine.updates.accepted ?? 0, 0);
+    } finally {
+      c.close();
+      fl.engine.close();
+      await Promise.all([hs.close(), gs.close()]);
+    }
+  });
+}

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BytesPayload } from '../../src/payload/bytes.js';
+import { MobileNetPayload, mobilenetOf } from '../../src/payload/mobilenet.js';
+import { readRegion } from '../../src/payload/mobilenet/model.js';
+import { sha256Hex } from '../../src/runtime/hash.js';
+
+test('FedAvg on small tensors: the folded mean equals the exact mean; malformed updates fold nothing', () => {
+  const codec = new BytesPayload(16);
+  const agg = codec.createAggregator();
+  const ups = [0, 1, 2].map((w) => codec.makeUpdate(codec.initialModel(), w, 1));
+  for (const u of ups) assert.equal(agg.fold(u), true);
+  assert.equal(agg.fold(Buffer.alloc(12)), false);
+  assert.equal(agg.count, 3);
+  const got = agg.result(1);
+  for (let i = 0; i < 4; i++) {
+    const exact = Math.fround(ups.reduce((a, u) => a + u.readFloatLE(i * 4), 0) / 3);
+    assert.equal(got.readFloatLE(i * 4), exact);
+  }
+});
+
+test('FedAvg on MobileNetV2: every weight is the mean of the updates, every other byte is the graph', () => {
+  const codec = new MobileNetPayload(1);
+  const { bytes, floatRegions } = mobilenetOf(1);
+  const ups = [0, 1].map((w) => codec.makeUpdate(bytes, w, 1));
+  const agg = codec.createAggregator();
+  for (const u of ups) assert.equal(agg.fold(u), true);
+  assert.equal(agg.fold(bytes.subarray(1)), false, 'a truncated model folds nothing');
+  const got = agg.result(1);
+  assert.equal(got.length, bytes.length);
+  const r = floatRegions[5];
+  const a = readRegion(ups[0], r);
+  const b = readRegion(ups[1], r);
+  const m = readRegion(got, r);
+  for (let i = 0; i < m.length; i += 97) assert.equal(m[i], Math.fround((a[i] + b[i]) / 2));
+  // Outside the weights the result is the model's own bytes.
+  const first = floatRegions[0];
+  assert.ok(got.subarray(0, first.offset).equals(bytes.subarray(0, first.offset)));
+});
+
+test('a corrupted chunk is caught by the SHA-256 every version carries', () => {
+  const { bytes } = mobilenetOf(1);
+  const sha = sha256Hex(bytes);
+  const bad = Buffer.from(bytes);
+  bad[1024 * 1024 + 17] ^= 0xff; // one byte in the second 1 MiB chunk
+  assert.notEqual(sha256Hex(bad), sha);
+});
