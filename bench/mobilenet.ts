@@ -1,0 +1,99 @@
+/**
+ * `npm run bench -- mobilenet`: mobilenetv2 both ways (a ~14 MB ONNX model down, a ~14 MB
+ * update up, for every worker every round) over http and grpc with 16, 64 and 128 workers:
+ * seconds per round, GB/s the server moved, the server's peak RSS, beside raw loopback TCP
+ * throughput measured in the same run.
+ *
+ * Targets: at 64 workers at least half of loopback; server peak RSS flat as workers grow
+ * (under 10× the model plus the runtime's baseline). A MISSED target does not change the
+ * exit code; a failed run does (1). FEDSIM_BENCH_CASES=16,64,http picks a subset.
+ */
+import os from 'node:os';
+import { mobilenetOf } from '../src/payload/mobilenet.js';
+import { type CaseResult, type Transport, cleanupSync, makeTempRoot, measureLoopback, runCase, table } from './lib.js';
+
+const SIZES = [16, 64, 128];
+const ROUNDS = 3;
+
+function pick(): { sizes: number[]; transports: Transport[] } {
+  const raw = (process.env.FEDSIM_BENCH_CASES ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  const sizes = raw.filter((t) => /^\d+$/.test(t)).map(Number);
+  const ts = raw.filter((t): t is Transport => t === 'http' || t === 'grpc');
+  return { sizes: sizes.length ? sizes : SIZES, transports: ts.length ? ts : ['http', 'grpc'] };
+}
+
+/** Bytes the server moved per second over rounds 2..R (it counts what it received and sent in each round). */
+function rate(r: CaseResult): { gbps: number | null; perRound: number | null } {
+  const later = (r.summary?.roundLines ?? []).filter((l) => l.round > 1);
+  const ms = later.reduce((a, l) => a + l.durationMs, 0);
+  if (later.length === 0 || ms <= 0) return { gbps: null, perRound: null };
+  return { gbps: later.reduce((a, l) => a + l.bytes, 0) / 1e9 / (ms / 1000), perRound: ms / later.length };
+}
+
+async function main(): Promise<number> {
+  makeTempRoot('mobilenet');
+  const { sizes, transports } = pick();
+  const model = mobilenetOf(1).bytes.length;
+  console.log(`fedsim bench mobilenet — ${new Date().toISOString()}`);
+  console.log(`machine: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown cpu'}), node ${process.version}; model ${(model / 1e6).toFixed(2)} MB`);
+  console.log('\n== loopback TCP (reference)');
+  const lb = await measureLoopback();
+  console.log(`   ${lb.mbps.toFixed(0)} MB/s`);
+  let failed = false;
+  const rows: string[][] = [];
+  const rss: Record<string, Array<[number, number]>> = {};
+  const at64: Record<string, number | null> = {};
+  for (const t of transports) {
+    for (const w of sizes) {
+      const r = await runCase({ id: `mn${w}`, workers: w, payload: 'mobilenetv2', rounds: ROUNDS }, t, 600_000);
+      if (!r.ok) failed = true;
+      const { gbps, perRound } = rate(r);
+      const serverRss = r.summary?.resources.serverMaxRssBytes ?? null;
+      if (serverRss !== null) (rss[t] ??= []).push([w, serverRss]);
+      if (w === 64) at64[t] = gbps;
+      rows.push([
+        t,
+        String(w),
+        r.status,
+        perRound === null ? 'n/a' : `${(perRound / 1000).toFixed(2)} s`,
+        gbps === null ? 'n/a' : gbps.toFixed(3),
+        gbps === null ? 'n/a' : `${((gbps * 1000) / lb.mbps).toFixed(2)}`,
+        serverRss === null ? 'n/a' : `${(serverRss / 1e6).toFixed(0)} MB`,
+      ]);
+    }
+  }
+  console.log(`\n== results (rounds 2..${ROUNDS}; GB/s = bytes the server received and sent / round time)`);
+  console.log(table(['transport', 'workers', 'status', 's/round', 'GB/s', 'x loopback', 'server RSS'], rows, [false, true, false, true, true, true, true]));
+  console.log(`loopback TCP: ${(lb.mbps / 1000).toFixed(3)} GB/s`);
+  console.log('\n== targets');
+  const trows: string[][] = [];
+  for (const t of transports) {
+    const g = at64[t];
+    trows.push([`64 workers >= 1/2 loopback (${(lb.mbps / 2000).toFixed(3)} GB/s)`, t, g == null ? 'n/a' : `${g.toFixed(3)} GB/s`, g == null ? 'MISSED (no figure)' : g * 1000 >= lb.mbps / 2 ? 'MET' : 'MISSED']);
+    const pts = rss[t] ?? [];
+    const max = Math.max(...pts.map(([, b]) => b));
+    const min = Math.min(...pts.map(([, b]) => b));
+    const limit = 10 * model + 150e6; // the runtime's own baseline: about 150 MB for a node with gRPC, HTTP and onnxruntime loaded
+    trows.push([
+      `server RSS flat, < 10x model + 150 MB (${((10 * model + 150e6) / 1e6).toFixed(0)} MB)`,
+      t,
+      pts.length ? pts.map(([w, b]) => `${w}: ${(b / 1e6).toFixed(0)} MB`).join(', ') : 'n/a',
+      pts.length === 0 ? 'MISSED (no figure)' : max < limit && max - min < 2 * model ? 'MET' : 'MISSED',
+    ]);
+  }
+  console.log(table(['target', 'transport', 'measured', 'result'], trows, [false, false, false, false]));
+  console.log(`\nbench mobilenet: ${failed ? 'a run failed (exit 1)' : 'every run completed (exit 0)'}; a MISSED target alone does not change the exit code`);
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    cleanupSync();
+    process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench mobilenet: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    cleanupSync();
+    process.exit(1);
+  },
+);
