@@ -144,6 +144,15 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       log(`worker node ${name}: workers ${first}..${first + count - 1} over ${s.transport} to ${s.server.host}:${s.server.port}, ${s.rounds} rounds`);
       const codec = createPayload(s.payload);
       const admit = limiter(REGISTER_CONCURRENCY);
+      // One copy of each model version per node (the last few), however many workers hold it.
+      const models = new Map<string, Buffer>();
+      const intern = (m: PulledModel): PulledModel => {
+        const have = models.get(m.sha256);
+        if (have) return { ...m, body: have };
+        models.set(m.sha256, m.body);
+        if (models.size > 3) models.delete(models.keys().next().value as string);
+        return m;
+      };
       const onnx = s.onnx && (s.onnx.trainSteps > 0 || s.onnx.validate) ? new OnnxNodeRunner(s.onnx.threads) : null;
       const steps = s.onnx?.trainSteps ?? 0;
       const train = onnx && steps > 0 ? (m: PulledModel) => onnx.train(m.body, m.sha256, steps) : undefined;
@@ -171,6 +180,7 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
             admit,
             train,
             validate,
+            intern,
             observer: s.observer,
           }).catch((e: unknown) => {
             if (s.failFast && !abort.signal.aborted) {

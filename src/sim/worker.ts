@@ -26,6 +26,11 @@ export interface WorkerContext {
   readonly train?: (held: PulledModel) => Promise<void>;
   /** Checks a received model beyond its SHA-256 (loads it in onnxruntime); throws when it is unusable. */
   readonly validate?: (model: PulledModel) => Promise<void>;
+  /**
+   * Keeps one copy per model version in the node: a worker that received (and checked) a
+   * version another worker of its node already holds keeps that copy and drops its own.
+   */
+  readonly intern?: (model: PulledModel) => PulledModel;
   /** Fault triggers and recovery verdicts watch these (optional; nothing is paid without it). */
   readonly observer?: WorkerObserver;
 }
@@ -180,6 +185,7 @@ async function pull(
         throw new TransportError('invalid-model', `worker ${ctx.index}: model v${got.version} does not run in onnxruntime: ${(e as Error).message}`, false);
       }
     }
+    if (ctx.intern) return ctx.intern(got);
     return got;
   }
 }

@@ -4,7 +4,7 @@ import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.j
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { GRPC_OPTIONS } from './grpcServer.js';
-import { CHUNK_BYTES } from './headers.js';
+import { BodyBuffer, CHUNK_BYTES } from './headers.js';
 
 export interface GrpcClientOptions {
   readonly host: string;
@@ -109,15 +109,15 @@ export class GrpcWorkerTransport implements WorkerTransport {
       const call = this.client.pullModel({ workerId, after }, { deadline: this.deadline() });
       this.guard(call, reject);
       let header: ModelChunk['header'];
-      const parts: Buffer[] = [];
-      let n = 0;
+      let body = new BodyBuffer(-1);
       call.on('data', (chunk: ModelChunk) => {
         if (chunk.header) {
           header = chunk.header;
+          // The header says how big the model is: one buffer, filled as the chunks come.
+          if (body.length === 0) body = new BodyBuffer(header.totalBytes);
           onHeaders();
         }
-        parts.push(chunk.data);
-        n += chunk.data.length;
+        body.push(chunk.data);
       });
       call.on('error', (err: grpc.ServiceError) => reject(toTransportError(err, this.target)));
       call.on('end', () => {
@@ -126,6 +126,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
           resolve(null);
           return;
         }
+        const n = body.length;
         if (n !== header.totalBytes) {
           reject(new TransportError('truncated', `${this.target}: model v${header.version} ended after ${n} of ${header.totalBytes} bytes`, true));
           return;
@@ -135,7 +136,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
           version: header.version,
           sha256: header.sha256,
           publishedAtMs: header.publishedAtMs,
-          body: parts.length === 1 ? parts[0] : Buffer.concat(parts, n),
+          body: body.bytes(),
         });
       });
     });

@@ -3,7 +3,7 @@ import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.j
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { fromSocketError } from './errors.js';
-import { H } from './headers.js';
+import { BodyBuffer, H } from './headers.js';
 
 export interface HttpClientOptions {
   readonly host: string;
@@ -96,19 +96,16 @@ export class HttpWorkerTransport implements WorkerTransport {
         },
         (res) => {
           if (res.statusCode === 200) onHeaders?.();
-          const chunks: Buffer[] = [];
-          let n = 0;
-          res.on('data', (c: Buffer) => {
-            chunks.push(c);
-            n += c.length;
-          });
+          // With a declared length the body goes into one buffer as it arrives (a 14 MB model is not held twice).
+          const body = new BodyBuffer(Number(res.headers['content-length'] ?? -1));
+          res.on('data', (c: Buffer) => body.push(c));
           res.on('end', () => {
             const expected = res.headers['content-length'];
-            if (expected !== undefined && Number(expected) !== n) {
-              reject(new TransportError('truncated', `${this.target}${path}: body ended after ${n} of ${expected} bytes`, true));
+            if (expected !== undefined && Number(expected) !== body.length) {
+              reject(new TransportError('truncated', `${this.target}${path}: body ended after ${body.length} of ${expected} bytes`, true));
               return;
             }
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, n) });
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: body.bytes() });
           });
           res.on('error', (e) => reject(fromSocketError(e, this.target)));
           res.on('aborted', () => reject(new TransportError('reset', `${this.target}${path}: response aborted`, true)));
