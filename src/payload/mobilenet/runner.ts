@@ -1,4 +1,7 @@
-import { OnnxTrainer, runOnce } from './ort.js';
+import type { OnnxTrainer } from './ort.js';
+
+/** onnxruntime (a large native library) is loaded only by nodes that use it. */
+const ortModule = () => import('./ort.js');
 
 /**
  * The onnxruntime side of one worker node: every worker's training phase and model checks
@@ -26,7 +29,7 @@ export class OnnxNodeRunner {
     return this.queue(async () => {
       if (this.trainer?.sha !== sha) {
         const old = this.trainer;
-        this.trainer = { sha, ready: OnnxTrainer.load(body, this.threads) };
+        this.trainer = { sha, ready: ortModule().then((m) => m.OnnxTrainer.load(body, this.threads)) };
         if (old) void old.ready.then((t) => t.release()).catch(() => undefined);
       }
       const t = await this.trainer.ready;
@@ -39,7 +42,7 @@ export class OnnxNodeRunner {
     let p = this.checked.get(sha);
     if (!p) {
       p = this.queue(async () => {
-        const r = await runOnce(body, { threads: this.threads });
+        const r = await (await ortModule()).runOnce(body, { threads: this.threads });
         if (r.dims.join('x') !== '1x1000' || !r.finite) throw new Error(`the model gives output ${r.dims.join('x')}${r.finite ? '' : ' with non-finite values'}, not a finite 1x1000`);
       });
       this.checked.set(sha, p);
