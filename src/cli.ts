@@ -6,7 +6,8 @@ import { runWorkerNode, type WorkerFlags } from './commands/nodeWorker.js';
 import { runRun, type RunFlags } from './commands/run.js';
 import type { ResolveInput } from './config/scenario.js';
 import { SETTINGS, envOf, flagOf } from './config/settings.js';
-import { parseSize } from './config/values.js';
+import { parseIntFlag, parseSize } from './config/values.js';
+import { generateKeys } from './auth/keys.js';
 import { ExitCode, UsageError, exitCodeOf } from './errors.js';
 import { cleanNetns } from './netem/netns.js';
 import { cleanFaults } from './netem/clean.js';
@@ -96,6 +97,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--onnx-threads <N>', '[worker] onnxruntime threads of this node', '1')
     .option('--validate-model', '[worker] load each received mobilenetv2 model in onnxruntime')
     .option('--seed <N>', '[worker] seed of the jitter and payload randomness', '1')
+    .option('--keys <PATH>', 'safe mode: [server] the list of admitted public keys; [worker] the directory of worker keys (fedsim keys gen)')
     .option('--events', 'print NDJSON events on stdout')
     .option('--dry-run', '[with --coordinator] print the iptables/tc commands of kernel fault backends instead of running them')
     .option('--isolated', '[with --coordinator] this node has its own host or network namespace: backend auto may use iptables/netem')
@@ -118,7 +120,8 @@ function buildProgram(setExit: (code: number) => void): Command {
       .option('--headless', 'plain progress lines (the default until the terminal UI lands)')
       .option('--netns', '(root) run each node in its own network namespace, joined by veth pairs and a bridge')
       .option('--dry-run', 'print the iptables/tc commands of kernel fault backends instead of running them (the run goes on without them)')
-      .option('--stdin-commands', 'read commands from standard input: "fire FAULT_ID" fires a manual fault, "faults" lists them'),
+      .option('--stdin-commands', 'read commands from standard input: "fire FAULT_ID" fires a manual fault, "faults" lists them')
+      .option('--keys <DIR>', 'safe mode: a directory from `fedsim keys gen` (the server reads DIR/keys.list, each worker node its own worker keys)'),
   )).action(async (opts: RunFlags) => {
     setExit(await runRun(opts, settingFlags(opts), cutFlags(opts)));
   });
@@ -169,6 +172,22 @@ function buildProgram(setExit: (code: number) => void): Command {
       for (const p of problems) process.stderr.write(`could not remove: ${p}\n`);
       if (removed.length === 0 && problems.length === 0) process.stderr.write('nothing to clean\n');
       setExit(problems.length ? ExitCode.runFailed : ExitCode.ok);
+    });
+
+  program
+    .command('keys')
+    .description('safe mode: ed25519 keys that authenticate workers to the server')
+    .command('gen')
+    .description('write one key pair per worker (worker-<i>.key, owner-only, and worker-<i>.pub) and keys.list, the public keys the server accepts')
+    .requiredOption('--workers <N>', 'key pairs to write, for workers 0..N-1')
+    .requiredOption('--out <DIR>', 'directory to write them to (created 0700)')
+    .option('--force', 'overwrite existing key files')
+    .action((opts: { workers: string; out: string; force?: boolean }) => {
+      const workers = parseIntFlag(opts.workers, '--workers', 1);
+      const { dir, list } = generateKeys({ workers, outDir: opts.out, force: opts.force === true });
+      process.stderr.write(`wrote ${workers} key pair${workers === 1 ? '' : 's'} to ${dir} (worker-0.key .. worker-${workers - 1}.key, mode 0600, and .pub files)\n`);
+      process.stderr.write(`public key list: ${list} (give it to the server; each worker node needs only its own .key files)\n`);
+      setExit(ExitCode.ok);
     });
 
   return program;

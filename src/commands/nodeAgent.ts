@@ -33,6 +33,8 @@ export interface AgentFlags {
   grpcPort: string;
   maxUpdateBytes: string;
   tlsCa?: string;
+  /** Safe mode: the server's key list, or a worker node's key directory (read here, never sent over the control channel). */
+  keys?: string;
 }
 
 const SNAPSHOT_MS = 200;
@@ -129,6 +131,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
           pollTimeoutMs: sc.pollTimeout * 1000,
           payload: payloadOf(sc),
           maxBodyBytes,
+          keys: flags.keys,
         },
         (line) => {
           // Rounds are rare and round triggers wait on them: send each at once.
@@ -205,6 +208,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       keepaliveTimeoutMs: sc.keepaliveTimeout * 1000,
       onnx: { trainSteps: Number(/^onnx:(\d+)$/.exec(sc.train)?.[1] ?? 0), threads: sc.onnxThreads, validate: sc.validateModel === 'on' },
       seed: sc.seed,
+      keys: flags.keys,
       failFast: sc.minWorkers === null,
       serverFor: proxies || virtual ? (i) => proxies?.addressOf(i) ?? virtual?.(i) : undefined,
       observer: faults ?? undefined,

@@ -2,6 +2,7 @@ import { formatPayload, payloadOf, type PayloadSpec } from '../config/payload.js
 import { parseIntFlag, parseNumberFlag, parseSize } from '../config/values.js';
 import { UsageError } from '../errors.js';
 import { createPayload } from '../payload/index.js';
+import { serverChecker } from './safeMode.js';
 import { systemClock } from '../runtime/clock.js';
 import { sha256Hex } from '../runtime/hash.js';
 import { FlServer, type RoundLine } from '../sim/flServer.js';
@@ -18,6 +19,7 @@ export interface ServerFlags {
   roundTimeout?: string;
   pollTimeout: string;
   payload: string;
+  keys?: string;
   globalPayload?: string;
   updatePayload?: string;
   maxUpdateBytes: string;
@@ -34,6 +36,8 @@ export interface ServerSettings {
   pollTimeoutMs: number;
   payload: PayloadSpec;
   maxBodyBytes: number;
+  /** Safe mode: the list of admitted public keys (`fedsim keys gen` writes it). */
+  keys?: string;
 }
 
 export interface ServerHandle {
@@ -78,6 +82,14 @@ export async function startServer(s: ServerSettings, onRound: (line: RoundLine) 
     log(`round ${line.round} closed in ${line.durationMs.toFixed(1)} ms with ${line.updates} updates${line.byQuorum ? ' (quorum after deadline)' : ''}`);
     onRound(line);
   });
+  if (s.keys) {
+    const { checker, keys } = serverChecker(s.keys);
+    fl.auth = checker;
+    fl.authLog = log;
+    log(`server: SAFE MODE: ${keys} worker keys from ${s.keys}; every request must be signed by a listed key (unknown workers are refused)`);
+  } else {
+    log('server: safe mode is OFF: any worker is admitted (give --keys LIST to admit only listed keys)');
+  }
   log(`server: long-poll HTTP on ${s.host}:${httpAddr.port}, gRPC on ${s.host}:${grpcPort}; ${s.workers} workers per round, payload ${formatPayload(s.payload)}`);
   return {
     fl,
@@ -103,6 +115,7 @@ export function serverSettingsFromFlags(flags: ServerFlags): ServerSettings {
     grpcPort: parseIntFlag(flags.grpcPort, '--grpc-port', 0, 65535),
     pollTimeoutMs: parseNumberFlag(flags.pollTimeout, '--poll-timeout', 0.05) * 1000,
     maxBodyBytes: parseSize(flags.maxUpdateBytes, '--max-update-bytes'),
+    keys: flags.keys,
     payload: payloadOf({ payload: flags.payload, globalPayload: flags.globalPayload ?? null, updatePayload: flags.updatePayload ?? null }),
     minWorkers: flags.minWorkers !== undefined ? parseIntFlag(flags.minWorkers, '--min-workers', 1, workers) : undefined,
     roundTimeoutMs: flags.roundTimeout !== undefined ? parseNumberFlag(flags.roundTimeout, '--round-timeout', 0) * 1000 : undefined,

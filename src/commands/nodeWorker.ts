@@ -6,6 +6,7 @@ import { parseHostPort, parseIntFlag, parseNumberFlag, parseRange } from '../con
 import { RunError, UsageError } from '../errors.js';
 import { createPayload } from '../payload/index.js';
 import { OnnxNodeRunner } from '../payload/mobilenet/runner.js';
+import { workerSigners } from './safeMode.js';
 import { seededRandom } from '../payload/random.js';
 import { systemClock } from '../runtime/clock.js';
 import { sha256Hex } from '../runtime/hash.js';
@@ -27,6 +28,7 @@ export interface WorkerFlags {
   rounds: string;
   trainMs: string;
   payload: string;
+  keys?: string;
   globalPayload?: string;
   updatePayload?: string;
   retries: string;
@@ -58,6 +60,8 @@ export interface WorkerSettings {
   /** Keepalive of worker connections (docs/scenario.md: keepalive, keepaliveTimeout). */
   keepaliveMs: number;
   keepaliveTimeoutMs: number;
+  /** Safe mode: the directory of worker keys (`fedsim keys gen`); each worker signs with its own. */
+  keys?: string;
   /** onnxruntime: forward passes per training phase (0: none), threads, and whether received models are loaded. */
   onnx?: { trainSteps: number; threads: number; validate: boolean };
   seed: number;
@@ -153,6 +157,8 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
         if (models.size > 3) models.delete(models.keys().next().value as string);
         return m;
       };
+      const signers = s.keys ? workerSigners(s.keys, Array.from({ length: count }, (_, i) => first + i)) : null;
+      if (signers) log(`worker node ${name}: safe mode: ${signers.size} of ${count} workers have a key in ${s.keys}${signers.size < count ? ' (the others send unsigned requests, which a safe-mode server refuses)' : ''}`);
       const onnx = s.onnx && (s.onnx.trainSteps > 0 || s.onnx.validate) ? new OnnxNodeRunner(s.onnx.threads) : null;
       const steps = s.onnx?.trainSteps ?? 0;
       const train = onnx && steps > 0 ? (m: PulledModel) => onnx.train(m.body, m.sha256, steps) : undefined;
@@ -162,7 +168,7 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
         Array.from({ length: count }, (_, i) => {
           const index = first + i;
           const to = s.serverFor?.(index) ?? s.server;
-          const opts = { host: to.host, port: to.port, requestTimeoutMs: s.requestTimeoutMs, keepaliveMs: s.keepaliveMs, keepaliveTimeoutMs: s.keepaliveTimeoutMs, signal: abort.signal };
+          const opts = { host: to.host, port: to.port, requestTimeoutMs: s.requestTimeoutMs, keepaliveMs: s.keepaliveMs, keepaliveTimeoutMs: s.keepaliveTimeoutMs, signal: abort.signal, signer: signers?.get(index) };
           const transport = s.transport === 'http' ? new HttpWorkerTransport(opts, stats) : new GrpcWorkerTransport(opts, stats);
           transports.push(transport);
           return runWorker({
@@ -238,6 +244,7 @@ export function workerSettingsFromFlags(flags: WorkerFlags): WorkerSettings {
     keepaliveMs: parseNumberFlag(flags.keepalive, '--keepalive', 0.1) * 1000,
     keepaliveTimeoutMs: parseNumberFlag(flags.keepaliveTimeout, '--keepalive-timeout', 0.1) * 1000,
     onnx: onnxFromFlags(flags),
+    keys: flags.keys,
     seed: parseIntFlag(flags.seed, '--seed', 0),
     failFast: true,
   };

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { KEY_LIST_FILE } from '../auth/keys.js';
 import { type ResolveInput, resolveScenario } from '../config/scenario.js';
 import { generateToken } from '../control/protocol.js';
 import { RunError, UsageError } from '../errors.js';
@@ -12,6 +13,7 @@ export interface RunFlags {
   scenario?: string;
   netns?: boolean;
   dryRun?: boolean;
+  keys?: string;
   out?: string;
   headless?: boolean;
   stdinCommands?: boolean;
@@ -73,9 +75,10 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
           });
         };
         const serverHost = topo ? topo.host('server').address : '127.0.0.1';
-        spawnNode('server', 'server', ['--role', 'server', '--host', serverHost], 'server.log');
+        const keys = (arg: string) => (flags.keys ? ['--keys', arg] : []);
+        spawnNode('server', 'server', ['--role', 'server', '--host', serverHost, ...keys(path.join(flags.keys ?? '', KEY_LIST_FILE))], 'server.log');
         for (let i = 1; i <= scenario.nodes; i++) {
-          spawnNode(`worker ${i} of ${scenario.nodes}`, `w${i}`, ['--role', 'worker', '--chunk', `${i} of ${scenario.nodes}`], `worker-${i}.log`);
+          spawnNode(`worker ${i} of ${scenario.nodes}`, `w${i}`, ['--role', 'worker', '--chunk', `${i} of ${scenario.nodes}`, ...keys(flags.keys ?? '')], `worker-${i}.log`);
         }
       },
     });

@@ -55,6 +55,8 @@ export interface Summary {
   errors: { total: number; byKind: CounterMap; server: CounterMap; integrity: number };
   /** The server's last model and how many finished workers hold exactly it (null without a server report). */
   finalModel: { version: number; sha256: string; workersHolding: number; workersHoldingOther: number } | null;
+  /** Safe mode: whether the server admitted only listed keys, and the requests it refused by reason. */
+  auth: { safeMode: boolean; refused: CounterMap };
   retries: number;
   workersDone: number;
   workersFailed: number;
@@ -163,6 +165,7 @@ export function buildSummary(input: SummaryInput): Summary {
     bytes: { sent: sumCounters(bSent), received: sumCounters(bReceived), sentByType: bSent, receivedByType: bReceived },
     errors: { total: sumCounters(errors) + sumCounters(serverErrors), byKind: errors, server: serverErrors, integrity },
     finalModel: finalModel(server, held),
+    auth: { safeMode: server?.safeMode ?? false, refused: { ...(server?.authRefused ?? {}) } },
     retries,
     workersDone: done,
     workersFailed: failed,
@@ -254,6 +257,9 @@ export function formatSummaryTable(s: Summary): string {
         (f.nextRoundAfterHealMs !== null ? `, next round ${fmtMs(f.nextRoundAfterHealMs)} after heal` : '') +
         (f.noticedAfterMs !== null ? `, noticed after ${fmtMs(f.noticedAfterMs)}${f.noticedBy ? ` (${f.noticedBy})` : ''}` : ''),
     ),
+    ...(s.auth.safeMode || sumCounters(s.auth.refused) > 0
+      ? [`safe mode   ${s.auth.safeMode ? 'on' : 'off'}, ${sumCounters(s.auth.refused)} requests refused${sumCounters(s.auth.refused) ? ` (${Object.entries(s.auth.refused).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`]
+      : []),
     ...(s.failure ? [`failure     ${s.failure}`] : []),
   ].join('\n');
 }

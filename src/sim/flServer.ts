@@ -1,4 +1,5 @@
 import { UpdateSlots } from './updateSlots.js';
+import type { RequestChecker, RequestFacts } from './ports.js';
 import { RoundEngine, type RoundClosed, type RoundEngineOptions } from './roundEngine.js';
 import { type CounterMap, type Histogram, bump, encodeHistogram, newHistogram, recordMs, sumCounters } from './stats.js';
 
@@ -17,6 +18,9 @@ export interface ServerReport {
   version: number;
   /** SHA-256 of the last published model. */
   modelSha256: string;
+  safeMode?: boolean;
+  /** Safe mode: requests refused, by reason. */
+  authRefused?: CounterMap;
   roundsCompleted: number;
   registered: number;
   waiting: number;
@@ -46,6 +50,34 @@ export class FlServer {
   readonly rounds: RoundLine[] = [];
   private lastMessages = 0;
   private lastBytes = 0;
+
+  /** Safe mode: requests refused, by reason. */
+  readonly authRefused: CounterMap = {};
+  /** Safe mode's check of every request (null: safe mode off). */
+  auth: RequestChecker | null = null;
+  /** Where refusals are told (the first of each key and reason). */
+  authLog: (line: string) => void = () => undefined;
+  private readonly authTold = new Set<string>();
+
+  /** Checks a request in safe mode; counts and tells a refusal. Always passes with safe mode off. */
+  authorize(facts: RequestFacts, headers: (name: string) => string | undefined): { ok: true; publicKey: string } | { ok: false; reason: string } {
+    if (!this.auth) return { ok: true, publicKey: '' };
+    const r = this.auth.check(facts, headers);
+    if (r.ok) return r;
+    this.refused(r.reason, r.publicKey, facts);
+    return r;
+  }
+
+  /** A refusal found after the headers (the body's hash). */
+  refused(reason: string, publicKey: string, facts: RequestFacts): void {
+    bump(this.authRefused, reason);
+    this.error('unauthenticated');
+    const key = `${publicKey.slice(0, 12)} ${reason}`;
+    if (!this.authTold.has(key) && this.authTold.size < 1000) {
+      this.authTold.add(key);
+      this.authLog(`safe mode: refused ${facts.method} ${facts.path} from key ${publicKey ? publicKey.slice(0, 12) : '(none)'}${facts.workerId ? ` (worker ${facts.workerId})` : ''}: ${reason}`);
+    }
+  }
 
   /** Where update bodies are received (bounded memory; see updateSlots.ts). */
   readonly slots: UpdateSlots;
@@ -87,6 +119,8 @@ export class FlServer {
       bytesIn: { ...this.bytesIn },
       bytesOut: { ...this.bytesOut },
       errors: { ...this.errors },
+      authRefused: { ...this.authRefused },
+      safeMode: this.auth !== null,
       roundMs: encodeHistogram(this.roundMs),
       rounds: [...this.rounds],
     };

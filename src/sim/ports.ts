@@ -70,3 +70,29 @@ export class TransportError extends Error {
     this.name = 'TransportError';
   }
 }
+
+// ---- safe mode (signed requests; the crypto is in src/auth/, the wire names in transport/auth.ts)
+
+/** What a signature covers besides the body hash (see src/auth/sign.ts). */
+export interface RequestFacts {
+  /** HTTP method, or "RPC" for gRPC. */
+  method: string;
+  /** HTTP path without the query, or the gRPC method path. */
+  path: string;
+  /** "" on registration (the id does not exist yet). */
+  workerId: string;
+  /** The update's round, the model version a pull waits after, 0 on registration. */
+  round: number;
+  bodySha256: string;
+}
+
+/** A worker's signer: the auth headers of one request. */
+export type RequestSigner = (facts: RequestFacts) => Record<string, string>;
+
+/** The server's check of one request: null when it passes, else the reason it is refused. */
+export interface RequestChecker {
+  check(facts: RequestFacts, headers: (name: string) => string | undefined): { ok: true; publicKey: string } | { ok: false; reason: string; publicKey: string };
+  /** A registration succeeded: worker id → the key that registered it. */
+  bind(workerId: string, publicKey: string): void;
+}
+

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { FedsimClient, type ModelChunk } from '../proto/gen/fedsim.js';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
@@ -5,6 +6,7 @@ import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { GRPC_OPTIONS } from './grpcServer.js';
 import { BodyBuffer, CHUNK_BYTES } from './headers.js';
+import { EMPTY_SHA256, GRPC_AUTH_PATH, type RequestSigner, registerBody, registrationId } from './auth.js';
 
 export interface GrpcClientOptions {
   readonly host: string;
@@ -15,13 +17,17 @@ export interface GrpcClientOptions {
   readonly keepaliveTimeoutMs?: number;
   /** Aborting cancels the call in flight at once (the node is stopping). */
   readonly signal?: AbortSignal;
+  /** Safe mode: signs every call with this worker's key. */
+  readonly signer?: RequestSigner;
 }
 
 // RESOURCE_EXHAUSTED (an update over the server's limit) would fail the same way again: not retried.
+// UNAUTHENTICATED (refused by safe mode) would be refused again: not retried.
 const RETRYABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.CANCELLED]);
 
 function toTransportError(err: grpc.ServiceError, target: string): TransportError {
   const name = grpc.status[err.code] ?? String(err.code);
+  if (err.code === grpc.status.UNAUTHENTICATED) return new TransportError('unauthenticated', `${target}: gRPC UNAUTHENTICATED: ${err.details || err.message}`, false);
   return new TransportError(`grpc-${name}`, `${target}: gRPC ${name}: ${err.details || err.message}`, RETRYABLE.has(err.code));
 }
 
@@ -47,6 +53,15 @@ export class GrpcWorkerTransport implements WorkerTransport {
     });
   }
 
+  /** Safe mode: the signed facts as call metadata (empty metadata with safe mode off). */
+  private metadata(path: string, workerId: string, round: number, body: Buffer | null): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (!this.opts.signer) return md;
+    const bodySha256 = body ? createHash('sha256').update(body).digest('hex') : EMPTY_SHA256;
+    for (const [k, v] of Object.entries(this.opts.signer({ method: 'RPC', path, workerId, round, bodySha256 }))) md.set(k, v);
+    return md;
+  }
+
   private deadline(): Date {
     return new Date(Date.now() + this.opts.requestTimeoutMs);
   }
@@ -67,7 +82,8 @@ export class GrpcWorkerTransport implements WorkerTransport {
   register(workerIndex: number): Promise<{ workerId: string; version: number }> {
     this.stats.sent('register', 4);
     return new Promise((resolve, reject) => {
-      const call = this.client.register({ workerIndex }, new grpc.Metadata(), { deadline: this.deadline() }, (err, reply) => {
+      const md = this.metadata(GRPC_AUTH_PATH.register, registrationId(workerIndex), 0, registerBody(workerIndex));
+      const call = this.client.register({ workerIndex }, md, { deadline: this.deadline() }, (err, reply) => {
         if (err) return reject(toTransportError(err, this.target));
         this.stats.received('register', reply.workerId.length + 8);
         resolve({ workerId: reply.workerId, version: reply.modelVersion });
@@ -79,7 +95,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
   pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }> {
     this.stats.sent('update', body.length);
     return new Promise((resolve, reject) => {
-      const call = this.client.pushUpdate(new grpc.Metadata(), { deadline: this.deadline() }, (err, ack) => {
+      const call = this.client.pushUpdate(this.metadata(GRPC_AUTH_PATH.pushUpdate, workerId, round, body), { deadline: this.deadline() }, (err, ack) => {
         if (err) return reject(toTransportError(err, this.target));
         this.stats.received('ack', ack.outcome.length);
         resolve({ outcome: ack.outcome as UpdateOutcome, reason: ack.reason || undefined });
@@ -106,7 +122,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
   pullModel(workerId: string, after: number, onHeaders: () => void): Promise<PulledModel | null> {
     this.stats.sent('pull', 0);
     return new Promise((resolve, reject) => {
-      const call = this.client.pullModel({ workerId, after }, { deadline: this.deadline() });
+      const call = this.client.pullModel({ workerId, after }, this.metadata(GRPC_AUTH_PATH.pullModel, workerId, after, null), { deadline: this.deadline() });
       this.guard(call, reject);
       let header: ModelChunk['header'];
       let body = new BodyBuffer(-1);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import {
   FedsimService,
@@ -14,6 +15,7 @@ import type { FlServer } from '../sim/flServer.js';
 import type { PublishedModel } from '../sim/ports.js';
 import { shutdownGrpcServer } from '../runtime/grpc.js';
 import { CHUNK_BYTES } from './headers.js';
+import { AUTH, GRPC_AUTH_PATH, registerBody, registrationId } from './auth.js';
 
 // grpc-js logs bind failures itself ("E No address added …") before fedsim explains them.
 if (!process.env.GRPC_VERBOSITY) grpc.setLogVerbosity(grpc.logVerbosity.NONE);
@@ -25,6 +27,16 @@ export const GRPC_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 5000,
 };
+
+/** One metadata value as text. */
+function meta(md: grpc.Metadata, name: string): string | undefined {
+  const v = md.get(name)[0];
+  return v === undefined ? undefined : String(v);
+}
+
+function refusal(reason: string): grpc.ServiceError {
+  return Object.assign(new Error(`safe mode: request refused: ${reason}`), { code: grpc.status.UNAUTHENTICATED, details: `safe mode: request refused: ${reason}`, metadata: new grpc.Metadata() });
+}
 
 /** Streams one published model in chunks, from its one buffer, honouring backpressure. */
 async function writeAll(call: grpc.ServerWritableStream<PullRequest, ModelChunk>, model: PublishedModel): Promise<void> {
@@ -58,7 +70,16 @@ export class GrpcFlServer {
     const impl: FedsimServer = {
       register: (call: grpc.ServerUnaryCall<RegisterRequest, RegisterReply>, cb: grpc.sendUnaryData<RegisterReply>) => {
         this.fl.in('register', 4);
+        const claimed = meta(call.metadata, AUTH.bodySha256) ?? '';
+        const facts = { method: 'RPC', path: GRPC_AUTH_PATH.register, workerId: registrationId(call.request.workerIndex), round: 0, bodySha256: claimed };
+        const auth = this.fl.authorize(facts, (n) => meta(call.metadata, n));
+        if (!auth.ok) return cb(refusal(auth.reason));
+        if (this.fl.auth && createHash('sha256').update(registerBody(call.request.workerIndex)).digest('hex') !== claimed) {
+          this.fl.refused('body-hash', auth.publicKey, facts);
+          return cb(refusal('body-hash'));
+        }
         const r = this.fl.engine.register(call.request.workerIndex);
+        this.fl.auth?.bind(r.workerId, auth.publicKey);
         this.fl.out('register', r.workerId.length + 8);
         cb(null, { workerId: r.workerId, modelVersion: r.version });
       },
@@ -79,9 +100,27 @@ export class GrpcFlServer {
             return;
           }
           slot = s;
+          const claimed = meta(call.metadata, AUTH.bodySha256) ?? '';
+          const hash = this.fl.auth ? createHash('sha256') : null;
+          let publicKey = '';
           call.on('data', (chunk: UpdateChunk) => {
             if (failed || !slot) return;
-            if (chunk.header) header = chunk.header;
+            if (chunk.header) {
+              header = chunk.header;
+              // Safe mode: the signature covers the worker id and round the first chunk names.
+              const auth = this.fl.authorize(
+                { method: 'RPC', path: GRPC_AUTH_PATH.pushUpdate, workerId: header.workerId, round: header.round, bodySha256: claimed },
+                (n) => meta(call.metadata, n),
+              );
+              if (!auth.ok) {
+                failed = true;
+                done();
+                cb(refusal(auth.reason));
+                return;
+              }
+              publicKey = auth.publicKey;
+            }
+            hash?.update(chunk.data);
             if (slot.length + chunk.data.length > this.maxBodyBytes) {
               failed = true;
               done();
@@ -101,6 +140,13 @@ export class GrpcFlServer {
               cb({ code: grpc.status.INVALID_ARGUMENT, details: 'the first UpdateChunk must carry the header' });
               return;
             }
+            if (hash && hash.digest('hex') !== claimed) {
+              // Signed, but not this body: nothing of it is folded.
+              done();
+              this.fl.refused('body-hash', publicKey, { method: 'RPC', path: GRPC_AUTH_PATH.pushUpdate, workerId: header.workerId, round: header.round, bodySha256: claimed });
+              cb(refusal('body-hash'));
+              return;
+            }
             // Folded now, from the slot: the aggregator keeps nothing of the body.
             const ack = this.fl.engine.submit(header.workerId, header.round, body);
             done();
@@ -110,6 +156,14 @@ export class GrpcFlServer {
         });
       },
       pullModel: (call: grpc.ServerWritableStream<PullRequest, ModelChunk>) => {
+        const auth = this.fl.authorize(
+          { method: 'RPC', path: GRPC_AUTH_PATH.pullModel, workerId: call.request.workerId, round: call.request.after, bodySha256: meta(call.metadata, AUTH.bodySha256) ?? '' },
+          (n) => meta(call.metadata, n),
+        );
+        if (!auth.ok) {
+          call.emit('error', refusal(auth.reason));
+          return;
+        }
         this.fl.in('pull', 0);
         const wait = this.fl.engine.waitModel(call.request.after, this.fl.pollTimeoutMs);
         const onCancel = () => wait.cancel();

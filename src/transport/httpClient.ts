@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { fromSocketError } from './errors.js';
 import { BodyBuffer, H } from './headers.js';
+import { EMPTY_SHA256, type RequestSigner, registrationId } from './auth.js';
 
 export interface HttpClientOptions {
   readonly host: string;
@@ -14,6 +16,8 @@ export interface HttpClientOptions {
   readonly keepaliveMs?: number;
   /** Aborting ends the request in flight at once (the node is stopping). */
   readonly signal?: AbortSignal;
+  /** Safe mode: signs every request with this worker's key. */
+  readonly signer?: RequestSigner;
 }
 
 interface Reply {
@@ -38,7 +42,7 @@ export class HttpWorkerTransport implements WorkerTransport {
   async register(workerIndex: number): Promise<{ workerId: string; version: number }> {
     const body = Buffer.from(JSON.stringify({ workerIndex }));
     this.stats.sent('register', body.length);
-    const r = await this.request('POST', '/v1/register', body);
+    const r = await this.request('POST', '/v1/register', body, undefined, { workerId: registrationId(workerIndex), round: 0 });
     this.stats.received('register', r.body.length);
     this.expect(r, [200], 'register');
     const j = JSON.parse(r.body.toString('utf8')) as { workerId: string; version: number };
@@ -47,7 +51,7 @@ export class HttpWorkerTransport implements WorkerTransport {
 
   async pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }> {
     this.stats.sent('update', body.length);
-    const r = await this.request('POST', `/v1/update?round=${round}&worker=${encodeURIComponent(workerId)}`, body);
+    const r = await this.request('POST', `/v1/update?round=${round}&worker=${encodeURIComponent(workerId)}`, body, undefined, { workerId, round });
     this.stats.received('ack', r.body.length);
     this.expect(r, [200, 202, 409], 'update');
     return JSON.parse(r.body.toString('utf8')) as { outcome: UpdateOutcome; reason?: string };
@@ -55,7 +59,7 @@ export class HttpWorkerTransport implements WorkerTransport {
 
   async pullModel(workerId: string, after: number, onHeaders: () => void): Promise<PulledModel | null> {
     this.stats.sent('pull', 0);
-    const r = await this.request('GET', `/v1/model?after=${after}&worker=${encodeURIComponent(workerId)}`, null, onHeaders);
+    const r = await this.request('GET', `/v1/model?after=${after}&worker=${encodeURIComponent(workerId)}`, null, onHeaders, { workerId, round: after });
     if (r.status === 204) {
       this.stats.received('empty', 0);
       return null;
@@ -78,12 +82,19 @@ export class HttpWorkerTransport implements WorkerTransport {
     if (ok.includes(r.status)) return;
     const text = r.body.toString('utf8').slice(0, 200);
     const retryable = r.status >= 500 || r.status === 429;
+    // Refused by safe mode: the same request would be refused again.
+    if (r.status === 401) throw new TransportError('unauthenticated', `${this.target} ${what}: HTTP 401 ${text}`, false);
     throw new TransportError(`http-${r.status}`, `${this.target} ${what}: HTTP ${r.status} ${text}`, retryable);
   }
 
-  private request(method: string, path: string, body: Buffer | null, onHeaders?: () => void): Promise<Reply> {
+  private request(method: string, path: string, body: Buffer | null, onHeaders?: () => void, who?: { workerId: string; round: number }): Promise<Reply> {
     const signal = this.opts.signal;
     if (signal?.aborted) return Promise.reject(new TransportError('stopped', 'stopped', false));
+    const headers: Record<string, string | number> = body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : {};
+    if (this.opts.signer && who) {
+      const bodySha256 = body ? createHash('sha256').update(body).digest('hex') : EMPTY_SHA256;
+      Object.assign(headers, this.opts.signer({ method, path: path.split('?')[0], workerId: who.workerId, round: who.round, bodySha256 }));
+    }
     return new Promise<Reply>((resolve, reject) => {
       const req = http.request(
         {
@@ -92,7 +103,7 @@ export class HttpWorkerTransport implements WorkerTransport {
           method,
           path,
           agent: this.agent,
-          headers: body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : undefined,
+          headers,
         },
         (res) => {
           if (res.statusCode === 200) onHeaders?.();

@@ -1,6 +1,9 @@
+import { type Hash, createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { UpdateSlot } from '../sim/updateSlots.js';
+import type { RequestFacts } from '../sim/ports.js';
+import { AUTH, registrationId } from './auth.js';
 import type { FlServer } from '../sim/flServer.js';
 import { H } from './headers.js';
 
@@ -45,7 +48,7 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 /** Reads an update body into its slot (never whole per worker beyond the slots). */
-function readInto(req: http.IncomingMessage, slot: UpdateSlot, limit: number): Promise<Buffer> {
+function readInto(req: http.IncomingMessage, slot: UpdateSlot, limit: number, hash: Hash | null): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
@@ -60,6 +63,8 @@ function readInto(req: http.IncomingMessage, slot: UpdateSlot, limit: number): P
         return;
       }
       slot.write(c);
+      // Safe mode: the body's hash is computed as it streams in, not over a second copy.
+      hash?.update(c);
     });
     req.on('end', () => resolve(slot.bytes()));
     req.on('error', reject);
@@ -115,8 +120,22 @@ export class HttpFlServer {
     const url = new URL(req.url ?? '/', 'http://x');
     const route = `${req.method} ${url.pathname}`;
     const fl = this.fl;
+    const header = (name: string) => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    /** Safe mode: checks the signed headers; a refused request is answered 401 and its body not read. */
+    const authorize = (facts: RequestFacts): { ok: true; publicKey: string } | null => {
+      const r = fl.authorize(facts, header);
+      if (r.ok) return r;
+      req.resume();
+      sendJson(res, 401, { error: `safe mode: request refused: ${r.reason}`, reason: r.reason });
+      return null;
+    };
+    const claimed = header(AUTH.bodySha256) ?? '';
     switch (route) {
       case 'POST /v1/register': {
+        // A registration is a few bytes: read it first, so the signature can be checked against the index it asks for.
         const body = await readBody(req, 4096);
         fl.in('register', body.length);
         let index: unknown;
@@ -125,12 +144,22 @@ export class HttpFlServer {
         } catch {
           index = undefined;
         }
+        const facts = { method: 'POST', path: url.pathname, workerId: typeof index === 'number' ? registrationId(index) : '', round: 0, bodySha256: claimed };
+        const auth = authorize(facts);
+        if (!auth) return;
+        if (fl.auth && createHash('sha256').update(body).digest('hex') !== claimed) {
+          fl.refused('body-hash', auth.publicKey, facts);
+          sendJson(res, 401, { error: 'safe mode: request refused: body-hash', reason: 'body-hash' });
+          return;
+        }
         if (typeof index !== 'number' || !Number.isInteger(index) || index < 0) {
           fl.error('bad-request');
           sendJson(res, 400, { error: 'body must be JSON {"workerIndex": N} with N a whole number >= 0' });
           return;
         }
-        fl.out('register', sendJson(res, 200, fl.engine.register(index)));
+        const reg = fl.engine.register(index);
+        fl.auth?.bind(reg.workerId, auth.publicKey);
+        fl.out('register', sendJson(res, 200, reg));
         return;
       }
       case 'POST /v1/update': {
@@ -142,6 +171,9 @@ export class HttpFlServer {
           sendJson(res, 400, { error: 'query must carry round=R (R >= 1) and worker=ID' });
           return;
         }
+        const facts = { method: 'POST', path: url.pathname, workerId: worker, round, bodySha256: claimed };
+        const auth = authorize(facts);
+        if (!auth) return;
         const pre = fl.engine.precheck(worker, round);
         if (pre !== 'ok') {
           // The body is not needed: drain it and answer at once.
@@ -153,8 +185,15 @@ export class HttpFlServer {
         }
         const slot = await fl.slots.acquire();
         try {
-          const body = await readInto(req, slot, this.opts.maxBodyBytes);
+          const hash = fl.auth ? createHash('sha256') : null;
+          const body = await readInto(req, slot, this.opts.maxBodyBytes, hash);
           fl.in('update', body.length);
+          if (hash && hash.digest('hex') !== claimed) {
+            // Signed, but not this body: nothing of it is folded.
+            fl.refused('body-hash', auth.publicKey, facts);
+            sendJson(res, 401, { error: 'safe mode: request refused: body-hash', reason: 'body-hash' });
+            return;
+          }
           // Folded now, from the slot: the aggregator keeps nothing of the body.
           const ack = fl.engine.submit(worker, round, body);
           const status = ack.outcome === 'accepted' ? 202 : ack.outcome === 'rejected' ? 409 : 200;
@@ -171,6 +210,7 @@ export class HttpFlServer {
           sendJson(res, 400, { error: 'after=V must be a whole number' });
           return;
         }
+        if (!authorize({ method: 'GET', path: url.pathname, workerId: url.searchParams.get('worker') ?? '', round: after, bodySha256: claimed })) return;
         fl.in('pull', 0);
         const wait = fl.engine.waitModel(after, fl.pollTimeoutMs);
         const onClose = () => wait.cancel();

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { generateKeys, loadWorkerKeys } from '../../src/auth/keys.js';
+import { canonical } from '../../src/auth/sign.js';
+import { serverChecker, workerSigners } from '../../src/commands/safeMode.js';
+import { StringPayload } from '../../src/payload/string.js';
+import { systemClock } from '../../src/runtime/clock.js';
+import { sha256Hex } from '../../src/runtime/hash.js';
+import { FlServer } from '../../src/sim/flServer.js';
+import { type RequestSigner, TransportError, type WorkerTransport } from '../../src/sim/ports.js';
+import { WorkerNodeStats } from '../../src/sim/workerStats.js';
+import { AUTH } from '../../src/transport/auth.js';
+import { GrpcWorkerTransport } from '../../src/transport/grpcClient.js';
+import { GrpcFlServer } from '../../src/transport/grpcServer.js';
+import { HttpWorkerTransport } from '../../src/transport/httpClient.js';
+import { HttpFlServer } from '../../src/transport/httpServer.js';
+import { tempDir } from '../helpers/cli.js';
+
+const dir = tempDir();
+const stranger = tempDir();
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(stranger, { recursive: true, force: true });
+});
+generateKeys({ workers: 4, outDir: dir, force: true });
+generateKeys({ workers: 1, outDir: stranger, force: true });
+const signers = workerSigners(dir, [0, 1, 2, 3]);
+const strangerSigner = workerSigners(stranger, [0]).get(0)!;
+
+/** A signer for worker 3 whose clock is ten minutes behind. */
+const staleSigner: RequestSigner = (facts) => {
+  const key = loadWorkerKeys(dir, [3]).get(3)!;
+  const timestamp = Date.now() - 600_000;
+  const nonce = 'n-stale';
+  return {
+    [AUTH.key]: key.publicKeyHex,
+    [AUTH.timestamp]: String(timestamp),
+    [AUTH.nonce]: nonce,
+    [AUTH.bodySha256]: facts.bodySha256,
+    [AUTH.signature]: key.sign(canonical({ ...facts, publicKey: key.publicKeyHex, timestamp, nonce })).toString('hex'),
+  };
+};
+
+async function refusal(p: Promise<unknown>): Promise<string> {
+  const e = await p.then(
+    () => null,
+    (x: unknown) => x,
+  );
+  assert.ok(e instanceof TransportError, `expected a refusal, got ${String(e)}`);
+  assert.equal(e.kind, 'unauthenticated', e.message);
+  assert.equal(e.retryable, false);
+  return e.message;
+}
+
+for (const kind of ['http', 'grpc'] as const) {
+  describe(`safe mode over ${kind}`, () => {
+    let fl: FlServer;
+    let hs: HttpFlServer;
+    let gs: GrpcFlServer;
+    let port = 0;
+    const clients: WorkerTransport[] = [];
+    const logs: string[] = [];
+    const client = (signer?: RequestSigner) => {
+      const opts = { host: '127.0.0.1', port, requestTimeoutMs: 10_000, signer };
+      const c = kind === 'http' ? new HttpWorkerTransport(opts, new WorkerNodeStats(1)) : new GrpcWorkerTransport(opts, new WorkerNodeStats(1));
+      clients.push(c);
+      return c;
+    };
+    before(async () => {
+      fl = new FlServer({ expectedWorkers: 2, codec: new StringPayload(), clock: systemClock, hash: sha256Hex }, 300);
+      fl.auth = serverChecker(path.join(dir, 'keys.list')).checker;
+      fl.authLog = (l) => logs.push(l);
+      hs = new HttpFlServer(fl, { host: '127.0.0.1', port: 0, maxBodyBytes: 1 << 20 }, () => ({}));
+      gs = new GrpcFlServer(fl, 1 << 20);
+      const h = await hs.listen();
+      const g = await gs.listen('127.0.0.1', 0);
+      port = kind === 'http' ? h.port : g;
+    });
+    after(async () => {
+      for (const c of clients) c.close();
+      fl.engine.close();
+      await Promise.all([hs.close(), gs.close()]);
+    });
+
+    test('a listed worker registers, sends and pulls; every kind of bad request is refused with its reason and counted', async () => {
+      const a = client(signers.get(0));
+      const ra = await a.register(0);
+      const body = Buffer.from('update of worker 0');
+
+      // Missing headers, an unknown key, a stale timestamp.
+      assert.match(await refusal(client().register(1)), /missing/);
+      assert.match(await refusal(client(strangerSigner).register(1)), /unknown-key/);
+      assert.match(await refusal(client(staleSigner).register(3)), /stale/);
+
+      // Worker 1's key asks for worker 0's index, then sends an update in worker 0's name.
+      assert.match(await refusal(client(signers.get(1)).register(0)), /wrong-worker/);
+      const b = client(signers.get(1));
+      await b.register(1);
+      assert.match(await refusal(b.pushUpdate(ra.workerId, 1, body)), /wrong-worker/);
+
+      // A signature over another body than the one sent.
+      const tamper: RequestSigner = (f) => signers.get(0)!({ ...f, bodySha256: sha256Hex(Buffer.from('something else')) });
+      assert.match(await refusal(client(tamper).pushUpdate(ra.workerId, 1, body)), /body-hash/);
+
+      // The same signed request twice: the second is a replay.
+      let first: Record<string, string> | null = null;
+      const replaying: RequestSigner = (f) => (first ??= signers.get(0)!(f));
+      const r = client(replaying);
+      assert.equal((await r.pushUpdate(ra.workerId, 1, body)).outcome, 'accepted');
+      assert.match(await refusal(r.pushUpdate(ra.workerId, 1, body)), /replay/);
+
+      const m = await a.pullModel(ra.workerId, -1, () => undefined);
+      assert.ok(m);
+      assert.deepEqual(fl.authRefused, { missing: 1, 'unknown-key': 1, stale: 1, 'wrong-worker': 2, 'body-hash': 1, replay: 1 });
+      assert.equal(fl.report().safeMode, true);
+      assert.ok(logs.some((l) => /safe mode: refused .* wrong-worker/.test(l)), logs.join('\n'));
+    });
+  });
+}

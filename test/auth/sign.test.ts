@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { test } from 'node:test';
+import nacl from 'tweetnacl';
+import { type SignedFields, Verifier, canonical, checkBody, privateKeyFromSeed, publicKeyOfSeed, rawPublicKeyHex, signer, verifySignature } from '../../src/auth/sign.js';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+
+interface TestKey {
+  seed: string;
+  pub: string;
+  sign: (m: Buffer) => Buffer;
+}
+function newKey(): TestKey {
+  const kp = nacl.sign.keyPair();
+  const seed = hex(kp.secretKey.subarray(0, 32));
+  return { seed, pub: hex(kp.publicKey), sign: signer(seed) };
+}
+
+const NOW = 1_700_000_000_000;
+let nonceSeq = 0;
+function fields(key: TestKey, over: Partial<SignedFields> = {}): SignedFields {
+  return {
+    method: 'POST',
+    path: '/v1/update',
+    publicKey: key.pub,
+    workerId: 'w0',
+    round: 3,
+    timestamp: NOW,
+    nonce: `n${nonceSeq++}`,
+    bodySha256: sha('update body'),
+    ...over,
+  };
+}
+const signed = (key: TestKey, over: Partial<SignedFields> = {}) => {
+  const f = fields(key, over);
+  return { f, sig: key.sign(canonical(f)).toString('hex') };
+};
+
+test('canonical: a version line, then each field on its own line, in order', () => {
+  const f: SignedFields = {
+    method: 'POST', path: '/v1/update', publicKey: 'ab'.repeat(32), workerId: 'w7', round: 12, timestamp: 1700000000123, nonce: 'q1w2', bodySha256: sha(''),
+  };
+  assert.equal(
+    canonical(f).toString('utf8'),
+    `fedsim-auth-v1\nPOST\n/v1/update\n${'ab'.repeat(32)}\nw7\n12\n1700000000123\nq1w2\n${sha('')}\n`,
+  );
+  assert.equal(canonical({ ...f, workerId: '', path: '/é' }).toString('utf8').split('\n')[4], '', 'registration: empty worker id line');
+  assert.deepEqual(canonical({ ...f, path: '/é' }).subarray(20, 24), Buffer.from('/é\n', 'utf8'), 'UTF-8 bytes');
+  // Ambiguous encodings are refused: a field cannot smuggle in another line.
+  assert.throws(() => canonical({ ...f, path: '/v1/update\nw8' }), TypeError);
+  assert.throws(() => canonical({ ...f, nonce: 'a\r' }), TypeError);
+  assert.throws(() => canonical({ ...f, round: 1.5 }), TypeError);
+  assert.throws(() => canonical({ ...f, timestamp: Number.NaN }), TypeError);
+});
+
+test('tweetnacl and native signatures are the same keys both ways', () => {
+  const kp = nacl.sign.keyPair();
+  const seed = hex(kp.secretKey.subarray(0, 32));
+  const pub = hex(kp.publicKey);
+  assert.equal(publicKeyOfSeed(seed), pub);
+  assert.equal(rawPublicKeyHex(privateKeyFromSeed(seed)), pub);
+  for (const msg of [Buffer.alloc(0), Buffer.from('hello'), Buffer.alloc(200, 7)]) {
+    const naclSig = Buffer.from(nacl.sign.detached(msg, kp.secretKey));
+    const nodeSig = signer(seed)(msg);
+    assert.equal(nodeSig.length, 64);
+    assert.ok(verifySignature(pub, msg, naclSig), 'tweetnacl signature verifies natively');
+    assert.ok(verifySignature(pub, msg, naclSig.toString('hex')), '(as hex too)');
+    assert.ok(nacl.sign.detached.verify(msg, nodeSig, kp.publicKey), 'native signature verifies with tweetnacl');
+    assert.deepEqual(nodeSig, naclSig, 'ed25519 is deterministic');
+  }
+  const msg = Buffer.from('hello');
+  const sig = signer(seed)(msg);
+  const tampered = Buffer.from(sig);
+  tampered[10] ^= 1;
+  assert.ok(!verifySignature(pub, msg, tampered));
+  assert.ok(!nacl.sign.detached.verify(msg, tampered, kp.publicKey));
+  assert.ok(!verifySignature(pub, Buffer.from('hellO'), sig));
+  // Malformed input is false, never a throw.
+  assert.ok(!verifySignature(pub, msg, sig.subarray(1)));
+  assert.ok(!verifySignature(pub, msg, 'zz'.repeat(64)));
+  assert.ok(!verifySignature('abc', msg, sig));
+  assert.ok(!verifySignature('00'.repeat(32), msg, sig));
+});
+
+test('Verifier accepts a good request and refuses missing fields and unknown keys', () => {
+  const a = newKey();
+  const stranger = newKey();
+  const v = new Verifier({ keys: [a.pub.toUpperCase()] });
+  const ok = signed(a);
+  assert.deepEqual(v.verify(ok.f, ok.sig, NOW), { ok: true });
+  assert.equal(v.indexOf(a.pub), 0);
+  assert.equal(v.indexOf(stranger.pub), -1);
+
+  const m = signed(a);
+  assert.deepEqual(v.verify(m.f, '', NOW), { ok: false, reason: 'missing' });
+  assert.deepEqual(v.verify({ ...m.f, publicKey: '' }, m.sig, NOW), { ok: false, reason: 'missing' });
+  assert.deepEqual(v.verify({ ...m.f, nonce: '' }, m.sig, NOW), { ok: false, reason: 'missing' });
+
+  // Well signed, but by a key that is not in the list.
+  const s = signed(stranger);
+  assert.deepEqual(v.verify(s.f, s.sig, NOW), { ok: false, reason: 'unknown-key' });
+});
+
+test('Verifier refuses bad signatures: another key, malformed, any tampered field', () => {
+  const a = newKey();
+  const b = newKey();
+  const v = new Verifier({ keys: [a.pub, b.pub] });
+
+  // b signs a request that claims to be a's.
+  const f = fields(a);
+  assert.deepEqual(v.verify(f, b.sign(canonical(f)).toString('hex'), NOW), { ok: false, reason: 'bad-signature' });
+  const g = signed(a);
+  assert.deepEqual(v.verify(g.f, g.sig.slice(2), NOW), { ok: false, reason: 'bad-signature' });
+  assert.deepEqual(v.verify(g.f, `${g.sig.slice(0, -2)}zz`, NOW), { ok: false, reason: 'bad-signature' });
+  assert.deepEqual(v.verify({ ...g.f, path: 'x\ny' }, g.sig, NOW), { ok: false, reason: 'bad-signature' });
+  assert.deepEqual(v.verify({ ...g.f, nonce: 'n'.repeat(129) }, g.sig, NOW), { ok: false, reason: 'bad-signature' });
+
+  const tamper: Array<Partial<SignedFields>> = [
+    { method: 'GET' },
+    { path: '/v1/model' },
+    { workerId: 'w1' },
+    { round: 4 },
+    { timestamp: NOW + 1 },
+    { nonce: 'other' },
+    { bodySha256: sha('another body') },
+    { publicKey: b.pub }, // a's signature presented as b's
+  ];
+  for (const t of tamper) {
+    const r = signed(a);
+    assert.deepEqual(v.verify({ ...r.f, ...t }, r.sig, NOW), { ok: false, reason: 'bad-signature' }, JSON.stringify(t));
+    assert.deepEqual(v.verify(r.f, r.sig, NOW), { ok: true }, 'the untampered request still passes');
+  }
+});
+
+test('Verifier refuses stale timestamps, in the past and in the future', () => {
+  const a = newKey();
+  const v = new Verifier({ keys: [a.pub], maxSkewMs: 5_000 });
+  const at = (ts: number) => signed(a, { timestamp: ts });
+  const past = at(NOW - 5_001);
+  assert.deepEqual(v.verify(past.f, past.sig, NOW), { ok: false, reason: 'stale' });
+  const future = at(NOW + 5_001);
+  assert.deepEqual(v.verify(future.f, future.sig, NOW), { ok: false, reason: 'stale' });
+  for (const ts of [NOW - 5_000, NOW + 5_000, NOW]) {
+    const r = at(ts);
+    assert.deepEqual(v.verify(r.f, r.sig, NOW), { ok: true }, `edge ${ts - NOW}`);
+  }
+  // The default window is 60 s.
+  const d = new Verifier({ keys: [a.pub] });
+  assert.equal(d.maxSkewMs, 60_000);
+  const old = at(NOW - 60_001);
+  assert.deepEqual(d.verify(old.f, old.sig, NOW), { ok: false, reason: 'stale' });
+});
+
+test('Verifier refuses a replayed nonce, recording it only once the request passed', () => {
+  const a = newKey();
+  const b = newKey();
+  const v = new Verifier({ keys: [a.pub, b.pub] });
+  const r = signed(a);
+  assert.deepEqual(v.verify(r.f, r.sig, NOW), { ok: true });
+  assert.deepEqual(v.verify(r.f, r.sig, NOW + 10), { ok: false, reason: 'replay' });
+  // Same nonce in a new, well-signed request of the same key: still a replay.
+  const again = signed(a, { nonce: r.f.nonce, round: 4 });
+  assert.deepEqual(v.verify(again.f, again.sig, NOW), { ok: false, reason: 'replay' });
+  // Nonces are per key.
+  const other = signed(b, { nonce: r.f.nonce, workerId: 'w1' });
+  assert.deepEqual(v.verify(other.f, other.sig, NOW), { ok: true });
+
+  // A forged request does not burn the nonce of a genuine one.
+  const genuine = signed(a);
+  assert.deepEqual(v.verify(genuine.f, b.sign(canonical(genuine.f)).toString('hex'), NOW), { ok: false, reason: 'bad-signature' });
+  const staleCopy = signed(a, { nonce: genuine.f.nonce, timestamp: NOW - 120_000 });
+  assert.deepEqual(v.verify(staleCopy.f, staleCopy.sig, NOW), { ok: false, reason: 'stale' });
+  assert.deepEqual(v.verify(genuine.f, genuine.sig, NOW), { ok: true });
+});
+
+test('Verifier: the nonce cache is bounded; beyond it the timestamp window stops replays', () => {
+  // The cache keeps the last noncesPerWorker nonces of each key, so after that many newer
+  // requests an old nonce is forgotten and a copy of its request would pass again while its
+  // timestamp is in the window. The window is what stops such replays for good, so the cache
+  // must cover the requests one key makes within the window at the expected request rate.
+  const a = newKey();
+  const v = new Verifier({ keys: [a.pub], noncesPerWorker: 4, maxSkewMs: 1_000 });
+  assert.equal(new Verifier({ keys: [] }).noncesPerWorker, 1024);
+  const first = signed(a);
+  assert.deepEqual(v.verify(first.f, first.sig, NOW), { ok: true });
+  const newer = [signed(a), signed(a), signed(a)];
+  for (const r of newer) assert.deepEqual(v.verify(r.f, r.sig, NOW), { ok: true });
+  assert.deepEqual(v.verify(first.f, first.sig, NOW), { ok: false, reason: 'replay' }, '3 newer nonces: still remembered');
+
+  const fourth = signed(a);
+  assert.deepEqual(v.verify(fourth.f, fourth.sig, NOW), { ok: true });
+  // 4 newer nonces: the first is forgotten, so inside the window its copy passes...
+  assert.deepEqual(v.verify(first.f, first.sig, NOW + 500), { ok: true });
+  // ...which the window ends: once maxSkewMs has passed, any copy is stale.
+  assert.deepEqual(v.verify(first.f, first.sig, NOW + 1_001), { ok: false, reason: 'stale' });
+  // The newest ones are still remembered.
+  assert.deepEqual(v.verify(fourth.f, fourth.sig, NOW), { ok: false, reason: 'replay' });
+  assert.deepEqual(v.verify(newer[2].f, newer[2].sig, NOW), { ok: false, reason: 'replay' });
+
+  assert.throws(() => new Verifier({ keys: [], noncesPerWorker: 0 }), RangeError);
+});
+
+test('Verifier: a worker id registered by one key is refused to every other key', () => {
+  const a = newKey();
+  const b = newKey();
+  const v = new Verifier({ keys: [a.pub, b.pub] });
+  // Before registration nobody owns w0.
+  const early = signed(b, { workerId: 'w0' });
+  assert.deepEqual(v.verify(early.f, early.sig, NOW), { ok: true });
+
+  assert.equal(v.bindWorker('w0', a.pub), true);
+  assert.equal(v.workerOf(a.pub), 'w0');
+  const mine = signed(a, { workerId: 'w0' });
+  assert.deepEqual(v.verify(mine.f, mine.sig, NOW), { ok: true });
+  const theirs = signed(b, { workerId: 'w0' });
+  assert.deepEqual(v.verify(theirs.f, theirs.sig, NOW), { ok: false, reason: 'wrong-worker' });
+  // Registration requests (no worker id yet) are exempt.
+  const register = signed(b, { workerId: '', path: '/v1/register', round: 0 });
+  assert.deepEqual(v.verify(register.f, register.sig, NOW), { ok: true });
+
+  // The first key keeps its id; an unknown key binds nothing.
+  assert.equal(v.bindWorker('w0', b.pub), false);
+  assert.equal(v.bindWorker('w0', a.pub), true, 'binding again to the same key is fine');
+  assert.equal(v.bindWorker('w9', newKey().pub), false);
+  assert.equal(v.bindWorker('w1', b.pub), true);
+  const ownId = signed(b, { workerId: 'w1' });
+  assert.deepEqual(v.verify(ownId.f, ownId.sig, NOW), { ok: true });
+  const crossed = signed(a, { workerId: 'w1' });
+  assert.deepEqual(v.verify(crossed.f, crossed.sig, NOW), { ok: false, reason: 'wrong-worker' });
+  // A wrong-worker refusal did not record the nonce.
+  v.bindWorker('w2', b.pub); // b moves to w2: w1 is released
+  assert.deepEqual(v.verify(crossed.f, crossed.sig, NOW), { ok: true });
+});
+
+test('checkBody compares the signed body hash with the received one', () => {
+  assert.deepEqual(checkBody(sha('a'), sha('a')), { ok: true });
+  assert.deepEqual(checkBody(sha('a').toUpperCase(), sha('a')), { ok: true });
+  assert.deepEqual(checkBody(sha('a'), sha('b')), { ok: false, reason: 'body-hash' });
+});
