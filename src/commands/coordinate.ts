@@ -7,7 +7,6 @@ import { Coordinator } from '../control/coordinator.js';
 import type { TlsFiles } from '../control/protocol.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { HeadlessSink } from '../report/headless.js';
-import { TuiSink } from '../tui/sink.js';
 import { handFaultsOn, withHandFaults } from '../config/handFaults.js';
 import { buildSummary, formatSummaryTable, type Summary } from '../report/summary.js';
 import { fedsimVersion } from '../runtime/self.js';
@@ -73,8 +72,9 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
   const say = logFile ? (line: string) => void logFile.write(`${line}\n`) : log;
   const coordinator = new Coordinator({ scenario: sc, listen: o.listen, token: o.token, tls: o.tls, store, log: say });
   const port = await coordinator.listen();
+  // Ink and React load only when the UI is on: nodes and headless runs start faster without them.
   const sink: { close(): void } = tui
-    ? new TuiSink(
+    ? new (await import('../tui/sink.js')).TuiSink(
         store,
         { name: sc.name, transport: sc.transport, payload: formatPayload(payloadOf(sc)), nodes: sc.nodes, handFaults: handFaultsOn(sc, tui) },
         {

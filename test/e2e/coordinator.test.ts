@@ -69,13 +69,15 @@ test('coordinator, a server node and three worker nodes as separate processes: e
 test('kill -9 of a worker node mid-run: it is marked lost and the run fails with exit 1', async () => {
   const out = tempDir();
   try {
-    const { done, addr } = await coordinator(['--workers', '20', '--expect-nodes', '2', '--rounds', '200', '--train-ms', '20..40', '--heartbeat-ms', '200', '--lost-after', '1'], out);
+    const { c, done, addr } = await coordinator(['--workers', '20', '--expect-nodes', '2', '--rounds', '200', '--train-ms', '20..40', '--heartbeat-ms', '200', '--lost-after', '1'], out);
+    // Rounds running: the coordinator says so once every node is ready and a round has closed.
+    let said = '';
+    const running = new Promise<void>((resolve) => c.stderr!.on('data', (d: Buffer) => (said += d.toString()) && /round +1\/200/.test(said) && resolve()));
     const server = start(['node', '--role', 'server', '--coordinator', addr, '--token', TOKEN]);
     const victim = start(['node', '--role', 'worker', '--coordinator', addr, '--token', TOKEN, '--chunk', '1 of 2']);
     const other = start(['node', '--role', 'worker', '--coordinator', addr, '--token', TOKEN, '--chunk', '2/2']);
     const others = [exited(server), exited(other)];
-    // Wait until rounds are running, then kill.
-    await new Promise((r) => setTimeout(r, 2500));
+    await running;
     victim.kill('SIGKILL');
     const res = await done;
     assert.equal(res.code, 1, res.stderr);
