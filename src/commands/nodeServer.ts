@@ -59,11 +59,18 @@ function bindError(err: unknown, what: string, host: string, port: number): Erro
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/** In-flight update bodies share 32 MiB: two 14 MB models at once, sixteen small ones. */
+export function updateSlotsFor(updateBytes: number): number {
+  return Math.max(2, Math.min(16, Math.floor((32 * 1024 * 1024) / Math.max(1, updateBytes))));
+}
+
 /** Starts one round engine behind long-poll HTTP and gRPC. */
 export async function startServer(s: ServerSettings, onRound: (line: RoundLine) => void): Promise<ServerHandle> {
+  const codec = createPayload(s.payload);
   const fl = new FlServer(
-    { expectedWorkers: s.workers, minWorkers: s.minWorkers, roundTimeoutMs: s.roundTimeoutMs, codec: createPayload(s.payload), clock: systemClock, hash: sha256Hex },
+    { expectedWorkers: s.workers, minWorkers: s.minWorkers, roundTimeoutMs: s.roundTimeoutMs, codec, clock: systemClock, hash: sha256Hex },
     s.pollTimeoutMs,
+    updateSlotsFor(codec.makeUpdate(codec.initialModel(), 0, 1).length),
   );
   const status = () => ({ server: fl.report(), workers: s.workers, payload: formatPayload(s.payload), maxRssBytes: process.resourceUsage().maxRSS * 1024 });
   const http = new HttpFlServer(fl, { host: s.host, port: s.httpPort, maxBodyBytes: s.maxBodyBytes }, status);
