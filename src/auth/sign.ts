@@ -233,6 +233,8 @@ export class Verifier {
   private readonly byKey = new Map<string, KeyState>();
   /** Worker id → the key that registered it (at most one id per key, so bounded by the list). */
   private readonly boundTo = new Map<string, string>();
+  /** "key nonce" of requests whose signature is being checked (verifyAsync). */
+  private readonly pending = new Set<string>();
 
   constructor(opts: VerifierOptions) {
     this.maxSkewMs = opts.maxSkewMs ?? 60_000;
@@ -265,6 +267,50 @@ export class Verifier {
       return { ok: false, reason: 'bad-signature' };
     }
     if (!verifyWith(state.key, msg, Buffer.from(signatureHex, 'hex'))) return { ok: false, reason: 'bad-signature' };
+    if (state.nonces?.has(f.nonce)) return { ok: false, reason: 'replay' };
+    if (f.workerId !== '') {
+      const owner = this.boundTo.get(f.workerId);
+      if (owner !== undefined && owner !== id) return { ok: false, reason: 'wrong-worker' };
+    }
+    (state.nonces ??= new NonceRing(this.noncesPerWorker)).add(f.nonce);
+    return { ok: true };
+  }
+
+  /**
+   * `verify` with the signature checked off the event loop (Node's callback form of
+   * `crypto.verify` runs in the libuv thread pool): the server keeps serving requests while
+   * signatures are checked, on every core. The nonce is reserved while its check runs, so
+   * two copies of one request in flight at once cannot both pass.
+   */
+  async verifyAsync(f: SignedFields, signatureHex: string, now: number): Promise<AuthResult> {
+    if (!signatureHex || !f.publicKey || !f.nonce) return { ok: false, reason: 'missing' };
+    const id = f.publicKey.toLowerCase();
+    const state = this.byKey.get(id);
+    if (!state) return { ok: false, reason: 'unknown-key' };
+    if (!Number.isFinite(f.timestamp) || Math.abs(now - f.timestamp) > this.maxSkewMs) return { ok: false, reason: 'stale' };
+    if (!HEX64.test(signatureHex) || f.nonce.length > MAX_NONCE_CHARS) return { ok: false, reason: 'bad-signature' };
+    let msg: Buffer;
+    try {
+      msg = canonical(f);
+    } catch {
+      return { ok: false, reason: 'bad-signature' };
+    }
+    if (state.nonces?.has(f.nonce) || this.pending.has(`${id} ${f.nonce}`)) return { ok: false, reason: 'replay' };
+    const reserved = `${id} ${f.nonce}`;
+    this.pending.add(reserved);
+    let good: boolean;
+    try {
+      good = await new Promise<boolean>((resolve) => {
+        try {
+          nodeVerify(null, msg, state.key, Buffer.from(signatureHex, 'hex'), (err, ok) => resolve(!err && ok));
+        } catch {
+          resolve(false);
+        }
+      });
+    } finally {
+      this.pending.delete(reserved);
+    }
+    if (!good) return { ok: false, reason: 'bad-signature' };
     if (state.nonces?.has(f.nonce)) return { ok: false, reason: 'replay' };
     if (f.workerId !== '') {
       const owner = this.boundTo.get(f.workerId);

@@ -9,7 +9,7 @@ export function serverChecker(listFile: string): { checker: RequestChecker; keys
   const keys = loadKeyList(listFile);
   const v = new Verifier({ keys });
   const checker: RequestChecker = {
-    check(facts, header) {
+    async check(facts, header) {
       const publicKey = header(AUTH.key) ?? '';
       const sig = header(AUTH.signature);
       const ts = Number(header(AUTH.timestamp));
@@ -18,7 +18,7 @@ export function serverChecker(listFile: string): { checker: RequestChecker; keys
       // A registration asks for an index ("#N"): only the key on line N may take it.
       const asked = /^#(\d+)$/.exec(facts.workerId);
       if (asked && v.indexOf(publicKey) >= 0 && v.indexOf(publicKey) !== Number(asked[1])) return { ok: false, reason: 'wrong-worker', publicKey };
-      const r = v.verify({ ...facts, publicKey, timestamp: ts, nonce }, sig, Date.now());
+      const r = await v.verifyAsync({ ...facts, publicKey, timestamp: ts, nonce }, sig, Date.now());
       return r.ok ? { ok: true, publicKey } : { ok: false, reason: r.reason, publicKey };
     },
     bind: (workerId, publicKey) => void v.bindWorker(workerId, publicKey),

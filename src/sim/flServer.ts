@@ -60,9 +60,9 @@ export class FlServer {
   private readonly authTold = new Set<string>();
 
   /** Checks a request in safe mode; counts and tells a refusal. Always passes with safe mode off. */
-  authorize(facts: RequestFacts, headers: (name: string) => string | undefined): { ok: true; publicKey: string } | { ok: false; reason: string } {
+  async authorize(facts: RequestFacts, headers: (name: string) => string | undefined): Promise<{ ok: true; publicKey: string } | { ok: false; reason: string }> {
     if (!this.auth) return { ok: true, publicKey: '' };
-    const r = this.auth.check(facts, headers);
+    const r = await this.auth.check(facts, headers);
     if (r.ok) return r;
     this.refused(r.reason, r.publicKey, facts);
     return r;

@@ -91,7 +91,7 @@ export type RequestSigner = (facts: RequestFacts) => Record<string, string>;
 
 /** The server's check of one request: null when it passes, else the reason it is refused. */
 export interface RequestChecker {
-  check(facts: RequestFacts, headers: (name: string) => string | undefined): { ok: true; publicKey: string } | { ok: false; reason: string; publicKey: string };
+  check(facts: RequestFacts, headers: (name: string) => string | undefined): Promise<{ ok: true; publicKey: string } | { ok: false; reason: string; publicKey: string }>;
   /** A registration succeeded: worker id → the key that registered it. */
   bind(workerId: string, publicKey: string): void;
 }

@@ -72,16 +72,18 @@ export class GrpcFlServer {
         this.fl.in('register', 4);
         const claimed = meta(call.metadata, AUTH.bodySha256) ?? '';
         const facts = { method: 'RPC', path: GRPC_AUTH_PATH.register, workerId: registrationId(call.request.workerIndex), round: 0, bodySha256: claimed };
-        const auth = this.fl.authorize(facts, (n) => meta(call.metadata, n));
-        if (!auth.ok) return cb(refusal(auth.reason));
-        if (this.fl.auth && createHash('sha256').update(registerBody(call.request.workerIndex)).digest('hex') !== claimed) {
-          this.fl.refused('body-hash', auth.publicKey, facts);
-          return cb(refusal('body-hash'));
-        }
-        const r = this.fl.engine.register(call.request.workerIndex);
-        this.fl.auth?.bind(r.workerId, auth.publicKey);
-        this.fl.out('register', r.workerId.length + 8);
-        cb(null, { workerId: r.workerId, modelVersion: r.version });
+        void (async () => {
+          const auth = this.fl.auth ? await this.fl.authorize(facts, (n) => meta(call.metadata, n)) : { ok: true as const, publicKey: '' };
+          if (!auth.ok) return cb(refusal(auth.reason));
+          if (this.fl.auth && createHash('sha256').update(registerBody(call.request.workerIndex)).digest('hex') !== claimed) {
+            this.fl.refused('body-hash', auth.publicKey, facts);
+            return cb(refusal('body-hash'));
+          }
+          const r = this.fl.engine.register(call.request.workerIndex);
+          this.fl.auth?.bind(r.workerId, auth.publicKey);
+          this.fl.out('register', r.workerId.length + 8);
+          cb(null, { workerId: r.workerId, modelVersion: r.version });
+        })();
       },
       pushUpdate: (call: grpc.ServerReadableStream<UpdateChunk, UpdateAck>, cb: grpc.sendUnaryData<UpdateAck>) => {
         let header: UpdateChunk['header'];
@@ -103,22 +105,29 @@ export class GrpcFlServer {
           const claimed = meta(call.metadata, AUTH.bodySha256) ?? '';
           const hash = this.fl.auth ? createHash('sha256') : null;
           let publicKey = '';
+          // Safe mode: the signature (checked off the event loop) covers the worker id and round the first chunk names.
+          let authorized: Promise<boolean> = Promise.resolve(true);
           call.on('data', (chunk: UpdateChunk) => {
             if (failed || !slot) return;
             if (chunk.header) {
-              header = chunk.header;
-              // Safe mode: the signature covers the worker id and round the first chunk names.
-              const auth = this.fl.authorize(
-                { method: 'RPC', path: GRPC_AUTH_PATH.pushUpdate, workerId: header.workerId, round: header.round, bodySha256: claimed },
-                (n) => meta(call.metadata, n),
-              );
-              if (!auth.ok) {
-                failed = true;
-                done();
-                cb(refusal(auth.reason));
-                return;
+              const h = chunk.header;
+              header = h;
+              if (this.fl.auth) {
+                authorized = this.fl
+                  .authorize({ method: 'RPC', path: GRPC_AUTH_PATH.pushUpdate, workerId: h.workerId, round: h.round, bodySha256: claimed }, (n) => meta(call.metadata, n))
+                  .then((auth) => {
+                    if (auth.ok) {
+                      publicKey = auth.publicKey;
+                      return true;
+                    }
+                    if (!failed) {
+                      failed = true;
+                      done();
+                      cb(refusal(auth.reason));
+                    }
+                    return false;
+                  });
               }
-              publicKey = auth.publicKey;
             }
             hash?.update(chunk.data);
             if (slot.length + chunk.data.length > this.maxBodyBytes) {
@@ -130,8 +139,8 @@ export class GrpcFlServer {
             }
             slot.write(chunk.data);
           });
-          call.on('end', () => {
-            if (failed || !slot) return;
+          call.on('end', async () => {
+            if (!(await authorized) || failed || !slot) return;
             const body = slot.bytes();
             this.fl.in('update', body.length);
             if (!header) {
@@ -156,33 +165,39 @@ export class GrpcFlServer {
         });
       },
       pullModel: (call: grpc.ServerWritableStream<PullRequest, ModelChunk>) => {
-        const auth = this.fl.authorize(
-          { method: 'RPC', path: GRPC_AUTH_PATH.pullModel, workerId: call.request.workerId, round: call.request.after, bodySha256: meta(call.metadata, AUTH.bodySha256) ?? '' },
-          (n) => meta(call.metadata, n),
-        );
-        if (!auth.ok) {
-          call.emit('error', refusal(auth.reason));
-          return;
-        }
-        this.fl.in('pull', 0);
-        const wait = this.fl.engine.waitModel(call.request.after, this.fl.pollTimeoutMs);
-        const onCancel = () => wait.cancel();
-        call.on('cancelled', onCancel);
-        void wait.promise.then(async (model) => {
-          call.off('cancelled', onCancel);
-          if (call.cancelled) return;
-          if (!model) {
-            this.fl.out('empty', 0);
-            call.end();
-            return;
-          }
-          await writeAll(call, model);
-          this.fl.out('model', model.body.length);
-          call.end();
-        });
+        void this.pull(call);
       },
     };
     this.server.addService(FedsimService, impl);
+  }
+
+  private async pull(call: grpc.ServerWritableStream<PullRequest, ModelChunk>): Promise<void> {
+    if (this.fl.auth) {
+      const auth = await this.fl.authorize(
+        { method: 'RPC', path: GRPC_AUTH_PATH.pullModel, workerId: call.request.workerId, round: call.request.after, bodySha256: meta(call.metadata, AUTH.bodySha256) ?? '' },
+        (n) => meta(call.metadata, n),
+      );
+      if (!auth.ok) {
+        call.emit('error', refusal(auth.reason));
+        return;
+      }
+    }
+    this.fl.in('pull', 0);
+    const wait = this.fl.engine.waitModel(call.request.after, this.fl.pollTimeoutMs);
+    const onCancel = () => wait.cancel();
+    call.on('cancelled', onCancel);
+    void wait.promise.then(async (model) => {
+      call.off('cancelled', onCancel);
+      if (call.cancelled) return;
+      if (!model) {
+        this.fl.out('empty', 0);
+        call.end();
+        return;
+      }
+      await writeAll(call, model);
+      this.fl.out('model', model.body.length);
+      call.end();
+    });
   }
 
   listen(host: string, port: number): Promise<number> {

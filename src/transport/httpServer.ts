@@ -125,8 +125,9 @@ export class HttpFlServer {
       return Array.isArray(v) ? v[0] : v;
     };
     /** Safe mode: checks the signed headers; a refused request is answered 401 and its body not read. */
-    const authorize = (facts: RequestFacts): { ok: true; publicKey: string } | null => {
-      const r = fl.authorize(facts, header);
+    const authorize = async (facts: RequestFacts): Promise<{ ok: true; publicKey: string } | null> => {
+      if (!fl.auth) return { ok: true, publicKey: '' };
+      const r = await fl.authorize(facts, header);
       if (r.ok) return r;
       req.resume();
       sendJson(res, 401, { error: `safe mode: request refused: ${r.reason}`, reason: r.reason });
@@ -145,7 +146,7 @@ export class HttpFlServer {
           index = undefined;
         }
         const facts = { method: 'POST', path: url.pathname, workerId: typeof index === 'number' ? registrationId(index) : '', round: 0, bodySha256: claimed };
-        const auth = authorize(facts);
+        const auth = await authorize(facts);
         if (!auth) return;
         if (fl.auth && createHash('sha256').update(body).digest('hex') !== claimed) {
           fl.refused('body-hash', auth.publicKey, facts);
@@ -172,7 +173,7 @@ export class HttpFlServer {
           return;
         }
         const facts = { method: 'POST', path: url.pathname, workerId: worker, round, bodySha256: claimed };
-        const auth = authorize(facts);
+        const auth = fl.auth ? await authorize(facts) : { ok: true as const, publicKey: '' };
         if (!auth) return;
         const pre = fl.engine.precheck(worker, round);
         if (pre !== 'ok') {
@@ -210,7 +211,7 @@ export class HttpFlServer {
           sendJson(res, 400, { error: 'after=V must be a whole number' });
           return;
         }
-        if (!authorize({ method: 'GET', path: url.pathname, workerId: url.searchParams.get('worker') ?? '', round: after, bodySha256: claimed })) return;
+        if (fl.auth && !(await authorize({ method: 'GET', path: url.pathname, workerId: url.searchParams.get('worker') ?? '', round: after, bodySha256: claimed }))) return;
         fl.in('pull', 0);
         const wait = fl.engine.waitModel(after, fl.pollTimeoutMs);
         const onClose = () => wait.cancel();

@@ -239,3 +239,19 @@ test('checkBody compares the signed body hash with the received one', () => {
   assert.deepEqual(checkBody(sha('a').toUpperCase(), sha('a')), { ok: true });
   assert.deepEqual(checkBody(sha('a'), sha('b')), { ok: false, reason: 'body-hash' });
 });
+
+test('verifyAsync: the same checks off the event loop; two copies of one request in flight at once, one passes', async () => {
+  const k = newKey();
+  const other = newKey();
+  const v = new Verifier({ keys: [k.pub] });
+  const { f, sig } = signed(k);
+  const [a, b] = await Promise.all([v.verifyAsync(f, sig, NOW), v.verifyAsync(f, sig, NOW)]);
+  assert.deepEqual([a, b].map((r) => (r.ok ? 'ok' : r.reason)).sort(), ['ok', 'replay']);
+  assert.deepEqual(await v.verifyAsync(f, sig, NOW), { ok: false, reason: 'replay' });
+  const t = signed(k);
+  assert.deepEqual(await v.verifyAsync({ ...t.f, round: 4 }, t.sig, NOW), { ok: false, reason: 'bad-signature' });
+  assert.deepEqual(await v.verifyAsync(t.f, t.sig, NOW + 61_000), { ok: false, reason: 'stale' });
+  const o = signed(other);
+  assert.deepEqual(await v.verifyAsync(o.f, o.sig, NOW), { ok: false, reason: 'unknown-key' });
+  assert.deepEqual(await v.verifyAsync(t.f, t.sig, NOW), { ok: true }, 'a failed check does not burn the nonce');
+});
