@@ -41,25 +41,32 @@ function refusal(reason: string): grpc.ServiceError {
 /** Streams one published model in chunks, from its one buffer, honouring backpressure. */
 async function writeAll(call: grpc.ServerWritableStream<PullRequest, ModelChunk>, model: PublishedModel): Promise<void> {
   const total = model.body.length;
-  let off = 0;
-  do {
-    const end = Math.min(total, off + CHUNK_BYTES);
-    const header = off === 0 ? { version: model.version, totalBytes: total, sha256: model.sha256, publishedAtMs: model.publishedAtMs } : undefined;
-    const more = call.write({ header, data: model.body.subarray(off, end) });
-    off = end;
-    if (!more && off < total) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          call.off('drain', done);
-          call.off('cancelled', done);
-          resolve();
-        };
-        call.on('drain', done);
-        call.on('cancelled', done);
-      });
+  // At most two chunks of this stream wait in grpc-js at a time (its own buffer takes 16
+  // messages, 16 MiB per stream): with a hundred workers pulling a 14 MB model, memory stays
+  // bounded by the streams' windows, not by the workers times the model.
+  let queued = 0;
+  let wake: (() => void) | null = null;
+  const onCancel = () => wake?.();
+  call.on('cancelled', onCancel);
+  try {
+    let off = 0;
+    do {
+      while (queued >= 2 && !call.cancelled) await new Promise<void>((resolve) => (wake = resolve));
       if (call.cancelled) return;
-    }
-  } while (off < total);
+      const end = Math.min(total, off + CHUNK_BYTES);
+      const header = off === 0 ? { version: model.version, totalBytes: total, sha256: model.sha256, publishedAtMs: model.publishedAtMs } : undefined;
+      queued++;
+      call.write({ header, data: model.body.subarray(off, end) }, () => {
+        queued--;
+        const w = wake;
+        wake = null;
+        w?.();
+      });
+      off = end;
+    } while (off < total);
+  } finally {
+    call.off('cancelled', onCancel);
+  }
 }
 
 /** The gRPC face of the FL server (fedsim.v1.Fedsim), on the same round engine as HTTP. */
