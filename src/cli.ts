@@ -42,6 +42,9 @@ const CUT_OPTIONS: Array<[string, string]> = [
 /** One fault from flags, for the common case (docs/faults.md has the full `faults:` list). */
 function addCutOptions(cmd: Command): Command {
   for (const [flag, help] of CUT_OPTIONS) cmd.option(flag, help);
+  // Thresholds come with the scenario (docs/thresholds.md).
+  cmd.option('--threshold <METRIC:EXPR>', "pass/fail criterion, repeatable, e.g. 'round_ms:p(95)<2000' (exit 99 when one fails)", (v: string, prev: string[] = []) => [...prev, v]);
+  cmd.option('--no-thresholds', 'ignore every threshold (of the file and of --threshold)');
   return cmd;
 }
 

@@ -6,6 +6,8 @@ export const ExitCode = {
   ok: 0,
   runFailed: 1,
   usage: 2,
+  /** The run completed but a threshold failed (k6's convention). */
+  thresholds: 99,
 } as const;
 
 /** Bad flags, bad files, bad values: the user can fix it by changing the input. */

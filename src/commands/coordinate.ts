@@ -9,6 +9,7 @@ import { ExitCode, UsageError } from '../errors.js';
 import { HeadlessSink } from '../report/headless.js';
 import { handFaultsOn, withHandFaults } from '../config/handFaults.js';
 import { buildSummary, formatSummaryTable, type Summary } from '../report/summary.js';
+import { type Threshold, evaluateThresholds, junitXml } from '../report/thresholds.js';
 import { fedsimVersion } from '../runtime/self.js';
 import { RunStore } from '../sim/runStore.js';
 import { log } from './output.js';
@@ -21,6 +22,8 @@ export interface CoordinateOptions {
   outDir: string;
   /** Called once the control port is bound (fedsim run starts its child nodes here). */
   onListening?: (port: number, abort: (reason: string) => void, announce: (line: string) => void) => void;
+  /** Pass/fail criteria over the run's merged figures (exit 99 when one fails). */
+  thresholds?: readonly Threshold[];
   /** The terminal UI instead of plain lines (stdout is a TTY and --headless was not given). */
   tui?: boolean;
   /** Read commands from standard input (`fire FAULT_ID`, `faults`): manual faults without the TUI. */
@@ -122,11 +125,16 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
       faults: result.faults,
       failure,
     });
-    writeFileSync(path.join(o.outDir, 'summary.json'), `${JSON.stringify({ ...summary, scenario: sc }, null, 2)}\n`);
+    const thresholds = evaluateThresholds(o.thresholds ?? [], summary);
+    const failedThresholds = thresholds.filter((t) => !t.ok);
+    writeFileSync(path.join(o.outDir, 'summary.json'), `${JSON.stringify({ ...summary, thresholds, scenario: sc }, null, 2)}\n`);
+    writeFileSync(path.join(o.outDir, 'junit.xml'), junitXml(summary, thresholds));
     log('');
     log(formatSummaryTable(summary));
-    log(`summary: ${path.join(o.outDir, 'summary.json')}`);
-    return { code: failure ? ExitCode.runFailed : ExitCode.ok, summary };
+    for (const t of thresholds) log(`threshold   ${t.ok ? 'PASS' : 'FAIL'} ${t.metric}: ${t.expr} (measured ${t.value === null ? 'nothing' : Math.round(t.value * 1000) / 1000})`);
+    log(`summary: ${path.join(o.outDir, 'summary.json')}; junit: ${path.join(o.outDir, 'junit.xml')}`);
+    if (!failure && failedThresholds.length > 0) log(`fedsim: ${failedThresholds.length} of ${thresholds.length} thresholds failed (exit ${ExitCode.thresholds})`);
+    return { code: failure ? ExitCode.runFailed : failedThresholds.length > 0 ? ExitCode.thresholds : ExitCode.ok, summary };
   } finally {
     sink.close();
     logFile?.end();

@@ -1,13 +1,15 @@
 import { type ResolveInput, resolveScenario } from '../config/scenario.js';
 import { parseHostPort, parseIntFlag } from '../config/values.js';
 import { generateToken } from '../control/protocol.js';
-import { RunError } from '../errors.js';
+import { ExitCode, RunError } from '../errors.js';
 import { coordinate, defaultOutDir, prepareOutDir } from './coordinate.js';
 import { emitEvent, log, useTui } from './output.js';
 
 export interface CoordinatorFlags {
   listen: string;
   scenario?: string;
+  threshold?: string[];
+  thresholds?: boolean;
   expectNodes?: string;
   out?: string;
   headless?: boolean;
@@ -26,13 +28,14 @@ export async function runCoordinator(flags: CoordinatorFlags, settingFlags: Reso
     parseIntFlag(flags.expectNodes, '--expect-nodes', 1);
     withExpect.nodes = flags.expectNodes;
   }
-  const { scenario } = resolveScenario({ flags: withExpect, env: process.env, file: flags.scenario, cut });
+  const { scenario, thresholds } = resolveScenario({ flags: withExpect, env: process.env, file: flags.scenario, cut, thresholds: flags.threshold as string[] | undefined, noThresholds: flags.thresholds === false });
   const outDir = prepareOutDir(flags.out ?? defaultOutDir());
   const given = flags.token ?? process.env.FEDSIM_TOKEN;
   const token = given || generateToken();
   const tls = { cert: flags.tlsCert, key: flags.tlsKey, ca: flags.tlsCa };
   const tui = useTui(flags);
   const { code, summary } = await coordinate({
+    thresholds,
     scenario,
     listen,
     token,
@@ -49,6 +52,7 @@ export async function runCoordinator(flags: CoordinatorFlags, settingFlags: Reso
       announce(`  fedsim node --role worker --coordinator ${addr}   (× ${scenario.nodes}; chunks are assigned in order)`);
     },
   });
+  if (code === ExitCode.thresholds) return code;
   if (code !== 0) throw new RunError(summary.failure ?? 'the run failed');
   return code;
 }

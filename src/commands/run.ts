@@ -2,7 +2,7 @@ import path from 'node:path';
 import { KEY_LIST_FILE } from '../auth/keys.js';
 import { type ResolveInput, resolveScenario } from '../config/scenario.js';
 import { generateToken } from '../control/protocol.js';
-import { RunError, UsageError } from '../errors.js';
+import { ExitCode, RunError, UsageError } from '../errors.js';
 import { requestedBackend, wholeNodeTarget } from '../netem/choose.js';
 import { NetnsTopology } from '../netem/netns.js';
 import { ChildNode } from './children.js';
@@ -17,7 +17,8 @@ export interface RunFlags {
   out?: string;
   headless?: boolean;
   stdinCommands?: boolean;
-  [setting: string]: string | boolean | undefined;
+  threshold?: string[];
+  [setting: string]: string | boolean | string[] | undefined;
 }
 
 /**
@@ -25,7 +26,7 @@ export interface RunFlags {
  * child processes on loopback, attached over the same control protocol as remote nodes.
  */
 export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'], cut: ResolveInput['cut'] = {}): Promise<number> {
-  const { scenario } = resolveScenario({ flags: settingFlags, env: process.env, file: flags.scenario, cut });
+  const { scenario, thresholds } = resolveScenario({ flags: settingFlags, env: process.env, file: flags.scenario, cut, thresholds: flags.threshold as string[] | undefined, noThresholds: flags.thresholds === false });
   if (!flags.netns && !flags.dryRun) {
     // Without namespaces every node shares this host's network: a kernel rule for one chunk would reach them all.
     for (const f of scenario.faults) {
@@ -55,6 +56,7 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
     const controlHost = topo ? topo.gateway : '127.0.0.1';
     const tui = useTui(flags);
     const { code, summary } = await coordinate({
+    thresholds,
       tui,
       scenario,
       listen: { host: controlHost, port: 0 },
@@ -83,6 +85,7 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
       },
     });
     log(`logs: ${path.join(outDir, 'logs')}`);
+    if (code === ExitCode.thresholds) return code;
     if (code !== 0) throw new RunError(summary.failure ?? 'the run failed');
     return code;
   } finally {

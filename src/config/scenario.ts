@@ -3,6 +3,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
 import { UsageError } from '../errors.js';
 import { type FaultSpec, parseFault } from '../netem/spec.js';
+import { type Threshold, parseThresholdFlag, parseThresholdMap } from '../report/thresholds.js';
 import { type Scenario, SETTINGS, type SettingDef, checkScenario, defaults, envOf, flagOf, parseSetting } from './settings.js';
 
 /** The JSON Schema of a scenario file, derived from the settings table (published in docs/scenario.md). */
@@ -29,6 +30,7 @@ export function scenarioJsonSchema(): Record<string, unknown> {
     properties: {
       ...Object.fromEntries(SETTINGS.map((d) => [d.key, { ...typeOf(d), description: d.help }])),
       faults: { type: 'array', items: { type: 'object' }, description: 'the fault plan (docs/faults.md)' },
+      thresholds: { type: 'object', description: 'pass/fail criteria over the run figures (docs/thresholds.md)' },
     },
   };
 }
@@ -53,7 +55,7 @@ function explain(e: ErrorObject): { key: string | undefined; text: string } {
   const key = e.instancePath ? e.instancePath.split('/')[1] : (e.params as { additionalProperty?: string }).additionalProperty;
   if (e.keyword === 'additionalProperties') {
     const p = (e.params as { additionalProperty: string }).additionalProperty;
-    return { key: p, text: `unknown key "${p}": allowed keys are ${SETTINGS.map((d) => d.key).join(', ')}, faults` };
+    return { key: p, text: `unknown key "${p}": allowed keys are ${SETTINGS.map((d) => d.key).join(', ')}, faults, thresholds` };
   }
   if (e.keyword === 'enum') return { key, text: `key "${key}" ${e.message}: ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}` };
   if (e.keyword === 'type' && !key) return { key, text: 'the file must be a YAML mapping of keys to values (see docs/scenario.md)' };
@@ -117,10 +119,13 @@ export interface ResolveInput {
   readonly cut?: Record<string, string | undefined>;
   readonly env: NodeJS.ProcessEnv;
   readonly file?: string;
+  /** `--threshold METRIC:EXPR` flags (added to the file's), and `--no-thresholds`. */
+  readonly thresholds?: readonly string[];
+  readonly noThresholds?: boolean;
 }
 
 /** Flags > FEDSIM_* environment > scenario file > defaults; every value validated where it came from. */
-export function resolveScenario(input: ResolveInput): { scenario: Scenario; sources: Record<Exclude<keyof Scenario, 'faults'>, Source> } {
+export function resolveScenario(input: ResolveInput): { scenario: Scenario; sources: Record<Exclude<keyof Scenario, 'faults'>, Source>; thresholds: Threshold[] } {
   const fromFile = input.file ? loadScenarioFile(input.file) : undefined;
   const out = defaults() as unknown as Record<string, unknown>;
   const sources = {} as Record<Exclude<keyof Scenario, 'faults'>, Source>;
@@ -160,5 +165,9 @@ export function resolveScenario(input: ResolveInput): { scenario: Scenario; sour
   }
   out.faults = faults;
   const scenario = checkScenario(out as unknown as Scenario, (k) => where[k as Exclude<keyof Scenario, 'faults'>]);
-  return { scenario, sources };
+  const thresholds: Threshold[] = [];
+  const rawThresholds = (fromFile as { thresholds?: unknown } | undefined)?.thresholds;
+  if (rawThresholds !== undefined) thresholds.push(...parseThresholdMap(rawThresholds, `${input.file}:${fromFile!.__lines.thresholds}: key "thresholds"`));
+  for (const t of input.thresholds ?? []) thresholds.push(parseThresholdFlag(t));
+  return { scenario, sources, thresholds: input.noThresholds ? [] : thresholds };
 }
