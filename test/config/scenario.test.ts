@@ -42,7 +42,7 @@ test('flag and variable names follow the keys', () => {
   assert.equal(flagOf('trainMs'), '--train-ms');
   assert.equal(envOf('trainMs'), 'FEDSIM_TRAIN_MS');
   const schema = scenarioJsonSchema() as { properties: Record<string, unknown> };
-  assert.deepEqual(Object.keys(schema.properties), [...SETTINGS.map((d) => d.key), 'faults']);
+  assert.deepEqual(Object.keys(schema.properties), [...SETTINGS.map((d) => d.key), 'faults', 'thresholds']);
 });
 
 test('every example scenario is valid', async () => {

@@ -66,7 +66,8 @@ test('iptables backend under fedsim run --netns: the rule is in the node namespa
     ns = /^(fedsim-\w+-w2)\b/m.exec(list)?.[1] ?? ns;
     if (ns) {
       const r = rules(ns);
-      if (/cut2#1.*-j DROP/.test(r)) seen.push(r);
+      // Both rules (to and from the server) are in: the fault is on.
+      if ((r.match(/cut2#1.*-j DROP/g) ?? []).length >= 2) seen.push(r);
       else if (seen.length > 0 && /-N FEDSIM-/.test(r)) {
         healedSeen = true;
         break;
