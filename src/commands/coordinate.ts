@@ -10,6 +10,7 @@ import { HeadlessSink } from '../report/headless.js';
 import { handFaultsOn, withHandFaults } from '../config/handFaults.js';
 import { buildSummary, formatSummaryTable, type Summary } from '../report/summary.js';
 import { type Threshold, evaluateThresholds, junitXml } from '../report/thresholds.js';
+import { RunRecorder } from '../report/history.js';
 import { fedsimVersion } from '../runtime/self.js';
 import { RunStore } from '../sim/runStore.js';
 import { log } from './output.js';
@@ -70,6 +71,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
   const sc = withHandFaults(o.scenario, tui);
   const started = new Date();
   const store = new RunStore(sc.workers, sc.rounds);
+  const recorder = new RunRecorder(store, o.outDir);
   // With the terminal UI the screen is the coordinator's; its lines go to logs/coordinator.log.
   const logFile = tui ? createWriteStream(path.join(o.outDir, 'logs', 'coordinator.log')) : null;
   const say = logFile ? (line: string) => void logFile.write(`${line}\n`) : log;
@@ -125,6 +127,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
       faults: result.faults,
       failure,
     });
+    await recorder.close();
     const thresholds = evaluateThresholds(o.thresholds ?? [], summary);
     const failedThresholds = thresholds.filter((t) => !t.ok);
     writeFileSync(path.join(o.outDir, 'summary.json'), `${JSON.stringify({ ...summary, thresholds, scenario: sc }, null, 2)}\n`);
@@ -136,6 +139,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
     if (!failure && failedThresholds.length > 0) log(`fedsim: ${failedThresholds.length} of ${thresholds.length} thresholds failed (exit ${ExitCode.thresholds})`);
     return { code: failure ? ExitCode.runFailed : failedThresholds.length > 0 ? ExitCode.thresholds : ExitCode.ok, summary };
   } finally {
+    await recorder.close();
     sink.close();
     logFile?.end();
     stopCommands();

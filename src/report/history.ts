@@ -1,0 +1,79 @@
+import { once } from 'node:events';
+import { type WriteStream, createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { type Gzip, createGzip } from 'node:zlib';
+import type { RunStore, StoreEvent } from '../sim/runStore.js';
+import { WORKER_STATES } from '../sim/workerStats.js';
+
+/** The columns of stats_history.csv, in order (docs/summary.md, "The run directory"). */
+export const HISTORY_COLUMNS = [
+  'elapsed_s', 'phase', 'rounds_closed', 'messages', 'bytes', 'errors', 'retries',
+  ...WORKER_STATES.map((s) => `workers_${s}`),
+  'last_round_ms', 'propagation_p99_ms', 'faults_on',
+] as const;
+
+/**
+ * Evidence of a run beside summary.json: `events.ndjson.gz` (every event the coordinator's
+ * store saw, with its time) and `stats_history.csv` (one row a second). It only reads the
+ * store; it writes as the run goes, so a killed run still leaves what it had.
+ */
+export class RunRecorder {
+  private readonly gz: Gzip;
+  private readonly events: WriteStream;
+  private readonly csv: WriteStream;
+  private readonly timer: NodeJS.Timeout;
+  private readonly unsubscribe: () => void;
+  private readonly t0 = performance.now();
+  private closed = false;
+
+  constructor(private readonly store: RunStore, outDir: string) {
+    this.events = createWriteStream(path.join(outDir, 'events.ndjson.gz'));
+    this.gz = createGzip();
+    this.gz.pipe(this.events);
+    this.csv = createWriteStream(path.join(outDir, 'stats_history.csv'));
+    this.csv.write(`${HISTORY_COLUMNS.join(',')}\n`);
+    this.unsubscribe = store.subscribe((e) => this.event(e));
+    this.timer = setInterval(() => this.row(), 1000);
+    this.timer.unref();
+  }
+
+  private event(e: StoreEvent): void {
+    this.gz.write(`${JSON.stringify({ tMs: Math.round((performance.now() - this.t0) * 1000) / 1000, ...e })}\n`);
+  }
+
+  private row(): void {
+    const s = this.store;
+    let messages = 0;
+    let bytes = 0;
+    let errors = 0;
+    let retries = 0;
+    for (const c of s.chunks.values()) {
+      messages += c.messages;
+      bytes += c.bytes;
+      errors += c.errors;
+      retries += c.retries;
+    }
+    const states = s.states();
+    const last = s.rounds[s.rounds.length - 1];
+    const p99 = last ? s.roundRow(last).propagationP99 : null;
+    const on = [...s.faults.values()].filter((f) => f.healedAt === null).length;
+    const cells = [
+      ((performance.now() - this.t0) / 1000).toFixed(1), s.phase, s.rounds.length, messages, bytes, errors, retries,
+      ...WORKER_STATES.map((st) => states[st]),
+      last ? last.durationMs.toFixed(1) : '', p99 === null ? '' : p99.toFixed(1), on,
+    ];
+    this.csv.write(`${cells.join(',')}\n`);
+  }
+
+  /** A last row, then both files are flushed and closed. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.unsubscribe();
+    this.row();
+    this.csv.end();
+    this.gz.end();
+    await Promise.all([once(this.csv, 'finish'), once(this.events, 'finish')]);
+  }
+}
