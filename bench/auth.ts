@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { type CaseResult, FEDSIM, type Transport, cleanupSync, makeTempRoot, measureLoopback, runCase, table } from './lib.js';
+import { type CaseResult, FEDSIM, type Transport, makeTempRoot, measureLoopback, runCase, table, runBench } from './lib.js';
 
 const WORKERS = 1000;
 const ROUNDS = 5;
@@ -40,14 +40,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    cleanupSync();
-    process.exit(code);
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench auth: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    cleanupSync();
-    process.exit(1);
-  },
-);
+runBench('auth', main);

@@ -327,3 +327,18 @@ export function table(head: string[], rows: string[][], rightAlign: boolean[]): 
   return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n');
 }
 
+
+/** Runs a benchmark's main: its exit code, every child process group killed, the temp dir removed (or kept). */
+export function runBench(name: string, main: () => Promise<number>): void {
+  main().then(
+    (code) => {
+      cleanupSync();
+      process.exit(code);
+    },
+    (err: unknown) => {
+      process.stderr.write(`bench ${name}: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      cleanupSync();
+      process.exit(1);
+    },
+  );
+}

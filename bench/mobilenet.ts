@@ -10,7 +10,7 @@
  */
 import os from 'node:os';
 import { mobilenetOf } from '../src/payload/mobilenet.js';
-import { type CaseResult, type Transport, cleanupSync, makeTempRoot, measureLoopback, runCase, table } from './lib.js';
+import { type CaseResult, type Transport, makeTempRoot, measureLoopback, runCase, table, runBench } from './lib.js';
 
 const SIZES = [16, 64, 128];
 const ROUNDS = 3;
@@ -90,14 +90,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    cleanupSync();
-    process.exit(code);
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench mobilenet: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    cleanupSync();
-    process.exit(1);
-  },
-);
+runBench('mobilenet', main);

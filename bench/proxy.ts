@@ -19,7 +19,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { WorkerProxy } from '../src/netem/proxy/proxy.js';
 import { seededRandom } from '../src/payload/random.js';
-import { type CaseResult, type Transport, cleanupSync, killGroup, makeTempRoot, measureLoopback, runCase, startChild, table } from './lib.js';
+import { type CaseResult, type Transport, killGroup, makeTempRoot, measureLoopback, runCase, startChild, table, runBench } from './lib.js';
 
 const PINGS = 2000;
 const PROXY_TARGET = 0.1;
@@ -136,14 +136,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    cleanupSync();
-    process.exit(code);
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench proxy: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    cleanupSync();
-    process.exit(1);
-  },
-);
+runBench('proxy', main);

@@ -16,9 +16,7 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  type CaseDef, type CaseResult, LOOPBACK_BYTES, LOOPBACK_PASS_MS, LOOPBACK_PASSES, MiB, ROOT, type Transport, cleanupSync, makeTempRoot, mb, measureLoopback, runCase, sec, table,
-} from './lib.js';
+import { type CaseDef, type CaseResult, LOOPBACK_BYTES, LOOPBACK_PASS_MS, LOOPBACK_PASSES, MiB, ROOT, type Transport, makeTempRoot, mb, measureLoopback, runCase, sec, table, runBench } from './lib.js';
 
 const CASES: CaseDef[] = [
   { id: '1000', workers: 1000, payload: 'string', rounds: 5 },
@@ -144,14 +142,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    cleanupSync();
-    process.exit(code);
-  },
-  (err: unknown) => {
-    process.stderr.write(`bench rounds: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    cleanupSync();
-    process.exit(1);
-  },
-);
+runBench('rounds', main);

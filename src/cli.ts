@@ -60,6 +60,15 @@ function settingFlags(opts: Record<string, unknown>): ResolveInput['flags'] {
   return out;
 }
 
+/** What a clean command did, on stderr; exit 1 when something could not be removed. */
+function reportClean(r: { removed: string[]; skipped: string[]; problems: string[] }): number {
+  for (const x of r.removed) process.stderr.write(`removed ${x}\n`);
+  for (const x of r.skipped) process.stderr.write(`left alone: ${x}\n`);
+  for (const x of r.problems) process.stderr.write(`could not remove: ${x}\n`);
+  if (r.removed.length === 0 && r.problems.length === 0) process.stderr.write('nothing to clean\n');
+  return r.problems.length ? ExitCode.runFailed : ExitCode.ok;
+}
+
 function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command('fedsim')
     .description('Stress-test and fault-test the communication of federated learning')
@@ -154,12 +163,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .description('remove namespaces and bridges left by a killed run (names fedsim-* and fsbr-*)')
     .action(async () => {
       if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new UsageError('fedsim netns clean needs root');
-      const { removed, problems, skipped } = await cleanNetns();
-      for (const r of removed) process.stderr.write(`removed ${r}\n`);
-      for (const r of skipped) process.stderr.write(`left alone: ${r}\n`);
-      for (const p of problems) process.stderr.write(`could not remove: ${p}\n`);
-      if (removed.length === 0 && problems.length === 0) process.stderr.write('nothing to clean\n');
-      setExit(problems.length ? ExitCode.runFailed : ExitCode.ok);
+      setExit(reportClean(await cleanNetns()));
     });
 
   program
@@ -169,12 +173,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .description('undo the iptables chains and tc qdiscs a killed run left (from its journal in /run/fedsim, and any FEDSIM-* chain)')
     .action(async () => {
       if (typeof process.getuid === 'function' && process.getuid() !== 0) throw new UsageError('fedsim netem clean needs root');
-      const { removed, skipped, problems } = await cleanFaults();
-      for (const r of removed) process.stderr.write(`removed ${r}\n`);
-      for (const r of skipped) process.stderr.write(`left alone: ${r}\n`);
-      for (const p of problems) process.stderr.write(`could not remove: ${p}\n`);
-      if (removed.length === 0 && problems.length === 0) process.stderr.write('nothing to clean\n');
-      setExit(problems.length ? ExitCode.runFailed : ExitCode.ok);
+      setExit(reportClean(await cleanFaults()));
     });
 
   program

@@ -253,20 +253,23 @@ export class Verifier {
     return this.byKey.get(publicKey.toLowerCase())?.index ?? -1;
   }
 
-  verify(f: SignedFields, signatureHex: string, now: number): AuthResult {
+  /** The cheap checks, in order (no signature work), and the message the signature must cover. */
+  private precheck(f: SignedFields, signatureHex: string, now: number): AuthResult | { id: string; state: KeyState; msg: Buffer } {
     if (!signatureHex || !f.publicKey || !f.nonce) return { ok: false, reason: 'missing' };
     const id = f.publicKey.toLowerCase();
     const state = this.byKey.get(id);
     if (!state) return { ok: false, reason: 'unknown-key' };
     if (!Number.isFinite(f.timestamp) || Math.abs(now - f.timestamp) > this.maxSkewMs) return { ok: false, reason: 'stale' };
     if (!HEX64.test(signatureHex) || f.nonce.length > MAX_NONCE_CHARS) return { ok: false, reason: 'bad-signature' };
-    let msg: Buffer;
     try {
-      msg = canonical(f);
+      return { id, state, msg: canonical(f) };
     } catch {
       return { ok: false, reason: 'bad-signature' };
     }
-    if (!verifyWith(state.key, msg, Buffer.from(signatureHex, 'hex'))) return { ok: false, reason: 'bad-signature' };
+  }
+
+  /** After a good signature: replay and identity, then the nonce is recorded. */
+  private accept(f: SignedFields, id: string, state: KeyState): AuthResult {
     if (state.nonces?.has(f.nonce)) return { ok: false, reason: 'replay' };
     if (f.workerId !== '') {
       const owner = this.boundTo.get(f.workerId);
@@ -276,6 +279,13 @@ export class Verifier {
     return { ok: true };
   }
 
+  verify(f: SignedFields, signatureHex: string, now: number): AuthResult {
+    const p = this.precheck(f, signatureHex, now);
+    if ('ok' in p) return p;
+    if (!verifyWith(p.state.key, p.msg, Buffer.from(signatureHex, 'hex'))) return { ok: false, reason: 'bad-signature' };
+    return this.accept(f, p.id, p.state);
+  }
+
   /**
    * `verify` with the signature checked off the event loop (Node's callback form of
    * `crypto.verify` runs in the libuv thread pool): the server keeps serving requests while
@@ -283,18 +293,9 @@ export class Verifier {
    * two copies of one request in flight at once cannot both pass.
    */
   async verifyAsync(f: SignedFields, signatureHex: string, now: number): Promise<AuthResult> {
-    if (!signatureHex || !f.publicKey || !f.nonce) return { ok: false, reason: 'missing' };
-    const id = f.publicKey.toLowerCase();
-    const state = this.byKey.get(id);
-    if (!state) return { ok: false, reason: 'unknown-key' };
-    if (!Number.isFinite(f.timestamp) || Math.abs(now - f.timestamp) > this.maxSkewMs) return { ok: false, reason: 'stale' };
-    if (!HEX64.test(signatureHex) || f.nonce.length > MAX_NONCE_CHARS) return { ok: false, reason: 'bad-signature' };
-    let msg: Buffer;
-    try {
-      msg = canonical(f);
-    } catch {
-      return { ok: false, reason: 'bad-signature' };
-    }
+    const p = this.precheck(f, signatureHex, now);
+    if ('ok' in p) return p;
+    const { id, state, msg } = p;
     if (state.nonces?.has(f.nonce) || this.pending.has(`${id} ${f.nonce}`)) return { ok: false, reason: 'replay' };
     const reserved = `${id} ${f.nonce}`;
     this.pending.add(reserved);
@@ -311,13 +312,7 @@ export class Verifier {
       this.pending.delete(reserved);
     }
     if (!good) return { ok: false, reason: 'bad-signature' };
-    if (state.nonces?.has(f.nonce)) return { ok: false, reason: 'replay' };
-    if (f.workerId !== '') {
-      const owner = this.boundTo.get(f.workerId);
-      if (owner !== undefined && owner !== id) return { ok: false, reason: 'wrong-worker' };
-    }
-    (state.nonces ??= new NonceRing(this.noncesPerWorker)).add(f.nonce);
-    return { ok: true };
+    return this.accept(f, id, state);
   }
 
   /**
