@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { ControlClient, type Assign, type CoordinatorMessage, type NodeMessage, type Welcome } from '../proto/gen/control.js';
@@ -190,7 +192,9 @@ export class NodeAgent {
     this.timers.push(
       setInterval(() => {
         const mem = process.memoryUsage.rss();
-        this.send({ heartbeat: { cpuPercent: cpuPercent(), rssBytes: mem } });
+        const delay = loop.percentile(99) / 1e6;
+        loop.reset();
+        this.send({ heartbeat: { cpuPercent: cpuPercent(), rssBytes: mem, loopDelayP99Ms: Number.isFinite(delay) ? Math.round(delay * 10) / 10 : 0, openFds: openFds() } });
       }, beat),
     );
     const silence = Math.max(beat * 3, w.silenceTimeoutMs);
@@ -216,6 +220,19 @@ export class NodeAgent {
     }
     this.client.close();
     this.endResolve(why);
+  }
+}
+
+/** Event-loop delay, sampled every 20 ms (a node whose loop lags measures late). */
+const loop = monitorEventLoopDelay({ resolution: 20 });
+loop.enable();
+
+/** Open file descriptors of this process (Linux: /proc/self/fd); 0 where that is not readable. */
+function openFds(): number {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return 0;
   }
 }
 

@@ -48,6 +48,8 @@ interface Session {
   samples: Array<{ offset: number; rtt: number }>;
   readyInfo: { host: string; httpPort: number; grpcPort: number } | null;
   lastShift: number | null;
+  /** The "above 90 % CPU" warning was given. */
+  warnedCpu?: boolean;
 }
 
 const wall = () => performance.timeOrigin + performance.now();
@@ -329,6 +331,13 @@ export class Coordinator {
     } else if (m.heartbeat) {
       s.view.cpuPercent = m.heartbeat.cpuPercent;
       s.view.rssBytes = m.heartbeat.rssBytes;
+      s.view.loopDelayMs = m.heartbeat.loopDelayP99Ms;
+      s.view.openFds = m.heartbeat.openFds;
+      // A load generator at its limit measures itself: say so once per node.
+      if (m.heartbeat.cpuPercent > 90 && !s.warnedCpu) {
+        s.warnedCpu = true;
+        this.note(`${s.view.id} is above 90 % CPU (${m.heartbeat.cpuPercent.toFixed(0)} %): its figures may be limited by the node itself, not by the system under test; spread its workers over more nodes`);
+      }
       this.update(s);
     } else if (m.pong) {
       const t0 = m.pong.coordinatorSentAtMs;

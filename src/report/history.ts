@@ -10,6 +10,7 @@ export const HISTORY_COLUMNS = [
   'elapsed_s', 'phase', 'rounds_closed', 'messages', 'bytes', 'errors', 'retries',
   ...WORKER_STATES.map((s) => `workers_${s}`),
   'last_round_ms', 'propagation_p99_ms', 'faults_on',
+  'max_node_cpu_percent', 'max_node_rss_mb', 'max_loop_delay_ms', 'max_open_fds',
 ] as const;
 
 /**
@@ -61,8 +62,24 @@ export class RunRecorder {
       ((performance.now() - this.t0) / 1000).toFixed(1), s.phase, s.rounds.length, messages, bytes, errors, retries,
       ...WORKER_STATES.map((st) => states[st]),
       last ? last.durationMs.toFixed(1) : '', p99 === null ? '' : p99.toFixed(1), on,
+      ...this.resources(),
     ];
     this.csv.write(`${cells.join(',')}\n`);
+  }
+
+  /** The busiest node's CPU, memory, event-loop delay and open files, from the last heartbeats. */
+  private resources(): string[] {
+    let cpu = 0;
+    let rss = 0;
+    let lag = 0;
+    let fds = 0;
+    for (const n of this.store.nodes.values()) {
+      cpu = Math.max(cpu, n.cpuPercent);
+      rss = Math.max(rss, n.rssBytes);
+      lag = Math.max(lag, n.loopDelayMs ?? 0);
+      fds = Math.max(fds, n.openFds ?? 0);
+    }
+    return [cpu.toFixed(0), (rss / 1e6).toFixed(0), lag.toFixed(1), String(fds)];
   }
 
   /** A last row, then both files are flushed and closed. */

@@ -16,6 +16,9 @@ export interface NodeView {
   lastHeardAt: number;
   cpuPercent: number;
   rssBytes: number;
+  /** p99 event-loop delay over the last beat, ms. */
+  loopDelayMs?: number;
+  openFds?: number;
   /** Node clock minus coordinator clock, ms (best sample so far). */
   clockOffsetMs: number | null;
   rttMs: number | null;

@@ -156,6 +156,7 @@ export function NodeList({ m, maxRows }: { m: ScreenModel; maxRows: number }) {
           {'  '}
           {pad(n.id, 14)} {pad(n.host, 8)} {pad(n.status, 8)} beat {lpad(fmtDuration(n.beatAgoMs), 5)} cpu {lpad(n.cpuPercent.toFixed(0), 3)}%{' '}
           {lpad((n.rssBytes / 1e6).toFixed(0), 4)} MB off {n.clockOffsetMs === null ? '–' : `${n.clockOffsetMs >= 0 ? '+' : ''}${n.clockOffsetMs.toFixed(1)}ms`}
+          {m.width >= 100 ? ` lag ${n.loopDelayMs === null ? '–' : `${n.loopDelayMs.toFixed(0)}ms`} fds ${n.openFds ?? '–'}` : ''}
         </Text>
       ))}
     </Box>

@@ -63,6 +63,8 @@ export interface NodeRow {
   cpuPercent: number;
   rssBytes: number;
   clockOffsetMs: number | null;
+  loopDelayMs: number | null;
+  openFds: number | null;
 }
 
 export interface RunMeta {
@@ -168,6 +170,8 @@ export function screenModel(store: RunStore, meta: RunMeta, ui: UiState, rates: 
       cpuPercent: n.cpuPercent,
       rssBytes: n.rssBytes,
       clockOffsetMs: n.clockOffsetMs,
+      loopDelayMs: n.loopDelayMs ?? null,
+      openFds: n.openFds ?? null,
     }));
   return {
     width: ui.width,

@@ -9,7 +9,7 @@ import { runCli, tempDir } from '../helpers/cli.js';
 test('the run directory: events.ndjson.gz has every store event in time order, stats_history.csv a row a second', async (t) => {
   const out = tempDir();
   t.after(() => rmSync(out, { recursive: true, force: true }));
-  const r = await runCli(['run', '--workers', '20', '--nodes', '2', '--rounds', '6', '--train-ms', '150..250', '--headless', '--out', out]);
+  const r = await runCli(['run', '--workers', '20', '--nodes', '2', '--rounds', '6', '--train-ms', '150..250', '--heartbeat-ms', '200', '--headless', '--out', out]);
   assert.equal(r.code, 0, r.stderr);
   const events = gunzipSync(readFileSync(path.join(out, 'events.ndjson.gz'))).toString('utf8').trim().split('\n').map((l) => JSON.parse(l) as { tMs: number; type: string; phase?: string; rounds?: unknown[] });
   assert.ok(events.length > 10);
@@ -31,4 +31,8 @@ test('the run directory: events.ndjson.gz has every store event in time order, s
   const last = rows[rows.length - 1];
   assert.equal(last[2], '6', 'rounds_closed at the end');
   assert.equal(last[HISTORY_COLUMNS.indexOf('workers_done')], '20');
+  // Resources from the nodes' heartbeats: the busiest node's memory and open files.
+  assert.ok(Number(last[HISTORY_COLUMNS.indexOf('max_node_rss_mb')]) > 20, last.join(','));
+  assert.ok(Number(last[HISTORY_COLUMNS.indexOf('max_open_fds')]) > 5, last.join(','));
+  assert.ok(Number.isFinite(Number(last[HISTORY_COLUMNS.indexOf('max_loop_delay_ms')])));
 });

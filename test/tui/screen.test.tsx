@@ -97,6 +97,9 @@ test('components alone: header paused, fault list empty, node list', () => {
   assert.match(render(<Header m={model(store, 1)} />).lastFrame()!, /PAUSED/);
   const empty = new RunStore(10, 5);
   assert.match(render(<FaultList m={model(empty, 1)} maxRows={3} />).lastFrame()!, /faults none yet \(keys d, b, l add one on the selected chunk\)/);
+  const wide = model(store, 1, { width: 100 });
+  wide.nodes = wide.nodes.map((n) => ({ ...n, loopDelayMs: 12.3, openFds: 41 }));
+  assert.match(render(<NodeList m={wide} maxRows={5} />).lastFrame()!, /off \+0\.2ms lag 12ms fds 41/);
   assert.match(render(<NodeList m={model(store, 1)} maxRows={5} />).lastFrame()!, /server +hostA +running +beat +0\.1s cpu +12% +120 MB off \+0\.2ms/);
   assert.match(render(<Screen m={model(store, 1, { help: true })} />).lastFrame()!, /p +pause \/ resume new rounds/);
 });

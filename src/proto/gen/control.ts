@@ -77,6 +77,10 @@ export interface Ready {
 export interface Heartbeat {
   cpuPercent: number;
   rssBytes: number;
+  /** p99 of the event loop's delay since the last beat, ms (a busy node's figures lag). */
+  loopDelayP99Ms: number;
+  /** Open file descriptors (sockets included). */
+  openFds: number;
 }
 
 export interface Pong {
@@ -811,7 +815,7 @@ export const Ready: MessageFns<Ready> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { cpuPercent: 0, rssBytes: 0 };
+  return { cpuPercent: 0, rssBytes: 0, loopDelayP99Ms: 0, openFds: 0 };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -821,6 +825,12 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.rssBytes !== 0) {
       writer.uint32(17).double(message.rssBytes);
+    }
+    if (message.loopDelayP99Ms !== 0) {
+      writer.uint32(25).double(message.loopDelayP99Ms);
+    }
+    if (message.openFds !== 0) {
+      writer.uint32(32).uint32(message.openFds);
     }
     return writer;
   },
@@ -854,6 +864,22 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.rssBytes = reader.double();
             continue;
           }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.loopDelayP99Ms = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.openFds = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -878,6 +904,16 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : isSet(object.rss_bytes)
         ? globalThis.Number(object.rss_bytes)
         : 0,
+      loopDelayP99Ms: isSet(object.loopDelayP99Ms)
+        ? globalThis.Number(object.loopDelayP99Ms)
+        : isSet(object.loop_delay_p99_ms)
+        ? globalThis.Number(object.loop_delay_p99_ms)
+        : 0,
+      openFds: isSet(object.openFds)
+        ? globalThis.Number(object.openFds)
+        : isSet(object.open_fds)
+        ? globalThis.Number(object.open_fds)
+        : 0,
     };
   },
 
@@ -889,6 +925,12 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.rssBytes !== 0) {
       obj.rssBytes = floatToJson(message.rssBytes);
     }
+    if (message.loopDelayP99Ms !== 0) {
+      obj.loopDelayP99Ms = floatToJson(message.loopDelayP99Ms);
+    }
+    if (message.openFds !== 0) {
+      obj.openFds = Math.round(message.openFds);
+    }
     return obj;
   },
 
@@ -899,6 +941,8 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     const message = createBaseHeartbeat();
     message.cpuPercent = object.cpuPercent ?? 0;
     message.rssBytes = object.rssBytes ?? 0;
+    message.loopDelayP99Ms = object.loopDelayP99Ms ?? 0;
+    message.openFds = object.openFds ?? 0;
     return message;
   },
 };
