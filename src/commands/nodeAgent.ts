@@ -1,5 +1,5 @@
 import { parseChunk } from '../config/chunk.js';
-import { payloadOf } from '../config/payload.js';
+import { parseTrain, payloadOf } from '../config/payload.js';
 import type { Scenario } from '../config/settings.js';
 import { parseHostPort, parseIntFlag, parseRange } from '../config/values.js';
 import { NodeAgent } from '../control/agent.js';
@@ -206,7 +206,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       requestTimeoutMs: sc.requestTimeout * 1000,
       keepaliveMs: sc.keepalive * 1000,
       keepaliveTimeoutMs: sc.keepaliveTimeout * 1000,
-      onnx: { trainSteps: Number(/^onnx:(\d+)$/.exec(sc.train)?.[1] ?? 0), threads: sc.onnxThreads, validate: sc.validateModel === 'on' },
+      onnx: { trainSteps: parseTrain(sc.train, 'train'), threads: sc.onnxThreads, validate: sc.validateModel === 'on' },
       seed: sc.seed,
       keys: flags.keys,
       failFast: sc.minWorkers === null,

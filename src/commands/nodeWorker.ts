@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import net from 'node:net';
 import { type Chunk, chunkRange, formatChunk, parseChunk } from '../config/chunk.js';
-import { type PayloadSpec, payloadOf } from '../config/payload.js';
+import { type PayloadSpec, parseTrain, payloadOf } from '../config/payload.js';
 import { parseHostPort, parseIntFlag, parseNumberFlag, parseRange } from '../config/values.js';
 import { RunError, UsageError } from '../errors.js';
 import { createPayload } from '../payload/index.js';
@@ -211,10 +211,7 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
 }
 
 function onnxFromFlags(flags: WorkerFlags): WorkerSettings['onnx'] {
-  const train = flags.train ?? 'sleep';
-  const m = /^onnx:(\d+)$/.exec(train);
-  if (train !== 'sleep' && (!m || Number(m[1]) < 1)) throw new UsageError(`--train "${train}" must be sleep or onnx:STEPS with STEPS >= 1 (e.g. onnx:5)`);
-  return { trainSteps: m ? Number(m[1]) : 0, threads: parseIntFlag(flags.onnxThreads ?? '1', '--onnx-threads', 1, 64), validate: flags.validateModel === true };
+  return { trainSteps: parseTrain(flags.train ?? 'sleep', '--train'), threads: parseIntFlag(flags.onnxThreads ?? '1', '--onnx-threads', 1, 64), validate: flags.validateModel === true };
 }
 
 export function workerSettingsFromFlags(flags: WorkerFlags): WorkerSettings {

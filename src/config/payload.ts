@@ -36,3 +36,11 @@ export function formatPayload(p: PayloadSpec): string {
       return `global ${formatPayload(p.global)}, update ${formatPayload(p.update)}`;
   }
 }
+
+/** `train`: "sleep" (0 onnx steps) or "onnx:STEPS" with STEPS >= 1; `what` names the input in the error. */
+export function parseTrain(text: string, what: string): number {
+  if (text === 'sleep') return 0;
+  const m = /^onnx:(\d+)$/.exec(text);
+  if (!m || Number(m[1]) < 1) throw new UsageError(`${what} "${text}" must be sleep or onnx:STEPS with STEPS >= 1 (e.g. onnx:5)`);
+  return Number(m[1]);
+}

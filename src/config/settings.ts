@@ -1,5 +1,5 @@
 import { UsageError } from '../errors.js';
-import { parsePayload } from './payload.js';
+import { parsePayload, parseTrain } from './payload.js';
 import type { FaultSpec } from '../netem/spec.js';
 import { checkBackendRequest } from '../netem/choose.js';
 import { parseIntFlag, parseNumberFlag, parseRange } from './values.js';
@@ -139,9 +139,8 @@ export function checkScenario(s: Scenario, where: (key: keyof Scenario) => strin
   if (s.onNodeLoss === 'continue' && s.minWorkers === null) {
     throw new UsageError(`${where('onNodeLoss')} continue needs a quorum (minWorkers and roundTimeout): without it no round can close once a node's workers are gone`);
   }
-  const onnx = /^onnx:(\d+)$/.exec(s.train);
-  if (s.train !== 'sleep' && (!onnx || Number(onnx[1]) < 1)) throw new UsageError(`${where('train')} "${s.train}" must be sleep or onnx:STEPS with STEPS >= 1 (e.g. onnx:5)`);
-  if ((onnx || s.validateModel === 'on') && (s.globalPayload ?? s.payload).trim().toLowerCase().replace(/^mobilenet$/, 'mobilenetv2') !== 'mobilenetv2') {
+  const onnx = parseTrain(s.train, where('train')) > 0;
+  if ((onnx || s.validateModel === 'on') && parsePayload(s.globalPayload ?? s.payload).kind !== 'mobilenetv2') {
     throw new UsageError(`${onnx ? `${where('train')} onnx` : `${where('validateModel')} on`} needs the mobilenetv2 model from the server: set ${where('payload')} (or globalPayload) to mobilenetv2`);
   }
   for (const [i, f] of s.faults.entries()) checkBackendRequest(f, s.faultBackend, `faults[${i}] (${f.id})`);
