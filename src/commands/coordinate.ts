@@ -66,6 +66,22 @@ export function prepareOutDir(dir: string): string {
 }
 
 /** Runs the coordinator to the end of the run, writes summary.json and returns the exit code. */
+/**
+ * Loads the UI module. Ink decides once, when it loads, whether it runs "in CI" (CI or
+ * CONTINUOUS_INTEGRATION set) and then draws only the last frame. Here a person is at a real
+ * terminal (useTui checked it), so those variables are hidden while Ink loads and put back after.
+ */
+async function loadTui(): Promise<typeof import('../tui/sink.js')> {
+  const keys = ['CI', 'CONTINUOUS_INTEGRATION'] as const;
+  const saved = keys.map((k) => [k, process.env[k]] as const);
+  for (const k of keys) delete process.env[k];
+  try {
+    return await import('../tui/sink.js');
+  } finally {
+    for (const [k, v] of saved) if (v !== undefined) process.env[k] = v;
+  }
+}
+
 export async function coordinate(o: CoordinateOptions): Promise<{ code: number; summary: Summary }> {
   const tui = o.tui === true;
   const sc = withHandFaults(o.scenario, tui);
@@ -79,7 +95,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
   const port = await coordinator.listen();
   // Ink and React load only when the UI is on: nodes and headless runs start faster without them.
   const sink: { close(): void } = tui
-    ? new (await import('../tui/sink.js')).TuiSink(
+    ? new (await loadTui()).TuiSink(
         store,
         { name: sc.name, transport: sc.transport, payload: formatPayload(payloadOf(sc)), nodes: sc.nodes, handFaults: handFaultsOn(sc, tui) },
         {
