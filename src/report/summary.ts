@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type { RoundLine, ServerReport } from '../sim/flServer.js';
 import {
   type CounterMap,
@@ -32,6 +33,34 @@ export interface SummaryInput {
   server: { view: NodeView; report: (ServerReport & { maxRssBytes?: number }) | null } | null;
   faults: FaultInstanceReport[];
   failure: string | null;
+  /** The coordinator's machine (default: this process's). */
+  machine?: MachineInfo;
+}
+
+/** Where the figures were taken: numbers from a 2-core laptop and a 64-core server differ. */
+export interface MachineInfo {
+  hostname: string;
+  platform: string;
+  release: string;
+  arch: string;
+  cpus: number;
+  cpuModel: string;
+  memoryBytes: number;
+  node: string;
+}
+
+export function machineInfo(): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    hostname: os.hostname(),
+    platform: os.platform(),
+    release: os.release(),
+    arch: os.arch(),
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    memoryBytes: os.totalmem(),
+    node: process.version,
+  };
 }
 
 type Lat = Omit<Percentiles, 'count' | 'mean'> & { count: number; mean: number };
@@ -39,6 +68,7 @@ type Lat = Omit<Percentiles, 'count' | 'mean'> & { count: number; mean: number }
 export interface Summary {
   schemaVersion: 1;
   fedsimVersion: string;
+  machine: MachineInfo;
   name: string;
   status: 'passed' | 'failed';
   failure: string | null;
@@ -145,6 +175,7 @@ export function buildSummary(input: SummaryInput): Summary {
   return {
     schemaVersion: SCHEMA_VERSION,
     fedsimVersion: input.fedsimVersion,
+    machine: input.machine ?? machineInfo(),
     name: input.name,
     status: input.failure ? 'failed' : 'passed',
     failure: input.failure,

@@ -19,10 +19,10 @@ export function requireRoot(t: TestContext): boolean {
  * A test that needs a tool from a Debian package (tmux, chromium): it skips with the reason
  * where the tool is missing, except under FEDSIM_REQUIRE_PRIVILEGED=1 (CI installs them).
  */
-export function requireTool(t: TestContext, cmd: string, args: string[] = ['--version']): boolean {
+export function requireTool(t: TestContext, cmd: string, args: string[] = ['--version'], debianPackage = cmd): boolean {
   const r = spawnSync(cmd, args, { stdio: 'ignore' });
   if (r.status === 0) return true;
-  const reason = `needs ${cmd} (Debian package ${cmd}); .ci/run installs it`;
+  const reason = `needs ${cmd} (Debian package ${debianPackage}); .ci/run installs it`;
   if (process.env.FEDSIM_REQUIRE_PRIVILEGED === '1') assert.fail(`FEDSIM_REQUIRE_PRIVILEGED=1 but this test ${reason}`);
   t.skip(reason);
   return false;
