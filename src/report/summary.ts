@@ -244,20 +244,8 @@ export function buildSummary(input: SummaryInput): Summary {
   };
 }
 
-const fmtMs = (x: number) => (x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`);
+export const fmtMs = (x: number) => (x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`);
 export const fmtMB = (bytes: number) => `${(bytes / 1e6).toFixed(bytes >= 1e8 ? 0 : 2)} MB`;
-
-export function formatRoundLine(line: RoundLine, totalRounds: number, propagationP99: number | null, errors: number): string {
-  const prop = propagationP99 === null ? 'n/a' : fmtMs(propagationP99);
-  return (
-    `round ${String(line.round).padStart(String(totalRounds).length)}/${totalRounds}` +
-    `  ${fmtMs(line.durationMs).padStart(9)}` +
-    `  propagation p99 ${prop.padStart(9)}` +
-    `  messages ${String(line.messages).padStart(6)}` +
-    `  ${fmtMB(line.bytes).padStart(10)}` +
-    `  errors ${errors}`
-  );
-}
 
 /** The final table printed after a run. */
 export function formatSummaryTable(s: Summary): string {

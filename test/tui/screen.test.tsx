@@ -145,10 +145,10 @@ test('keys: arrows move within the chunks, d/b/l/h/p/q reach the coordinator, ? 
 test('without a terminal: plain lines from the same store (a round line once every worker holds its model)', () => {
   const out: string[] = [];
   const s = new RunStore(2, 2);
-  const sink = new HeadlessSink(s, (l) => out.push(l), 60_000);
+  const sink = new HeadlessSink(s, (l) => out.push(l), { everyMs: 60_000 });
   s.apply({ type: 'phase', phase: 'running', at: 0 });
   s.apply({ type: 'rounds', rounds: [{ round: 1, durationMs: 12.5, updates: 2, byQuorum: false, messages: 6, bytes: 100, publishedAtMs: 0 }] });
   assert.equal(out.length, 0, 'not before the workers hold the model');
   sink.close();
-  assert.match(out.join('\n'), /round 1\/2 +12\.5 ms/);
+  assert.match(out.join('\n'), /round 1\/2 +12\.5 ms \(p95 12\.5 ms\)/);
 });
