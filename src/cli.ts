@@ -11,7 +11,7 @@ import { generateKeys } from './auth/keys.js';
 import { ExitCode, UsageError, exitCodeOf } from './errors.js';
 import { cleanNetns } from './netem/netns.js';
 import { cleanFaults } from './netem/clean.js';
-import { fedsimVersion } from './runtime/self.js';
+import { versionLine } from './runtime/self.js';
 
 /** Scenario settings as flags: no commander defaults, so precedence (flag > env > file > default) stays ours. */
 function addScenarioOptions(cmd: Command): Command {
@@ -43,8 +43,10 @@ const CUT_OPTIONS: Array<[string, string]> = [
 function addCutOptions(cmd: Command): Command {
   for (const [flag, help] of CUT_OPTIONS) cmd.option(flag, help);
   // Thresholds come with the scenario (docs/thresholds.md).
-  cmd.option('--threshold <METRIC:EXPR>', "pass/fail criterion, repeatable, e.g. 'round_ms:p(95)<2000' (exit 99 when one fails)", (v: string, prev: string[] = []) => [...prev, v]);
+  cmd.option('--threshold <METRIC:EXPR>', "pass/fail criterion, repeatable, e.g. 'round_ms:p(95)<2000' (exit 99 when one fails; add ':abortOnFail' to stop the run when it fails)", (v: string, prev: string[] = []) => [...prev, v]);
   cmd.option('--no-thresholds', 'ignore every threshold (of the file and of --threshold)');
+  cmd.option('--metrics-port <P>', 'serve the live figures for Prometheus at http://HOST:P/metrics (0 picks a free port)');
+  cmd.option('--metrics-host <HOST>', 'address of --metrics-port (default 127.0.0.1; 0.0.0.0 for a Prometheus on another host)');
   return cmd;
 }
 
@@ -72,7 +74,7 @@ function reportClean(r: { removed: string[]; skipped: string[]; problems: string
 function buildProgram(setExit: (code: number) => void): Command {
   const program = new Command('fedsim')
     .description('Stress-test and fault-test the communication of federated learning')
-    .version(fedsimVersion(), '-V, --version')
+    .version(versionLine(), '-V, --version', 'print the version, the Node.js version and the commit')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
 

@@ -8,10 +8,17 @@ import type { TlsFiles } from '../control/protocol.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { HeadlessSink } from '../report/headless.js';
 import { handFaultsOn, withHandFaults } from '../config/handFaults.js';
+import { parseIntFlag } from '../config/values.js';
 import { buildSummary, formatSummaryTable, type Summary } from '../report/summary.js';
 import { type Threshold, evaluateThresholds, junitXml } from '../report/thresholds.js';
 import { RunRecorder } from '../report/history.js';
+import { AbortWatch } from '../report/liveThresholds.js';
+import { MetricsEndpoint } from '../report/metrics.js';
+import { RampRecorder, formatRamp } from '../report/ramp.js';
+import { expectedInRound, rampPlanOf } from '../sim/ramp.js';
+import { renderReportHtml } from '../report/html.js';
 import { fedsimVersion } from '../runtime/self.js';
+import { importEmbedded } from '../runtime/sea.js';
 import { RunStore } from '../sim/runStore.js';
 import { log } from './output.js';
 
@@ -29,6 +36,8 @@ export interface CoordinateOptions {
   tui?: boolean;
   /** Read commands from standard input (`fire FAULT_ID`, `faults`): manual faults without the TUI. */
   stdinCommands?: boolean;
+  /** `--metrics-port`: serve the merged figures in Prometheus format here while the run goes. */
+  metrics?: { host: string; port: number };
 }
 
 /** `--stdin-commands`: one command per line on standard input. */
@@ -76,10 +85,20 @@ async function loadTui(): Promise<typeof import('../tui/sink.js')> {
   const saved = keys.map((k) => [k, process.env[k]] as const);
   for (const k of keys) delete process.env[k];
   try {
-    return await import('../tui/sink.js');
+    // The binary carries the UI as a separate ESM bundle (docs/binary.md).
+    return (await importEmbedded<typeof import('../tui/sink.js')>('tui.mjs')) ?? (await import('../tui/sink.js'));
   } finally {
     for (const [k, v] of saved) if (v !== undefined) process.env[k] = v;
   }
+}
+
+/** `--metrics-port P [--metrics-host H]` → where to serve /metrics (undefined: not served). */
+export function metricsOf(flags: { metricsPort?: string; metricsHost?: string }): CoordinateOptions['metrics'] {
+  if (flags.metricsPort === undefined) {
+    if (flags.metricsHost !== undefined) throw new UsageError('--metrics-host needs --metrics-port');
+    return undefined;
+  }
+  return { host: flags.metricsHost ?? '127.0.0.1', port: parseIntFlag(flags.metricsPort, '--metrics-port', 0, 65535) };
 }
 
 export async function coordinate(o: CoordinateOptions): Promise<{ code: number; summary: Summary }> {
@@ -87,12 +106,29 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
   const sc = withHandFaults(o.scenario, tui);
   const started = new Date();
   const store = new RunStore(sc.workers, sc.rounds);
+  let metrics: MetricsEndpoint | null = null;
+  if (o.metrics) {
+    metrics = new MetricsEndpoint(store, { name: sc.name, transport: sc.transport, payload: formatPayload(payloadOf(sc)), version: fedsimVersion() });
+    try {
+      const mport = await metrics.listen(o.metrics.host, o.metrics.port);
+      const line = `metrics: http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${mport}/metrics (Prometheus text format)`;
+      if (tui) store.apply({ type: 'notable', text: line });
+      else log(line);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
   const recorder = new RunRecorder(store, o.outDir);
   // With the terminal UI the screen is the coordinator's; its lines go to logs/coordinator.log.
   const logFile = tui ? createWriteStream(path.join(o.outDir, 'logs', 'coordinator.log')) : null;
   const say = logFile ? (line: string) => void logFile.write(`${line}\n`) : log;
   const coordinator = new Coordinator({ scenario: sc, listen: o.listen, token: o.token, tls: o.tls, store, log: say });
   const port = await coordinator.listen();
+  // Thresholds with abortOnFail stop the run as soon as they fail (exit 99).
+  const watch = new AbortWatch(store, o.thresholds ?? [], (reason) => coordinator.abort(reason));
+  // A ramp: each step judged by the thresholds on its own rounds, and the capacity named.
+  const plan = rampPlanOf(sc);
+  const rampRec = plan ? new RampRecorder(store, plan) : null;
   // Ink and React load only when the UI is on: nodes and headless runs start faster without them.
   const sink: { close(): void } = tui
     ? new (await loadTui()).TuiSink(
@@ -105,7 +141,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
           quit: () => coordinator.abort('quit by hand (q)'),
         },
       )
-    : new HeadlessSink(store, log);
+    : new HeadlessSink(store, log, { holders: plan ? (v) => expectedInRound(plan, v) : undefined });
   const t0 = performance.now();
   const onSignal = (sig: string) => () => coordinator.abort(`interrupted by ${sig}`);
   const onInt = onSignal('SIGINT');
@@ -122,6 +158,8 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
     const result = await coordinator.run();
     sink.close();
     await coordinator.close();
+    watch.close();
+    rampRec?.close();
     let failure = result.failure;
     const completed = result.server?.report?.roundsCompleted ?? 0;
     if (!failure && completed < sc.rounds) failure = `${completed} of ${sc.rounds} rounds completed`;
@@ -146,15 +184,31 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
     await recorder.close();
     const thresholds = evaluateThresholds(o.thresholds ?? [], summary);
     const failedThresholds = thresholds.filter((t) => !t.ok);
-    writeFileSync(path.join(o.outDir, 'summary.json'), `${JSON.stringify({ ...summary, thresholds, scenario: sc }, null, 2)}\n`);
+    const ramp = rampRec ? rampRec.result(o.thresholds ?? []) : null;
+    const written = { ...summary, thresholds, ramp, scenario: sc };
+    writeFileSync(path.join(o.outDir, 'summary.json'), `${JSON.stringify(written, null, 2)}\n`);
     writeFileSync(path.join(o.outDir, 'junit.xml'), junitXml(summary, thresholds));
+    // The report is a view of the files above: if it cannot be made, the run's result stands.
+    let report = path.join(o.outDir, 'report.html');
+    try {
+      writeFileSync(report, renderReportHtml({ summary: written, rows: recorder.rows(), faults: recorder.faultWindows() }));
+    } catch (e) {
+      log(`fedsim: report.html not written: ${(e as Error).message}`);
+      report = 'not written';
+    }
     log('');
     log(formatSummaryTable(summary));
+    if (ramp) for (const line of formatRamp(ramp)) log(line);
     for (const t of thresholds) log(`threshold   ${t.ok ? 'PASS' : 'FAIL'} ${t.metric}: ${t.expr} (measured ${t.value === null ? 'nothing' : Math.round(t.value * 1000) / 1000})`);
-    log(`summary: ${path.join(o.outDir, 'summary.json')}; junit: ${path.join(o.outDir, 'junit.xml')}`);
+    log(`summary: ${path.join(o.outDir, 'summary.json')}; junit: ${path.join(o.outDir, 'junit.xml')}; report: ${report}`);
     if (!failure && failedThresholds.length > 0) log(`fedsim: ${failedThresholds.length} of ${thresholds.length} thresholds failed (exit ${ExitCode.thresholds})`);
-    return { code: failure ? ExitCode.runFailed : failedThresholds.length > 0 ? ExitCode.thresholds : ExitCode.ok, summary };
+    if (watch.abortedBy) log(`fedsim: stopped by a threshold with abortOnFail (exit ${ExitCode.thresholds})`);
+    const code = watch.abortedBy ? ExitCode.thresholds : failure ? ExitCode.runFailed : failedThresholds.length > 0 ? ExitCode.thresholds : ExitCode.ok;
+    return { code, summary };
   } finally {
+    watch.close();
+    rampRec?.close();
+    await metrics?.close();
     await recorder.close();
     sink.close();
     logFile?.end();

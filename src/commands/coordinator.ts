@@ -2,7 +2,7 @@ import { type ResolveInput, resolveScenario } from '../config/scenario.js';
 import { parseHostPort, parseIntFlag } from '../config/values.js';
 import { generateToken } from '../control/protocol.js';
 import { ExitCode, RunError } from '../errors.js';
-import { coordinate, defaultOutDir, prepareOutDir } from './coordinate.js';
+import { coordinate, defaultOutDir, metricsOf, prepareOutDir } from './coordinate.js';
 import { emitEvent, log, useTui } from './output.js';
 
 export interface CoordinatorFlags {
@@ -18,6 +18,8 @@ export interface CoordinatorFlags {
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
+  metricsPort?: string;
+  metricsHost?: string;
 }
 
 /** `fedsim coordinator`: nodes on any host attach; the run starts when all of them are ready. */
@@ -29,6 +31,7 @@ export async function runCoordinator(flags: CoordinatorFlags, settingFlags: Reso
     withExpect.nodes = flags.expectNodes;
   }
   const { scenario, thresholds } = resolveScenario({ flags: withExpect, env: process.env, file: flags.scenario, cut, thresholds: flags.threshold as string[] | undefined, noThresholds: flags.thresholds === false });
+  const metrics = metricsOf(flags);
   const outDir = prepareOutDir(flags.out ?? defaultOutDir());
   const given = flags.token ?? process.env.FEDSIM_TOKEN;
   const token = given || generateToken();
@@ -36,6 +39,7 @@ export async function runCoordinator(flags: CoordinatorFlags, settingFlags: Reso
   const tui = useTui(flags);
   const { code, summary } = await coordinate({
     thresholds,
+    metrics,
     scenario,
     listen,
     token,

@@ -1,3 +1,4 @@
+import { rampPlanOf } from '../sim/ramp.js';
 import { parseChunk } from '../config/chunk.js';
 import { parseTrain, payloadOf } from '../config/payload.js';
 import type { Scenario } from '../config/settings.js';
@@ -132,6 +133,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
           payload: payloadOf(sc),
           maxBodyBytes,
           keys: flags.keys,
+          ramp: rampPlanOf(sc),
         },
         (line) => {
           // Rounds are rare and round triggers wait on them: send each at once.
@@ -212,6 +214,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       failFast: sc.minWorkers === null,
       serverFor: proxies || virtual ? (i) => proxies?.addressOf(i) ?? virtual?.(i) : undefined,
       observer: faults ?? undefined,
+      ramp: rampPlanOf(sc),
     });
     log(`worker node ${a.chunk}: assigned by the coordinator; server ${a.serverHost}:${a.serverPort}`);
     return {};

@@ -1,3 +1,4 @@
+import { type RampPlan, expectedInRound } from '../sim/ramp.js';
 import { formatPayload, payloadOf, type PayloadSpec } from '../config/payload.js';
 import { parseIntFlag, parseNumberFlag, parseSize } from '../config/values.js';
 import { UsageError } from '../errors.js';
@@ -38,6 +39,8 @@ export interface ServerSettings {
   maxBodyBytes: number;
   /** Safe mode: the list of admitted public keys (`fedsim keys gen` writes it). */
   keys?: string;
+  /** Workers join in steps: round r closes with the workers active in it. */
+  ramp?: RampPlan | null;
 }
 
 export interface ServerHandle {
@@ -68,7 +71,7 @@ export function updateSlotsFor(updateBytes: number): number {
 export async function startServer(s: ServerSettings, onRound: (line: RoundLine) => void): Promise<ServerHandle> {
   const codec = createPayload(s.payload);
   const fl = new FlServer(
-    { expectedWorkers: s.workers, minWorkers: s.minWorkers, roundTimeoutMs: s.roundTimeoutMs, codec, clock: systemClock, hash: sha256Hex },
+    { expectedWorkers: s.workers, expectedFor: s.ramp ? (r) => expectedInRound(s.ramp!, r) : undefined, minWorkers: s.minWorkers, roundTimeoutMs: s.roundTimeoutMs, codec, clock: systemClock, hash: sha256Hex },
     s.pollTimeoutMs,
     updateSlotsFor(codec.makeUpdate(codec.initialModel(), 0, 1).length),
   );

@@ -1,3 +1,4 @@
+import { type RampPlan, joinRound } from '../sim/ramp.js';
 import { setMaxListeners } from 'node:events';
 import net from 'node:net';
 import { type Chunk, chunkRange, formatChunk, parseChunk } from '../config/chunk.js';
@@ -73,6 +74,8 @@ export interface WorkerSettings {
   /** Where worker `index` connects, when not straight to the server (the fault proxy). */
   serverFor?: (index: number) => { host: string; port: number } | undefined;
   observer?: WorkerObserver;
+  /** Workers join in steps (the scenario's ramp): each worker's first round comes from the plan. */
+  ramp?: RampPlan | null;
 }
 
 /** What a worker node sends up every flush: counts, not events (the store's input type). */
@@ -167,13 +170,15 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       const results = await Promise.allSettled(
         Array.from({ length: count }, (_, i) => {
           const index = first + i;
+          const join = s.ramp ? joinRound(s.ramp, s.chunk, i) : 1;
           const to = s.serverFor?.(index) ?? s.server;
           const opts = { host: to.host, port: to.port, requestTimeoutMs: s.requestTimeoutMs, keepaliveMs: s.keepaliveMs, keepaliveTimeoutMs: s.keepaliveTimeoutMs, signal: abort.signal, signer: signers?.get(index) };
           const transport = s.transport === 'http' ? new HttpWorkerTransport(opts, stats) : new GrpcWorkerTransport(opts, stats);
           transports.push(transport);
           return runWorker({
             index,
-            rounds: s.rounds,
+            rounds: s.rounds - join + 1,
+            joinRound: join,
             transport,
             codec,
             clock: systemClock,

@@ -6,7 +6,7 @@ import { ExitCode, RunError, UsageError } from '../errors.js';
 import { requestedBackend, wholeNodeTarget } from '../netem/choose.js';
 import { NetnsTopology } from '../netem/netns.js';
 import { ChildNode } from './children.js';
-import { coordinate, defaultOutDir, prepareOutDir } from './coordinate.js';
+import { coordinate, defaultOutDir, metricsOf, prepareOutDir } from './coordinate.js';
 import { log, useTui } from './output.js';
 
 export interface RunFlags {
@@ -18,6 +18,8 @@ export interface RunFlags {
   headless?: boolean;
   stdinCommands?: boolean;
   threshold?: string[];
+  metricsPort?: string;
+  metricsHost?: string;
   [setting: string]: string | boolean | string[] | undefined;
 }
 
@@ -40,6 +42,7 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
       }
     }
   }
+  const metrics = metricsOf(flags);
   const outDir = prepareOutDir(flags.out ?? defaultOutDir());
   const token = generateToken();
   const children: ChildNode[] = [];
@@ -56,7 +59,8 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
     const controlHost = topo ? topo.gateway : '127.0.0.1';
     const tui = useTui(flags);
     const { code, summary } = await coordinate({
-    thresholds,
+      thresholds,
+      metrics,
       tui,
       scenario,
       listen: { host: controlHost, port: 0 },

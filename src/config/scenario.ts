@@ -4,7 +4,7 @@ import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml
 import { UsageError } from '../errors.js';
 import { type FaultSpec, parseFault } from '../netem/spec.js';
 import { type Threshold, parseThresholdFlag, parseThresholdMap } from '../report/thresholds.js';
-import { type Scenario, SETTINGS, type SettingDef, checkScenario, defaults, envOf, flagOf, parseSetting } from './settings.js';
+import { type Scenario, SETTINGS, type SettingDef, checkScenario, defaults, envOf, flagOf, parseRamp, parseSetting } from './settings.js';
 
 /** The JSON Schema of a scenario file, derived from the settings table (published in docs/scenario.md). */
 export function scenarioJsonSchema(): Record<string, unknown> {
@@ -18,6 +18,8 @@ export function scenarioJsonSchema(): Record<string, unknown> {
         return { type: 'string', enum: [...d.choices!] };
       case 'range':
         return { type: ['string', 'number'] };
+      case 'ramp':
+        return { type: ['string', 'array'], items: { type: 'integer', minimum: 1 } };
       default:
         return { type: 'string' };
     }
@@ -150,6 +152,21 @@ export function resolveScenario(input: ResolveInput): { scenario: Scenario; sour
       sources[def.key] = 'default';
       where[def.key] = flagOf(def.key);
     }
+  }
+  if (out.ramp !== null) {
+    // The ramp decides the run's workers (its last step) and rounds (steps × hold).
+    const { steps, hold } = parseRamp(out.ramp as string, where.ramp, out.rampHold as number);
+    const max = steps[steps.length - 1];
+    const rounds = steps.length * hold;
+    if (sources.workers !== 'default' && out.workers !== max) {
+      throw new UsageError(`${where.ramp} "${out.ramp}" ends at ${max} workers but ${where.workers} is ${out.workers}: drop ${where.workers} (the ramp sets it) or make them agree`);
+    }
+    if (sources.rounds !== 'default' && out.rounds !== rounds) {
+      throw new UsageError(`${where.ramp} "${out.ramp}" takes ${steps.length} steps × ${hold} rounds = ${rounds} rounds but ${where.rounds} is ${out.rounds}: drop ${where.rounds} (the ramp sets it) or make them agree`);
+    }
+    out.workers = max;
+    out.rounds = rounds;
+    out.rampHold = hold;
   }
   const faults: FaultSpec[] = [];
   if (fromFile && Array.isArray(fromFile.faults)) {

@@ -43,11 +43,14 @@ export interface Scenario {
   handFaults: 'auto' | 'on' | 'off';
   handFaultDuration: number;
   handDelay: number;
+  /** Workers join in steps (docs/scenario.md, "Ramps"): "STEP:MAX[:HOLD]" or "N1,N2,…[:HOLD]"; null: all from the start. */
+  ramp: string | null;
+  rampHold: number;
   /** The fault plan: the file's `faults:` list plus the `--cut-*` flags (docs/faults.md). */
   faults: FaultSpec[];
 }
 
-type Kind = 'int' | 'number' | 'string' | 'enum' | 'range' | 'payload';
+type Kind = 'int' | 'number' | 'string' | 'enum' | 'range' | 'payload' | 'ramp';
 
 export interface SettingDef {
   readonly key: Exclude<keyof Scenario, 'faults'>;
@@ -95,7 +98,38 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'handFaultDuration', kind: 'number', default: 10, min: 0.1, unit: 's', help: 'how long a fault by hand lasts (h heals it sooner)' },
   { key: 'handDelay', kind: 'number', default: 200, min: 1, unit: 'ms', help: 'the delay a hand delay fault (l) adds' },
   { key: 'faultWatchdog', kind: 'number', default: 30, min: 0.1, unit: 's', help: 'no progress this long after a heal is stuck' },
+  { key: 'ramp', kind: 'ramp', default: null, help: 'add workers in steps: STEP:MAX[:HOLD] (STEP, 2·STEP, … MAX) or a list N1,N2,…[:HOLD]; sets workers to the last step and rounds to steps × hold' },
+  { key: 'rampHold', kind: 'int', default: 3, min: 1, help: 'rounds each ramp step is held (when ramp does not say)' },
 ];
+
+/** "250:4000[:3]" (STEP:MAX[:HOLD]) or "250,500,1000[:3]" → the steps and the hold (default `hold`). */
+export function parseRamp(text: string, what: string, hold: number): { steps: number[]; hold: number } {
+  const bad = (why: string) => new UsageError(`${what} "${text}" ${why}: write STEP:MAX[:HOLD] (e.g. 250:4000:3) or a list N1,N2,…[:HOLD] (e.g. 100,200,400:2)`);
+  const t = text.replace(/\s+/g, '');
+  const int = (x: string) => {
+    if (!/^\d+$/.test(x) || Number(x) < 1) throw bad(`has "${x}" where a whole number of at least 1 belongs`);
+    return Number(x);
+  };
+  const parts = t.split(':');
+  let steps: number[];
+  if (parts[0].includes(',')) {
+    if (parts.length > 2) throw bad('has too many colons');
+    steps = parts[0].split(',').map(int);
+    if (parts[1] !== undefined) hold = int(parts[1]);
+  } else {
+    if (parts.length < 2 || parts.length > 3) throw bad('is not STEP:MAX[:HOLD]');
+    const step = int(parts[0]);
+    const max = int(parts[1]);
+    if (max < step) throw bad(`ends (${max}) below its step (${step})`);
+    if (Math.ceil(max / step) > 1000) throw bad('has more than 1000 steps');
+    steps = [];
+    for (let n = step; n < max; n += step) steps.push(n);
+    steps.push(max);
+    if (parts[2] !== undefined) hold = int(parts[2]);
+  }
+  for (let i = 1; i < steps.length; i++) if (steps[i] <= steps[i - 1]) throw bad('must grow at every step');
+  return { steps, hold };
+}
 
 export const flagOf = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 export const envOf = (key: string) => `FEDSIM_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
@@ -120,6 +154,12 @@ export function parseSetting(def: SettingDef, raw: unknown, what: string): strin
     case 'payload':
       parsePayload(text, what);
       return text;
+    case 'ramp': {
+      // A YAML list [250, 500, 1000] arrives as an array.
+      const t = Array.isArray(raw) ? raw.join(',') : text;
+      parseRamp(t, what, 1);
+      return t.replace(/\s+/g, '');
+    }
     case 'string':
       return text;
   }
@@ -144,6 +184,10 @@ export function checkScenario(s: Scenario, where: (key: keyof Scenario) => strin
     throw new UsageError(`${onnx ? `${where('train')} onnx` : `${where('validateModel')} on`} needs the mobilenetv2 model from the server: set ${where('payload')} (or globalPayload) to mobilenetv2`);
   }
   for (const [i, f] of s.faults.entries()) checkBackendRequest(f, s.faultBackend, `faults[${i}] (${f.id})`);
+  if (s.ramp !== null && s.minWorkers !== null) {
+    const first = parseRamp(s.ramp, where('ramp'), s.rampHold).steps[0];
+    if (s.minWorkers > first) throw new UsageError(`${where('minWorkers')} ${s.minWorkers} is more than the first ramp step (${first} workers): no round of that step could close on the quorum`);
+  }
   if (s.requestTimeout <= s.pollTimeout) {
     throw new UsageError(`${where('requestTimeout')} ${s.requestTimeout} must be above ${where('pollTimeout')} ${s.pollTimeout}, or every long-poll would time out`);
   }

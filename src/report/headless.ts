@@ -8,12 +8,15 @@ export interface HeadlessOptions {
   quietMs?: number;
   /** The clock (tests drive their own). */
   now?: () => number;
+  /** Workers that take version v (a ramp: those active in round v); default all. */
+  holders?: (version: number) => number;
 }
 
 /**
  * The plain sink (no terminal, `--headless`, CI logs): one compact line when a round is
- * complete (every worker holds the version it published), at most one every 2 s, so a run
- * of 500 fast rounds prints a line every 2 s and a run of slow rounds a line per round;
+ * complete (every worker holds the version it published): the first at once, then at most
+ * one every 2 s, so a run of 500 fast rounds prints a line every 2 s and a run of slow
+ * rounds a line per round;
  * notable events are printed by the coordinator itself. While no round closes, a progress
  * line with the workers' states says the run is alive.
  */
@@ -27,6 +30,7 @@ export class HeadlessSink {
   private readonly everyMs: number;
   private readonly quietMs: number;
   private readonly now: () => number;
+  private readonly holders: (version: number) => number;
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
   private closed = false;
@@ -35,6 +39,7 @@ export class HeadlessSink {
     this.everyMs = opts.everyMs ?? 2000;
     this.quietMs = opts.quietMs ?? 10_000;
     this.now = opts.now ?? (() => performance.now());
+    this.holders = opts.holders ?? (() => store.totalWorkers);
     this.lastPrinted = this.now();
     this.lastCount.at = this.lastPrinted;
     this.unsubscribe = store.subscribe((e) => this.on(e));
@@ -70,19 +75,21 @@ export class HeadlessSink {
     const s = this.store;
     while (this.nextRound < s.rounds.length) {
       const row = s.roundRow(s.rounds[this.nextRound]);
-      if (!force && row.propagationCount < this.expectedHolders()) return;
+      if (!force && row.propagationCount < this.expectedHolders(row.round)) return;
       this.nextRound++;
       this.pending = row.round;
+      // The first complete round is printed at once: it says the run is under way.
+      if (this.printedRound === 0) this.roundLine();
     }
   }
 
-  /** Workers that will receive a version: all, less those in lost nodes. */
-  private expectedHolders(): number {
+  /** Workers that will receive version v: all (or those of the ramp step), less those in lost nodes. */
+  private expectedHolders(v: number): number {
     let lost = 0;
     for (const n of this.store.nodes.values()) {
       if (n.role === 'worker' && n.status === 'lost') lost += this.store.chunks.get(n.chunk)?.workers ?? 0;
     }
-    return this.store.totalWorkers - lost;
+    return Math.max(1, this.holders(v) - lost);
   }
 
   /**

@@ -13,6 +13,22 @@ export const HISTORY_COLUMNS = [
   'max_node_cpu_percent', 'max_node_rss_mb', 'max_loop_delay_ms', 'max_open_fds',
 ] as const;
 
+export type HistoryColumn = (typeof HISTORY_COLUMNS)[number];
+
+/** A stats_history.csv row as values: `phase` a string, an empty cell null, the rest numbers. */
+export type HistoryRow = Record<HistoryColumn, number | string | null>;
+
+/** A fault instance's window in seconds on the rows' `elapsed_s` clock (`toS` null: never healed). */
+export interface FaultWindow {
+  id: string;
+  kind: string;
+  target: string;
+  chunks: string[];
+  fromS: number;
+  toS: number | null;
+  verdict: string | null;
+}
+
 /**
  * Evidence of a run beside summary.json: `events.ndjson.gz` (every event the coordinator's
  * store saw, with its time) and `stats_history.csv` (one row a second). It only reads the
@@ -26,6 +42,8 @@ export class RunRecorder {
   private readonly unsubscribe: () => void;
   private readonly t0 = performance.now();
   private closed = false;
+  /** The rows written so far, kept for report.html (one a second, so a day is 86,400 rows). */
+  private readonly history: HistoryRow[] = [];
 
   constructor(private readonly store: RunStore, outDir: string) {
     this.events = createWriteStream(path.join(outDir, 'events.ndjson.gz'));
@@ -65,6 +83,32 @@ export class RunRecorder {
       ...this.resources(),
     ];
     this.csv.write(`${cells.join(',')}\n`);
+    // Parsed from the very cells written, so the report and the CSV cannot disagree.
+    const row = {} as HistoryRow;
+    HISTORY_COLUMNS.forEach((col, i) => {
+      const cell = String(cells[i]);
+      row[col] = col === 'phase' ? cell : cell === '' ? null : Number(cell);
+    });
+    this.history.push(row);
+  }
+
+  /** Every row written so far (the last one included once closed). */
+  rows(): readonly HistoryRow[] {
+    return this.history;
+  }
+
+  /** The store's fault instances, their times moved to this recorder's clock (both are the coordinator's monotonic ms). */
+  faultWindows(): FaultWindow[] {
+    const s = (ms: number) => Math.round(ms - this.t0) / 1000;
+    return [...this.store.faults.values()].map((f) => ({
+      id: f.instanceId,
+      kind: f.kind,
+      target: f.target,
+      chunks: [...f.chunks],
+      fromS: s(f.appliedAt),
+      toS: f.healedAt === null ? null : s(f.healedAt),
+      verdict: f.verdict,
+    }));
   }
 
   /** The busiest node's CPU, memory, event-loop delay and open files, from the last heartbeats. */

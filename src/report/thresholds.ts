@@ -1,4 +1,5 @@
 import { UsageError } from '../errors.js';
+import { parseDuration } from '../netem/spec.js';
 import type { Summary } from './summary.js';
 
 /**
@@ -12,11 +13,16 @@ export interface Threshold {
   agg: string;
   op: '<' | '<=' | '>' | '>=' | '==' | '!=';
   target: number;
+  /** k6's abortOnFail: checked while the run goes; the run stops (exit 99) once it fails. */
+  abortOnFail: boolean;
+  /** With abortOnFail: not checked before this long after the start (k6's delayAbortEval). */
+  delayAbortEvalMs: number;
 }
 
 export interface ThresholdResult {
   metric: string;
   expr: string;
+  abortOnFail: boolean;
   /** The measured value (null: the metric has no such figure in this run). */
   value: number | null;
   ok: boolean;
@@ -35,21 +41,31 @@ const LAT_AGGS: Record<string, string> = { 'p(50)': 'p50', med: 'p50', 'p(95)': 
 
 const EXPR = /^\s*(p\(\d+(?:\.\d+)?\)|avg|med|max|min|count|rate|value)\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$/;
 
-export function parseThreshold(metric: string, expr: string, where: string): Threshold {
+/** Metrics that have a figure while the run goes (src/report/liveThresholds.ts), so abortOnFail can watch them. */
+export const LIVE_METRICS = ['round_ms', 'propagation_ms', 'errors', 'retries', 'faults_recovered', 'rounds.completed', 'updates.accepted'] as const;
+
+export function parseThreshold(metric: string, expr: string, where: string, abort: { abortOnFail?: boolean; delayAbortEvalMs?: number } = {}): Threshold {
   const m = EXPR.exec(expr);
   if (!m) throw new UsageError(`${where}: threshold "${metric}: ${expr}" is not AGG OP NUMBER (e.g. p(95)<2000, count==0, rate==1, value<=3)`);
   const agg = m[1];
   if (metric in LATENCIES && !(agg in LAT_AGGS)) {
     throw new UsageError(`${where}: ${metric} has ${Object.keys(LAT_AGGS).join(', ')}, not ${agg}`);
   }
-  return { metric, expr: expr.trim(), agg, op: m[2] as Threshold['op'], target: Number(m[3]) };
+  const abortOnFail = abort.abortOnFail === true;
+  if (abortOnFail && !(LIVE_METRICS as readonly string[]).includes(metric)) {
+    throw new UsageError(`${where}: abortOnFail on "${metric}": only ${LIVE_METRICS.join(', ')} have figures while the run goes; the others are checked at the end`);
+  }
+  return { metric, expr: expr.trim(), agg, op: m[2] as Threshold['op'], target: Number(m[3]), abortOnFail, delayAbortEvalMs: abort.delayAbortEvalMs ?? 0 };
 }
 
-/** `--threshold 'round_ms:p(95)<2000'` (the metric, a colon, the expression). */
+/** `--threshold 'round_ms:p(95)<2000'` (the metric, a colon, the expression), optionally `:abortOnFail`. */
 export function parseThresholdFlag(text: string): Threshold {
   const i = text.indexOf(':');
-  if (i <= 0) throw new UsageError(`--threshold "${text}" must be METRIC:EXPR, e.g. 'round_ms:p(95)<2000'`);
-  return parseThreshold(text.slice(0, i).trim(), text.slice(i + 1), '--threshold');
+  if (i <= 0) throw new UsageError(`--threshold "${text}" must be METRIC:EXPR[:abortOnFail], e.g. 'round_ms:p(95)<2000'`);
+  let expr = text.slice(i + 1);
+  const abortOnFail = /:\s*abortOnFail\s*$/.test(expr);
+  if (abortOnFail) expr = expr.replace(/:\s*abortOnFail\s*$/, '');
+  return parseThreshold(text.slice(0, i).trim(), expr, '--threshold', { abortOnFail });
 }
 
 /** The scenario file's `thresholds:` mapping: metric → list of expressions. */
@@ -58,7 +74,19 @@ export function parseThresholdMap(raw: unknown, where: string): Threshold[] {
   const out: Threshold[] = [];
   for (const [metric, exprs] of Object.entries(raw)) {
     const list = Array.isArray(exprs) ? exprs : [exprs];
-    for (const e of list) out.push(parseThreshold(metric, String(e), where));
+    for (const e of list) {
+      if (typeof e === 'object' && e !== null) {
+        // k6's long form: { threshold: 'p(95)<2000', abortOnFail: true, delayAbortEval: '10s' }
+        const o = e as Record<string, unknown>;
+        const unknown = Object.keys(o).filter((k) => !['threshold', 'abortOnFail', 'delayAbortEval'].includes(k));
+        if (unknown.length || typeof o.threshold !== 'string') {
+          throw new UsageError(`${where}: ${metric}: a threshold object has "threshold" (a string) and optionally abortOnFail and delayAbortEval${unknown.length ? `, not ${unknown.join(', ')}` : ''}`);
+        }
+        if (o.abortOnFail !== undefined && typeof o.abortOnFail !== 'boolean') throw new UsageError(`${where}: ${metric}: abortOnFail must be true or false`);
+        const delay = o.delayAbortEval === undefined ? 0 : parseDuration(o.delayAbortEval, `${where}: ${metric}: delayAbortEval`);
+        out.push(parseThreshold(metric, o.threshold, where, { abortOnFail: o.abortOnFail === true, delayAbortEvalMs: delay }));
+      } else out.push(parseThreshold(metric, String(e), where));
+    }
   }
   return out;
 }
@@ -84,14 +112,14 @@ function valueOf(t: Threshold, s: Summary): number | null {
   return typeof v === 'number' && (t.agg === 'value' || t.agg === 'count') ? v : null;
 }
 
-const cmp = (a: number, op: Threshold['op'], b: number) =>
+export const cmp = (a: number, op: Threshold['op'], b: number) =>
   op === '<' ? a < b : op === '<=' ? a <= b : op === '>' ? a > b : op === '>=' ? a >= b : op === '==' ? a === b : a !== b;
 
 /** Every threshold against the run's merged figures; a metric the run lacks fails its threshold. */
 export function evaluateThresholds(ts: readonly Threshold[], s: Summary): ThresholdResult[] {
   return ts.map((t) => {
     const value = valueOf(t, s);
-    return { metric: t.metric, expr: t.expr, value, ok: value !== null && cmp(value, t.op, t.target) };
+    return { metric: t.metric, expr: t.expr, abortOnFail: t.abortOnFail, value, ok: value !== null && cmp(value, t.op, t.target) };
   });
 }
 

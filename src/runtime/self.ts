@@ -1,23 +1,86 @@
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
+import { buildInfo, isBinary } from './sea.js';
 
-/** The argv that starts this same program again (child nodes of `fedsim run`). */
+/**
+ * The argv that starts this same program again (child nodes of `fedsim run`): the binary
+ * itself (docs/binary.md), or node with its flags and the script.
+ */
 export function selfCommand(): { command: string; args: string[] } {
+  if (isBinary()) return { command: process.execPath, args: [] };
   const script = process.argv[1];
   return { command: process.execPath, args: script ? [...process.execArgv, script] : [...process.execArgv] };
+}
+
+/** dist/src/runtime → package root (run from source). */
+function packageRoot(): string {
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 }
 
 let cachedVersion: string | undefined;
 export function fedsimVersion(): string {
   if (cachedVersion) return cachedVersion;
+  const built = buildInfo();
+  if (built) return (cachedVersion = built.version);
   try {
-    const here = path.dirname(fileURLToPath(import.meta.url));
-    // dist/src/runtime → package root
-    const pkg = JSON.parse(readFileSync(path.resolve(here, '../../../package.json'), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
     cachedVersion = pkg.version;
   } catch {
     cachedVersion = 'unknown';
   }
   return cachedVersion;
+}
+
+/** The commit of a git checkout, read from its files (no git process): HEAD, then the ref, loose or packed. */
+export function gitCommitOf(root: string): string | null {
+  try {
+    let gitDir = path.join(root, '.git');
+    let head: string;
+    try {
+      head = readFileSync(path.join(gitDir, 'HEAD'), 'utf8').trim();
+    } catch {
+      // A worktree or submodule: .git is a file "gitdir: PATH".
+      const m = /^gitdir:\s*(.+)$/m.exec(readFileSync(gitDir, 'utf8'));
+      if (!m) return null;
+      gitDir = path.resolve(root, m[1].trim());
+      head = readFileSync(path.join(gitDir, 'HEAD'), 'utf8').trim();
+    }
+    const ref = /^ref:\s*(.+)$/.exec(head);
+    if (!ref) return /^[0-9a-f]{40}$/.test(head) ? head : null;
+    let common = gitDir;
+    try {
+      common = path.resolve(gitDir, readFileSync(path.join(gitDir, 'commondir'), 'utf8').trim());
+    } catch {
+      // not a linked worktree
+    }
+    for (const dir of [gitDir, common]) {
+      try {
+        const sha = readFileSync(path.join(dir, ref[1]), 'utf8').trim();
+        if (/^[0-9a-f]{40}$/.test(sha)) return sha;
+      } catch {
+        // not a loose ref here
+      }
+    }
+    const packed = readFileSync(path.join(common, 'packed-refs'), 'utf8');
+    for (const line of packed.split('\n')) {
+      const [sha, name] = line.trim().split(' ');
+      if (name === ref[1] && /^[0-9a-f]{40}$/.test(sha ?? '')) return sha;
+    }
+    return null;
+  } catch {
+    return null;
+  }
+}
+
+/** The short commit fedsim was built from (the binary), or of the checkout it runs from, or "unknown". */
+export function fedsimCommit(): string {
+  const built = buildInfo();
+  if (built) return built.commit;
+  return gitCommitOf(packageRoot())?.slice(0, 7) ?? 'unknown';
+}
+
+/** `fedsim --version`: the version first (scripts read the first token), then node and the commit. */
+export function versionLine(): string {
+  return `${fedsimVersion()} (node ${process.version}, commit ${fedsimCommit()}${isBinary() ? ', single executable' : ''})`;
 }

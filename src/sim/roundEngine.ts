@@ -3,6 +3,8 @@ import type { Aggregator, Clock, PayloadCodec, PublishedModel, UpdateOutcome } f
 export interface RoundEngineOptions {
   /** Workers expected in every round: a round closes once all their updates are in. */
   readonly expectedWorkers: number;
+  /** A ramp: the updates that close round r, when not every worker takes part from round 1. */
+  readonly expectedFor?: (round: number) => number;
   /** With `roundTimeoutMs`: after the deadline a round closes with this many updates. */
   readonly minWorkers?: number;
   readonly roundTimeoutMs?: number;
@@ -182,7 +184,7 @@ export class RoundEngine {
   private maybeClose(): void {
     if (this.paused) return;
     const n = this.received.size;
-    const all = n >= this.opts.expectedWorkers;
+    const all = n >= (this.opts.expectedFor?.(this.openRound) ?? this.opts.expectedWorkers);
     const quorum = this.deadlinePassed && n > 0 && n >= (this.opts.minWorkers ?? this.opts.expectedWorkers);
     if (!all && !quorum) return;
     const round = this.openRound;
@@ -193,11 +195,13 @@ export class RoundEngine {
     this.openRound_();
     const closed: RoundClosed = { round, durationMs, updates: n, byQuorum: !all, model };
     for (const fn of this.listeners) fn(closed);
+    // A waiter asking for a later version (a ramp worker waiting for its first round) keeps waiting.
     for (const w of this.waiters) {
+      if (w.after >= model.version) continue;
       w.timer?.cancel();
       w.resolve(model);
+      this.waiters.delete(w);
     }
-    this.waiters.clear();
   }
 
   private publish(version: number, body: Buffer): PublishedModel {

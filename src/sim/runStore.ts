@@ -95,6 +95,8 @@ export class RunStore {
   /** New rounds held by hand (the TUI's `p`). */
   paused = false;
   private readonly prop = new Map<number, Histogram>();
+  /** Every propagation sample of every version so far (live thresholds read it). */
+  readonly propagationAll: Histogram = newHistogram();
   private readonly subscribers: Array<(e: StoreEvent) => void> = [];
 
   constructor(readonly totalWorkers: number, readonly totalRounds: number) {}
@@ -119,7 +121,9 @@ export class RunStore {
         for (const p of propagation) {
           let h = this.prop.get(p.version);
           if (!h) this.prop.set(p.version, (h = newHistogram()));
-          h.add(decodeHistogram(p.histogram));
+          const d = decodeHistogram(p.histogram);
+          h.add(d);
+          this.propagationAll.add(d);
         }
         break;
       }
@@ -179,6 +183,11 @@ export class RunStore {
   roundRow(line: RoundLine): RoundRow {
     const h = this.prop.get(line.round);
     return { ...line, propagationP99: h ? percentiles(h).p99 : null, propagationCount: h?.totalCount ?? 0 };
+  }
+
+  /** The propagation samples of version `v` so far (undefined: none reported). */
+  propagationOf(v: number): Histogram | undefined {
+    return this.prop.get(v);
   }
 
   errors(): number {

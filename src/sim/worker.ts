@@ -7,6 +7,11 @@ export interface WorkerContext {
   readonly index: number;
   /** Rounds this worker completes: each is update sent → newer global model held. */
   readonly rounds: number;
+  /**
+   * A ramp: the round of this worker's first update (1: from the start). Before it the worker
+   * is idle, waiting for the model that round trains on, and registers once it is out.
+   */
+  readonly joinRound?: number;
   readonly transport: WorkerTransport;
   readonly codec: PayloadCodec;
   readonly clock: Clock;
@@ -90,6 +95,13 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     );
 
   try {
+    const join = ctx.joinRound ?? 1;
+    if (join > 1) {
+      // A ramp worker joins when its step starts: idle until the model its first round trains
+      // on is out (a long-poll before it registers), then it registers like a new device.
+      enter('idle');
+      await pull(ctx, '', join - 2, attempt, () => undefined, false);
+    }
     enter('registering');
     let t = clock.now();
     const register = () => attempt(() => transport.register(ctx.index));
@@ -98,12 +110,12 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const workerId = reg.workerId;
 
     enter('fetching');
-    let held = await pull(ctx, workerId, -1, attempt, () => undefined, false);
+    let held = await pull(ctx, workerId, join - 2, attempt, () => undefined, false);
 
     // The run's R rounds end with model version start+R. A worker that fell behind (its
     // update came late and a quorum closed the round without it) catches up by fetching the
     // newest model, so it may do fewer rounds of its own but stops at the same version.
-    const lastVersion = held.version + ctx.rounds;
+    const lastVersion = join > 1 ? join - 1 + ctx.rounds : held.version + ctx.rounds;
     for (let done = 0; done < ctx.rounds && held.version < lastVersion; ) {
       if (ctx.signal.aborted) throw new Error('stopped');
       enter('training');
@@ -176,7 +188,8 @@ async function pull(
       }
       return m;
     });
-    if (got === null) continue;
+    // Only a model newer than asked for ends the wait.
+    if (got === null || got.version <= after) continue;
     if (measure) stats.propagation(got.version, heldAt - got.publishedAtMs);
     if (ctx.validate) {
       try {

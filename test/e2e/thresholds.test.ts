@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { evaluateThresholds, parseThreshold, parseThresholdMap } from '../../src/report/thresholds.js';
+import { evaluateThresholds, parseThreshold, parseThresholdFlag, parseThresholdMap } from '../../src/report/thresholds.js';
 import type { Summary } from '../../src/report/summary.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 
@@ -55,4 +55,31 @@ test('a failed threshold exits 99 with junit.xml and summary.thresholds; a passi
   const bad = await runCli([...base, '--scenario', file]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /s\.yaml:1: key "thresholds": threshold "round_ms: p95 < 3" is not AGG OP NUMBER/);
+});
+
+test('abortOnFail: the long form and the flag suffix parse; only live metrics may carry it', () => {
+  const [a, b] = parseThresholdMap({ round_ms: [{ threshold: 'p(95)<2000', abortOnFail: true, delayAbortEval: '10s' }, 'max<5000'] }, 'f.yaml:2');
+  assert.deepEqual([a.abortOnFail, a.delayAbortEvalMs, a.expr, b.abortOnFail], [true, 10_000, 'p(95)<2000', false]);
+  const f = parseThresholdFlag('errors:count==0:abortOnFail');
+  assert.deepEqual([f.metric, f.expr, f.abortOnFail], ['errors', 'count==0', true]);
+  assert.throws(() => parseThresholdFlag('bytes.sent:value<10:abortOnFail'), /abortOnFail on "bytes.sent": only round_ms, propagation_ms, errors/);
+  assert.throws(() => parseThresholdMap({ round_ms: [{ threshold: 'p(95)<2000', abortOnFial: true }] }, 'f.yaml:2'), /f\.yaml:2: round_ms: a threshold object has "threshold" .*not abortOnFial/);
+});
+
+test('abortOnFail stops the run when its threshold fails (exit 99, the reason in summary.json); without it the run goes on', async (t) => {
+  const out = tempDir();
+  t.after(() => rmSync(out, { recursive: true, force: true }));
+  const base = ['run', '--workers', '6', '--nodes', '2', '--rounds', '200', '--train-ms', '20..40', '--headless', '--out', out];
+  const r = await runCli([...base, '--threshold', 'rounds.completed:value<3:abortOnFail', '--threshold', 'errors:count==0']);
+  assert.equal(r.code, 99, r.stderr);
+  assert.match(r.stderr, /stopped by a threshold with abortOnFail \(exit 99\)/);
+  const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
+  assert.match(s.failure, /threshold rounds\.completed: value<3 failed during the run \(measured 3\) and has abortOnFail/);
+  assert.ok(s.rounds.completed >= 3 && s.rounds.completed < 200, `rounds ${s.rounds.completed}`);
+  assert.deepEqual(s.thresholds.map((x: { abortOnFail: boolean }) => x.abortOnFail), [true, false]);
+  assert.equal(s.thresholds[0].ok, false);
+  // No abort: the same threshold only fails at the end, after every round.
+  const full = await runCli([...base.map((a) => (a === '200' ? '5' : a)), '--threshold', 'rounds.completed:value<3']);
+  assert.equal(full.code, 99, full.stderr);
+  assert.equal(JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8')).rounds.completed, 5);
 });

@@ -45,6 +45,7 @@ test('headless lines: fast rounds give a line every 2 s (not one per round), alw
   assert.ok(rounds.length >= 4 && rounds.length <= 6, rounds.map((l) => `${l.at} ${l.text}`).join('\n'));
   for (let i = 1; i < rounds.length - 1; i++) assert.ok(rounds[i].at - rounds[i - 1].at >= 2000, 'at least 2 s apart');
   assert.match(rounds[rounds.length - 1].text, /^round 100\/100 +140\.0 ms \(p95 135\.0 ms\) +propagation p99 3\.0 ms +\d+ msg\/s +[\d.]+ MB\/s +errors 0/);
+  assert.match(rounds[0].text, /^round +1\/100 /, 'the first round at once');
   assert.match(rounds[1].text, /\(\+\d+ rounds since the last line\)/);
 });
 

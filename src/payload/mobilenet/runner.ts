@@ -1,7 +1,12 @@
 import type { OnnxTrainer } from './ort.js';
 
-/** onnxruntime (a large native library) is loaded only by nodes that use it. */
-const ortModule = () => import('./ort.js');
+/**
+ * onnxruntime (a large native library) is loaded only by nodes that use it. Kept as one
+ * promise so a load that failed keeps failing with its own error: in the binary's bundle a
+ * module whose first evaluation threw is not evaluated again (docs/binary.md).
+ */
+let ortLoad: Promise<typeof import('./ort.js')> | undefined;
+const ortModule = () => (ortLoad ??= import('./ort.js'));
 
 /**
  * The onnxruntime side of one worker node: every worker's training phase and model checks

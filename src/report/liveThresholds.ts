@@ -1,0 +1,84 @@
+import type { RunStore, StoreEvent } from '../sim/runStore.js';
+import { percentiles } from '../sim/stats.js';
+import { type Threshold, cmp } from './thresholds.js';
+
+/** What a latency aggregation reads from percentiles(). */
+const AGG: Record<string, 'p50' | 'p95' | 'p99' | 'max' | 'mean' | 'count'> = { 'p(50)': 'p50', med: 'p50', 'p(95)': 'p95', 'p(99)': 'p99', max: 'max', avg: 'mean', count: 'count' };
+
+/** Percentiles of plain numbers, the way the summary's histograms report them. */
+function figures(xs: readonly number[]): Record<string, number> {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(s.length * q) - 1))];
+  return { count: s.length, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: s[s.length - 1], mean: s.reduce((a, b) => a + b, 0) / s.length };
+}
+
+/** A threshold's figure from the run store, while the run goes (null: no figure yet). */
+export function liveValue(t: Threshold, store: RunStore): number | null {
+  switch (t.metric) {
+    case 'round_ms':
+      return store.rounds.length === 0 ? (t.agg === 'count' ? 0 : null) : figures(store.rounds.map((r) => r.durationMs))[AGG[t.agg]];
+    case 'propagation_ms': {
+      if (store.propagationAll.totalCount === 0) return t.agg === 'count' ? 0 : null;
+      return percentiles(store.propagationAll)[AGG[t.agg]];
+    }
+    case 'errors':
+      return store.errors();
+    case 'retries': {
+      let n = 0;
+      for (const c of store.chunks.values()) n += c.retries;
+      return n;
+    }
+    case 'faults_recovered': {
+      const judged = [...store.faults.values()].filter((f) => f.verdict !== null);
+      const ok = judged.filter((f) => f.verdict === 'recovered').length;
+      return t.agg === 'count' ? ok : judged.length === 0 ? 1 : ok / judged.length;
+    }
+    case 'rounds.completed':
+      return store.rounds.length;
+    case 'updates.accepted':
+      return store.rounds.reduce((a, r) => a + r.updates, 0);
+    default:
+      return null;
+  }
+}
+
+/**
+ * k6's abortOnFail: the thresholds that carry it are checked on the live store (at each
+ * closed round, fault verdict, and at most once a second otherwise), and the first that
+ * fails stops the run. A threshold without a figure yet is not failed: it waits.
+ */
+export class AbortWatch {
+  private readonly watched: Threshold[];
+  private readonly unsubscribe: () => void;
+  private lastCheck = 0;
+  /** Why the run was stopped (null: it was not). */
+  abortedBy: string | null = null;
+
+  constructor(private readonly store: RunStore, thresholds: readonly Threshold[], private readonly abort: (reason: string) => void, private readonly now = () => performance.now()) {
+    this.watched = thresholds.filter((t) => t.abortOnFail);
+    this.unsubscribe = this.watched.length ? store.subscribe((e) => this.on(e)) : () => undefined;
+  }
+
+  private on(e: StoreEvent): void {
+    if (this.abortedBy !== null || this.store.phase !== 'running') return;
+    const due = e.type === 'rounds' || e.type === 'faultReport' || this.now() - this.lastCheck >= 1000;
+    if (due) this.check();
+  }
+
+  check(): void {
+    this.lastCheck = this.now();
+    const since = this.store.startedAt === null ? 0 : this.now() - this.store.startedAt;
+    for (const t of this.watched) {
+      if (since < t.delayAbortEvalMs) continue;
+      const v = liveValue(t, this.store);
+      if (v === null || cmp(v, t.op, t.target)) continue;
+      this.abortedBy = `threshold ${t.metric}: ${t.expr} failed during the run (measured ${Math.round(v * 1000) / 1000}) and has abortOnFail`;
+      this.abort(this.abortedBy);
+      return;
+    }
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+}
