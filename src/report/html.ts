@@ -4,6 +4,7 @@ import { WORKER_STATES, type WorkerState } from '../sim/workerStats.js';
 import { type FaultWindow, HISTORY_COLUMNS, type HistoryRow } from './history.js';
 import type { Summary } from './summary.js';
 import type { ThresholdResult } from './thresholds.js';
+import type { RampResult } from './ramp.js';
 
 /**
  * report.html: one self-contained page per run directory (docs/report.md). Tables are
@@ -12,7 +13,7 @@ import type { ThresholdResult } from './thresholds.js';
  */
 export interface ReportInput {
   /** summary.json as written: the summary plus its threshold results (and the scenario). */
-  summary: Summary & { thresholds?: readonly ThresholdResult[]; scenario?: unknown };
+  summary: Summary & { thresholds?: readonly ThresholdResult[]; ramp?: RampResult | null; scenario?: unknown };
   /** The stats_history.csv rows (RunRecorder.rows()). */
   rows: readonly HistoryRow[];
   /** Fault windows on the rows' elapsed_s clock (RunRecorder.faultWindows()). */
@@ -409,6 +410,28 @@ ${table(s.faults, [
   ['stuck', (f) => f.stuckWorkers, true],
   ...(s.faults.some((f) => f.error) ? [['error', (f) => f.error ?? ''] as Col<Summary['faults'][number]>] : []),
 ], 'No faults fired in this run.')}</section>`,
+
+    ...(s.ramp
+      ? [
+          `<section id="ramp"><h2>Ramp</h2>
+<p>${esc(
+            s.ramp.limits.length === 0
+              ? `${s.ramp.steps.length} steps of ${s.ramp.hold} rounds; no threshold on round_ms, propagation_ms or errors to judge them by.`
+              : s.ramp.capacity
+                ? `Capacity: ${s.ramp.capacity.workers} workers at ${s.ramp.limits.join(' and ')}${s.ramp.brokeAt ? ` (the step of ${s.ramp.brokeAt.workers} broke: ${s.ramp.brokeAt.why})` : ' (every step held: the ramp did not reach the limit)'}.`
+                : `Capacity: below the first step (${s.ramp.brokeAt?.workers} workers broke: ${s.ramp.brokeAt?.why}).`,
+          )}</p>
+${table(s.ramp.steps, [
+  ['workers', (st) => st.workers, true],
+  ['rounds', (st) => `${st.firstRound}..${st.lastRound}`],
+  ['closed', (st) => st.roundsClosed, true],
+  ['round p95', (st) => (st.roundMs ? fmtMs(st.roundMs.p95) : null), true],
+  ['propagation p99', (st) => (st.propagationMs ? fmtMs(st.propagationMs.p99) : null), true],
+  ['errors', (st) => st.errors, true],
+  ['verdict', (st) => badge(st.held ? 'held' : 'broke', st.held ? 'ok' : 'bad')],
+], 'No step ran.')}</section>`,
+        ]
+      : []),
 
     `<section id="charts"><h2>Charts</h2><div class="charts">
 ${CHARTS.map(([id, title, caption]) => `<figure><h3>${esc(title)}</h3><div class="chart" id="chart-${id}" data-chart="${id}"></div><figcaption>${esc(caption)}</figcaption></figure>`).join('\n')}

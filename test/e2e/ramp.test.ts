@@ -27,6 +27,9 @@ test('a ramp adds workers in steps and finds the step where a threshold breaks (
   assert.match(r.stderr, /capacity +20 workers at round_ms p\(95\)<1000 \(the step of 30 broke: round_ms p\(95\)<1000 measured \d+/);
   // The per-round lines show the steps: round r closes with the workers of its step.
   assert.deepEqual(s.roundLines.map((l: { updates: number }) => l.updates), [10, 10, 20, 20, 30, 30, 40, 40]);
+  // The HTML report has the ramp's table and its capacity.
+  const html = readFileSync(path.join(out, 'report.html'), 'utf8');
+  assert.match(html, /<section id="ramp"><h2>Ramp<\/h2>\s*<p>Capacity: 20 workers at round_ms p\(95\)&lt;1000 \(the step of 30 broke/);
   const validate = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(JSON.parse(readFileSync(path.join(ROOT, 'docs', 'summary.schema.json'), 'utf8')));
   assert.ok(validate({ ...s }), JSON.stringify(validate.errors, null, 2));
 });
