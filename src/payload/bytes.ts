@@ -30,8 +30,9 @@ export class BytesPayload implements PayloadCodec {
     return out;
   }
 
-  makeUpdate(global: Buffer, workerIndex: number, round: number): Buffer {
-    const out = Buffer.alloc(this.size);
+  makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer {
+    // Every float of `out` is written below, so a reused buffer needs no clearing.
+    const out = reuse && reuse.length === this.size && reuse !== global && reuse.byteOffset % 4 === 0 ? reuse : Buffer.alloc(this.size);
     const src = global.length === this.size ? floats(global) : new Float32Array(this.n);
     const dst = floats(out);
     const rnd = seededRandom((this.seed * 1_000_003 + workerIndex * 7919 + round) >>> 0);

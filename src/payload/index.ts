@@ -36,9 +36,9 @@ class PairPayload implements PayloadCodec {
     return this.global.initialModel();
   }
 
-  makeUpdate(_global: Buffer, workerIndex: number, round: number): Buffer {
+  makeUpdate(_global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer {
     this.updateBase ??= this.update.initialModel();
-    return this.update.makeUpdate(this.updateBase, workerIndex, round);
+    return this.update.makeUpdate(this.updateBase, workerIndex, round, reuse);
   }
 
   createAggregator(): Aggregator {

@@ -46,9 +46,9 @@ export class MobileNetPayload implements PayloadCodec {
   }
 
   /** The held model with its weights perturbed, seeded by worker and round. */
-  makeUpdate(global: Buffer, workerIndex: number, round: number): Buffer {
+  makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer {
     const base = global.length === this.built.bytes.length ? global : this.built.bytes;
-    const out = Buffer.allocUnsafe(base.length);
+    const out = reuse && reuse.length === base.length && reuse !== base ? reuse : Buffer.allocUnsafe(base.length);
     base.copy(out);
     // Seeded noise drawn once per update and repeated in blocks: the same bytes for the same
     // worker and round, at memory speed rather than one random draw per weight.
@@ -59,7 +59,10 @@ export class MobileNetPayload implements PayloadCodec {
     for (const r of this.built.floatRegions) {
       const v = floatsOf(out, r);
       const f = v.f;
-      for (let i = 0; i < f.length; i++, k++) f[i] += block[k % 4099];
+      for (let i = 0; i < f.length; i++) {
+        f[i] += block[k];
+        if (++k === 4099) k = 0;
+      }
       v.write();
     }
     return out;

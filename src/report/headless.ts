@@ -1,4 +1,5 @@
 import type { RunStore, StoreEvent } from '../sim/runStore.js';
+import { percentilesOf } from '../sim/stats.js';
 import { fmtMB, fmtMs } from './summary.js';
 
 export interface HeadlessOptions {
@@ -102,8 +103,7 @@ export class HeadlessSink {
     if (!line) return;
     const row = s.roundRow(line);
     const total = String(s.totalRounds);
-    const durations = s.rounds.map((r) => r.durationMs).sort((a, b) => a - b);
-    const p95 = durations[Math.min(durations.length - 1, Math.ceil(durations.length * 0.95) - 1)];
+    const p95 = percentilesOf(s.rounds.map((r) => r.durationMs))?.p95 ?? row.durationMs;
     const { messages, bytes } = this.traffic();
     const now = this.now();
     const secs = Math.max((now - this.lastCount.at) / 1000, 1e-3);

@@ -1,25 +1,15 @@
 import type { RunStore, StoreEvent } from '../sim/runStore.js';
-import { percentiles } from '../sim/stats.js';
-import { type Threshold, cmp } from './thresholds.js';
-
-/** What a latency aggregation reads from percentiles(). */
-const AGG: Record<string, 'p50' | 'p95' | 'p99' | 'max' | 'mean' | 'count'> = { 'p(50)': 'p50', med: 'p50', 'p(95)': 'p95', 'p(99)': 'p99', max: 'max', avg: 'mean', count: 'count' };
-
-/** Percentiles of plain numbers, the way the summary's histograms report them. */
-function figures(xs: readonly number[]): Record<string, number> {
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(s.length * q) - 1))];
-  return { count: s.length, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: s[s.length - 1], mean: s.reduce((a, b) => a + b, 0) / s.length };
-}
+import { percentiles, percentilesOf } from '../sim/stats.js';
+import { LAT_AGGS, type Threshold, cmp } from './thresholds.js';
 
 /** A threshold's figure from the run store, while the run goes (null: no figure yet). */
 export function liveValue(t: Threshold, store: RunStore): number | null {
   switch (t.metric) {
     case 'round_ms':
-      return store.rounds.length === 0 ? (t.agg === 'count' ? 0 : null) : figures(store.rounds.map((r) => r.durationMs))[AGG[t.agg]];
+      return store.rounds.length === 0 ? (t.agg === 'count' ? 0 : null) : percentilesOf(store.rounds.map((r) => r.durationMs))![LAT_AGGS[t.agg]];
     case 'propagation_ms': {
       if (store.propagationAll.totalCount === 0) return t.agg === 'count' ? 0 : null;
-      return percentiles(store.propagationAll)[AGG[t.agg]];
+      return percentiles(store.propagationAll)[LAT_AGGS[t.agg]];
     }
     case 'errors':
       return store.errors();

@@ -1,14 +1,12 @@
 import type { RunStore, StoreEvent } from '../sim/runStore.js';
 import { type RampPlan, expectedInRound } from '../sim/ramp.js';
-import { mergeHistograms, percentiles } from '../sim/stats.js';
-import { type Threshold, cmp } from './thresholds.js';
+import { type Percentiles, mergeHistograms, percentiles, percentilesOf } from '../sim/stats.js';
+import { LAT_AGGS, type Threshold, cmp } from './thresholds.js';
 
 /** Metrics a ramp step can be judged by: figures that belong to the step's own rounds. */
 export const STEP_METRICS = ['round_ms', 'propagation_ms', 'errors'] as const;
 
-const AGG: Record<string, 'p50' | 'p95' | 'p99' | 'max' | 'mean' | 'count'> = { 'p(50)': 'p50', med: 'p50', 'p(95)': 'p95', 'p(99)': 'p99', max: 'max', avg: 'mean', count: 'count' };
-
-type Lat = { count: number; p50: number; p95: number; p99: number; max: number; mean: number };
+type Lat = Percentiles;
 
 export interface RampStepResult {
   /** Workers active in the step (the sum over chunks of their share). */
@@ -35,14 +33,6 @@ export interface RampResult {
   capacity: { workers: number; limits: string[] } | null;
   /** The first step that did not hold, and why. */
   brokeAt: { workers: number; why: string } | null;
-}
-
-function lat(xs: readonly number[]): Lat | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(s.length * q) - 1))];
-  const r = (x: number) => Math.round(x * 1000) / 1000;
-  return { count: s.length, p50: r(at(0.5)), p95: r(at(0.95)), p99: r(at(0.99)), max: r(s[s.length - 1]), mean: r(s.reduce((a, b) => a + b, 0) / s.length) };
 }
 
 /**
@@ -84,7 +74,7 @@ export class RampRecorder {
         firstRound,
         lastRound,
         roundsClosed: lines.length,
-        roundMs: lat(lines.map((l) => l.durationMs)),
+        roundMs: percentilesOf(lines.map((l) => l.durationMs)),
         propagationMs: prop && prop.count > 0 ? prop : null,
         errors: Math.max(0, errorsAfter - errorsBefore),
         thresholds: [],
@@ -93,7 +83,7 @@ export class RampRecorder {
       errorsBefore = errorsAfter;
       for (const t of judged) {
         const figures = t.metric === 'round_ms' ? step.roundMs : t.metric === 'propagation_ms' ? step.propagationMs : null;
-        const value = t.metric === 'errors' ? step.errors : figures ? figures[AGG[t.agg]] : null;
+        const value = t.metric === 'errors' ? step.errors : figures ? figures[LAT_AGGS[t.agg]] : null;
         step.thresholds.push({ metric: t.metric, expr: t.expr, value, ok: value !== null && cmp(value, t.op, t.target) });
       }
       step.held = step.roundsClosed === plan.hold && step.thresholds.every((x) => x.ok);

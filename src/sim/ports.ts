@@ -46,8 +46,12 @@ export interface PulledModel {
 export interface PayloadCodec {
   readonly name: string;
   initialModel(): Buffer;
-  /** The update worker `workerIndex` sends in `round`, derived from the global model it holds. */
-  makeUpdate(global: Buffer, workerIndex: number, round: number): Buffer;
+  /**
+   * The update worker `workerIndex` sends in `round`, derived from the global model it holds.
+   * `reuse`: the worker's previous update, sent and acknowledged; a codec may write the new
+   * one into it when the size matches (no 14 MB allocation per worker per round).
+   */
+  makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer;
   createAggregator(): Aggregator;
 }
 

@@ -29,6 +29,14 @@ export function decodeHistogram(s: string): Histogram {
   return h;
 }
 
+/** Percentiles of plain millisecond figures (a few hundred round durations), as percentiles() reports them. */
+export function percentilesOf(ms: readonly number[]): Percentiles | null {
+  if (ms.length === 0) return null;
+  const s = [...ms].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(s.length * q) - 1))];
+  return { count: s.length, p50: round3(at(0.5)), p95: round3(at(0.95)), p99: round3(at(0.99)), max: round3(s[s.length - 1]), mean: round3(s.reduce((a, b) => a + b, 0) / s.length) };
+}
+
 export function mergeHistograms(parts: readonly Histogram[]): Histogram {
   const out = newHistogram();
   for (const p of parts) if (p.totalCount > 0) out.add(p);

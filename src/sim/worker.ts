@@ -116,6 +116,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     // update came late and a quorum closed the round without it) catches up by fetching the
     // newest model, so it may do fewer rounds of its own but stops at the same version.
     const lastVersion = join > 1 ? join - 1 + ctx.rounds : held.version + ctx.rounds;
+    let spare: Buffer | undefined;
     for (let done = 0; done < ctx.rounds && held.version < lastVersion; ) {
       if (ctx.signal.aborted) throw new Error('stopped');
       enter('training');
@@ -125,11 +126,13 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
 
       enter('sending');
       const round = held.version + 1;
-      const update = ctx.codec.makeUpdate(held.body, ctx.index, round);
+      const update = ctx.codec.makeUpdate(held.body, ctx.index, round, spare);
       t = clock.now();
       const ack = await attempt(() => transport.pushUpdate(workerId, round, update));
       stats.latency('uploadMs', clock.now() - t);
       stats.updates[ack.outcome] = (stats.updates[ack.outcome] ?? 0) + 1;
+      // Sent and answered: the transport holds no reference to it any more.
+      spare = update;
       if (ack.outcome === 'rejected') {
         throw new TransportError('rejected', `worker ${ctx.index}: the server rejected its update for round ${round}: ${ack.reason ?? 'no reason given'}`, false);
       }

@@ -45,3 +45,16 @@ test('a corrupted chunk is caught by the SHA-256 every version carries', () => {
   bad[1024 * 1024 + 17] ^= 0xff; // one byte in the second 1 MiB chunk
   assert.notEqual(sha256Hex(bad), sha);
 });
+
+test('an update written into the previous one (reuse) has the same bytes as a fresh one', () => {
+  for (const codec of [new MobileNetPayload(3), new BytesPayload(1 << 16)]) {
+    const global = codec.initialModel();
+    const fresh = codec.makeUpdate(global, 5, 2);
+    const old = codec.makeUpdate(global, 9, 1);
+    const reused = codec.makeUpdate(global, 5, 2, old);
+    assert.equal(reused, old, `${codec.name}: written into the given buffer`);
+    assert.ok(reused.equals(fresh), `${codec.name}: same bytes`);
+    // Never into the global model itself.
+    assert.notEqual(codec.makeUpdate(global, 5, 2, global), global);
+  }
+});
