@@ -4,9 +4,11 @@ import { runCoordinator, type CoordinatorFlags } from './commands/coordinator.js
 import { runServerNode, type ServerFlags } from './commands/nodeServer.js';
 import { runWorkerNode, type WorkerFlags } from './commands/nodeWorker.js';
 import { runRun, type RunFlags } from './commands/run.js';
+import { type DeployAnsibleFlags, type DeployK8sFlags, runDeployAnsible, runDeployK8s } from './commands/deploy.js';
 import type { ResolveInput } from './config/scenario.js';
 import { SETTINGS, envOf, flagOf } from './config/settings.js';
 import { parseIntFlag, parseSize } from './config/values.js';
+import { chunkFromEnv, formatChunk } from './config/chunk.js';
 import { generateKeys } from './auth/keys.js';
 import { ExitCode, UsageError, exitCodeOf } from './errors.js';
 import { cleanNetns } from './netem/netns.js';
@@ -87,6 +89,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--tls-ca <file>', 'CA certificate to check a TLS coordinator')
     .option('--workers <W>', 'workers in the whole run (server: expected per round)')
     .option('--host <host>', '[server] address to bind', '127.0.0.1')
+    .option('--advertise <host>', '[server, with --coordinator] the host name or address workers are told to reach this server at (e.g. a Kubernetes Service name)')
     .option('--http-port <P>', '[server] long-poll HTTP port (0 picks a free one)', '0')
     .option('--grpc-port <Q>', '[server] gRPC port (0 picks a free one)', '0')
     .option('--min-workers <M>', '[server] with --round-timeout: close a round with M updates after the deadline')
@@ -94,6 +97,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--poll-timeout <S>', '[server] seconds a model long-poll is held before 204', '25')
     .option('--max-update-bytes <SIZE>', '[server] largest update accepted', '1GiB')
     .option('--chunk <n of k>', '[worker] which chunk of the workers to run: "3 of 4", "3of4" or "3/4"')
+    .option('--chunk-from-env <VAR of K>', '[worker] chunk (i+1) of K where $VAR holds the zero-based index i, e.g. "JOB_COMPLETION_INDEX of 4" (Kubernetes Indexed Jobs)')
     .option('--server <HOST:PORT>', '[worker] the server port of the chosen transport')
     .option('--transport <t>', '[worker] http or grpc', 'http')
     .option('--rounds <R>', '[worker] rounds each worker completes', '3')
@@ -115,7 +119,16 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--events', 'print NDJSON events on stdout')
     .option('--dry-run', '[with --coordinator] print the iptables/tc commands of kernel fault backends instead of running them')
     .option('--isolated', '[with --coordinator] this node has its own host or network namespace: backend auto may use iptables/netem')
-    .action(async (opts: ServerFlags & WorkerFlags & AgentFlags & { role: 'server' | 'worker'; dryRun?: boolean; isolated?: boolean }) => {
+    .action(async (opts: ServerFlags & WorkerFlags & AgentFlags & { role: 'server' | 'worker'; dryRun?: boolean; isolated?: boolean; chunkFromEnv?: string }) => {
+      if (opts.chunkFromEnv !== undefined) {
+        if (opts.chunk !== undefined) throw new UsageError('--chunk and --chunk-from-env go alone: give one of them');
+        if (opts.role !== 'worker') throw new UsageError('--chunk-from-env is for --role worker');
+        opts.chunk = formatChunk(chunkFromEnv(opts.chunkFromEnv, process.env));
+      }
+      if (opts.advertise !== undefined) {
+        if (opts.role !== 'server' || opts.coordinator === undefined) throw new UsageError('--advertise is for --role server with --coordinator (the coordinator tells the workers where the server is)');
+        if (!/^[A-Za-z0-9.:_-]+$/.test(opts.advertise)) throw new UsageError(`--advertise "${opts.advertise}" is not a host name or address`);
+      }
       if (opts.dryRun) process.env.FEDSIM_DRY_RUN = '1';
       if (opts.isolated) process.env.FEDSIM_ISOLATED = '1';
       if (opts.coordinator !== undefined) {
@@ -193,6 +206,27 @@ function buildProgram(setExit: (code: number) => void): Command {
       process.stderr.write(`public key list: ${list} (give it to the server; each worker node needs only its own .key files)\n`);
       setExit(ExitCode.ok);
     });
+
+  const deploy = program
+    .command('deploy')
+    .description('one run beyond one machine: Kubernetes manifests or an Ansible playbook (docs/multi-host.md)');
+  deploy
+    .command('k8s')
+    .description('print the Kubernetes manifests of a run (YAML) on stdout: coordinator, server node, worker nodes as an Indexed Job, token Secret, scenario ConfigMap')
+    .requiredOption('--scenario <file>', 'the scenario file (YAML); its name names the objects')
+    .option('--namespace <NS>', 'namespace of every object (created, unless "default")', 'fedsim')
+    .option('--image <IMG>', 'container image holding the fedsim binary at /usr/local/bin/fedsim (deploy/docker/Dockerfile; default fedsim:<version>)')
+    .option('--hold <S>', 'seconds the coordinator pod keeps the run directory after the run, for kubectl cp', '3600')
+    .action((opts: DeployK8sFlags) => setExit(runDeployK8s(opts)));
+  deploy
+    .command('ansible')
+    .description('write a playbook directory that copies the binary to the inventory hosts, runs the nodes and the coordinator, fetches the run directory and cleans up')
+    .requiredOption('--scenario <file>', 'the scenario file (YAML)')
+    .requiredOption('--inventory <file>', 'Ansible inventory (INI or YAML) with groups coordinator, server and workers')
+    .option('--out <DIR>', 'the playbook directory (default ./fedsim-<name>-ansible)')
+    .option('--binary <FILE>', 'the single executable to copy (default: this one, or dist/fedsim of `npm run build`)')
+    .option('--run-timeout <S>', 'seconds the play waits for the run to end', '3600')
+    .action((opts: DeployAnsibleFlags) => setExit(runDeployAnsible(opts)));
 
   return program;
 }

@@ -1,4 +1,6 @@
-import { rampPlanOf } from '../sim/ramp.js';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { rampPlanOf } from '../config/settings.js';
 import { parseChunk } from '../config/chunk.js';
 import { parseTrain, payloadOf } from '../config/payload.js';
 import type { Scenario } from '../config/settings.js';
@@ -33,6 +35,8 @@ export interface AgentFlags {
   httpPort: string;
   grpcPort: string;
   maxUpdateBytes: string;
+  /** (server) The host workers are told to reach this server at, instead of --host (a Service name). */
+  advertise?: string;
   tlsCa?: string;
   /** Safe mode: the server's key list, or a worker node's key directory (read here, never sent over the control channel). */
   keys?: string;
@@ -53,6 +57,16 @@ function checkProxiesOutside(proxies: ProxyBackend, workers: readonly number[], 
           'narrow the ephemeral port range (sysctl net.ipv4.ip_local_port_range) so it leaves them out, or carry these faults with one backend',
       );
     }
+  }
+}
+
+/** The address of a server advertised by name; an address stays as it is. */
+async function addressOf(host: string): Promise<string> {
+  if (isIP(host)) return host;
+  try {
+    return (await lookup(host, { family: 4 })).address;
+  } catch (e) {
+    throw new RunError(`cannot resolve the server's host name ${host} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): the kernel fault backends need its address`);
   }
 }
 
@@ -144,15 +158,19 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       );
       // Log triggers on the server's lines fire here; the coordinator relays them to the workers' nodes.
       if (sc.faults.some((f) => f.trigger.type === 'log')) faults = faultRunner(sc, 0, 0, 0, null);
-      return { host: flags.host, httpPort: server.httpPort, grpcPort: server.grpcPort };
+      return { host: flags.advertise ?? flags.host, httpPort: server.httpPort, grpcPort: server.grpcPort };
     }
     const c = parseChunk(a.chunk);
     const { first, count } = chunkRange(c, sc.workers);
     let proxies: ProxyBackend | null = null;
     let virtual: ((i: number) => { host: string; port: number } | undefined) | undefined;
+    // The server as advertised: an address, or a name (`--advertise`, a Kubernetes Service).
+    let serverHost = a.serverHost;
     if (sc.faults.length > 0) {
-      const server = { host: a.serverHost, port: a.serverPort };
       const choice = await chooseCarriers(sc);
+      // Kernel rules match addresses: a name is resolved once, and the workers use that address too.
+      if ([...choice.values()].some((b) => b !== 'proxy')) serverHost = await addressOf(a.serverHost);
+      const server = { host: serverHost, port: a.serverPort };
       const carriers: Partial<Record<Carrier, FaultBackend>> = {};
       const targetsOf = (fs: readonly FaultSpec[]) => {
         const out: number[] = [];
@@ -165,12 +183,12 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       const onPorts = new Set(targetsOf(sc.faults.filter((f) => choice.get(f.id) === 'iptables' && !wholeNodeTarget(f.target))));
       const vp = onPorts.size > 0 ? virtualPorts({ first, count, total: sc.workers, serverPort: a.serverPort }) : undefined;
       // A dry run only prints the DNAT rule: there the workers connect straight.
-      if (vp && !isRecording()) virtual = (i) => (onPorts.has(i) ? { host: a.serverHost, port: virtualPortOf(vp, i) } : undefined);
+      if (vp && !isRecording()) virtual = (i) => (onPorts.has(i) ? { host: serverHost, port: virtualPortOf(vp, i) } : undefined);
       // A worker behind a proxy and on a virtual port: the proxy goes upstream through the port.
       if (targeted.length > 0) carriers.proxy = proxies = await ProxyBackend.start(targeted, (i) => virtual?.(i) ?? server, sc.seed);
       if (vp && proxies) {
         try {
-          checkProxiesOutside(proxies, targeted, a.serverHost, vp);
+          checkProxiesOutside(proxies, targeted, serverHost, vp);
         } catch (e) {
           await proxies.close();
           throw e;
@@ -186,7 +204,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       let iptables: IptablesBackend | null = null;
       if ([...choice.values()].includes('iptables')) carriers.iptables = iptables = new IptablesBackend(server, vp);
       if ([...choice.values()].includes('netem')) {
-        const dev = isRecording() ? (a.serverHost.startsWith('127.') ? 'lo' : 'eth0') : await routeDevice(a.serverHost);
+        const dev = isRecording() ? (serverHost.startsWith('127.') ? 'lo' : 'eth0') : await routeDevice(serverHost);
         carriers.netem = new NetemBackend(server, dev);
       }
       faults = faultRunner(sc, c.n, first, count, new BackendSet(choice, carriers));
@@ -199,7 +217,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
     chunk = await prepareChunk({
       chunk: c,
       workers: sc.workers,
-      server: { host: a.serverHost, port: a.serverPort },
+      server: { host: serverHost, port: a.serverPort },
       transport: sc.transport,
       rounds: sc.rounds,
       trainMs: parseRange(sc.trainMs, 'trainMs'),

@@ -2,6 +2,7 @@ import { UsageError } from '../errors.js';
 import { parsePayload, parseTrain } from './payload.js';
 import type { FaultSpec } from '../netem/spec.js';
 import { checkBackendRequest } from '../netem/choose.js';
+import type { RampPlan } from '../sim/ramp.js';
 import { parseIntFlag, parseNumberFlag, parseRange } from './values.js';
 
 /**
@@ -129,6 +130,13 @@ export function parseRamp(text: string, what: string, hold: number): { steps: nu
   }
   for (let i = 1; i < steps.length; i++) if (steps[i] <= steps[i - 1]) throw bad('must grow at every step');
   return { steps, hold };
+}
+
+/** The ramp of a resolved scenario (null: every worker from round 1). */
+export function rampPlanOf(sc: Pick<Scenario, 'ramp' | 'rampHold' | 'nodes'>): RampPlan | null {
+  if (sc.ramp === null) return null;
+  const { steps, hold } = parseRamp(sc.ramp, 'ramp', sc.rampHold);
+  return { steps, hold, nodes: sc.nodes };
 }
 
 export const flagOf = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

@@ -37,7 +37,8 @@ const LATENCIES: Record<string, keyof Summary> = {
   download_ms: 'downloadMs',
   propagation_ms: 'propagationMs',
 };
-const LAT_AGGS: Record<string, string> = { 'p(50)': 'p50', med: 'p50', 'p(95)': 'p95', 'p(99)': 'p99', max: 'max', avg: 'mean', count: 'count' };
+/** What each latency aggregation reads from a set of percentiles. */
+export const LAT_AGGS: Record<string, 'p50' | 'p95' | 'p99' | 'max' | 'mean' | 'count'> = { 'p(50)': 'p50', med: 'p50', 'p(95)': 'p95', 'p(99)': 'p99', max: 'max', avg: 'mean', count: 'count' };
 
 const EXPR = /^\s*(p\(\d+(?:\.\d+)?\)|avg|med|max|min|count|rate|value)\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)\s*$/;
 

@@ -1,5 +1,4 @@
-import { type Chunk, chunkRange } from '../config/chunk.js';
-import { parseRamp } from '../config/settings.js';
+import { chunkRange } from './chunks.js';
 
 /**
  * Ramps: the run's workers join in steps (e.g. 250, 500, … 4000), each step held for `hold`
@@ -40,7 +39,7 @@ export function expectedInRound(plan: RampPlan, round: number): number {
 }
 
 /** The round (1-based) in which the worker at `local` (0-based within chunk `chunk`) sends its first update. */
-export function joinRound(plan: RampPlan, chunk: Pick<Chunk, 'n'>, local: number): number {
+export function joinRound(plan: RampPlan, chunk: { readonly n: number }, local: number): number {
   for (let s = 0; s < plan.steps.length; s++) {
     if (local < activeInChunk(plan, chunk.n, plan.steps[s])) return s * plan.hold + 1;
   }
@@ -52,9 +51,3 @@ export function rampRounds(plan: RampPlan): number {
   return plan.steps.length * plan.hold;
 }
 
-/** The ramp of a resolved scenario (null: every worker from round 1). */
-export function rampPlanOf(sc: { ramp: string | null; rampHold: number; nodes: number }): RampPlan | null {
-  if (sc.ramp === null) return null;
-  const { steps, hold } = parseRamp(sc.ramp, 'ramp', sc.rampHold);
-  return { steps, hold, nodes: sc.nodes };
-}

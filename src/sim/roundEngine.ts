@@ -196,11 +196,15 @@ export class RoundEngine {
     const closed: RoundClosed = { round, durationMs, updates: n, byQuorum: !all, model };
     for (const fn of this.listeners) fn(closed);
     // A waiter asking for a later version (a ramp worker waiting for its first round) keeps waiting.
-    for (const w of this.waiters) {
-      if (w.after >= model.version) continue;
+    const waiting = this.waiters;
+    this.waiters = new Set();
+    for (const w of waiting) {
+      if (w.after >= model.version) {
+        this.waiters.add(w);
+        continue;
+      }
       w.timer?.cancel();
       w.resolve(model);
-      this.waiters.delete(w);
     }
   }
 

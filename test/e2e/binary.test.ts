@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT, tempDir } from '../helpers/cli.js';
 import { requireTool } from '../helpers/privileged.js';
+import { buildBinary } from '../helpers/sea.js';
 import { gitCommitOf } from '../../src/runtime/self.js';
 
 const supported = process.platform === 'linux' && process.arch === 'x64';
@@ -35,12 +36,7 @@ before(() => {
   if (!supported) return;
   root = tempDir('fedsim-binary-');
   const work = path.join(root, 'build');
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-sea.js'), '--out', path.join(work, 'fedsim'), '--work', work, '--quiet'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 240_000,
-  });
-  assert.equal(r.status, 0, `build-sea failed:\n${r.stderr}${r.stdout}`);
+  buildBinary(work);
   manifest = JSON.parse(readFileSync(path.join(work, 'unpacked-assets.json'), 'utf8'));
   // "Copy it to the remote host": an empty folder holding nothing but the executable.
   const host = path.join(root, 'host');

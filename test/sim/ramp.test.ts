@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { chunkRange } from '../../src/config/chunk.js';
 import { resolveScenario } from '../../src/config/scenario.js';
-import { parseRamp } from '../../src/config/settings.js';
-import { activeInChunk, expectedInRound, joinRound, rampPlanOf, rampRounds } from '../../src/sim/ramp.js';
+import { parseRamp, rampPlanOf } from '../../src/config/settings.js';
+import { activeInChunk, expectedInRound, joinRound, rampRounds } from '../../src/sim/ramp.js';
 
 test('ramp: STEP:MAX[:HOLD] and lists parse; bad ones name the input', () => {
   assert.deepEqual(parseRamp('250:1000', 'x', 3), { steps: [250, 500, 750, 1000], hold: 3 });
