@@ -1,10 +1,34 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { mustRun, run } from './exec.js';
+import { journalDir } from './journal.js';
 
 /** Every namespace and bridge fedsim makes carries these prefixes, so `fedsim netns clean` finds them. */
 export const NS_PREFIX = 'fedsim-';
 export const BRIDGE_PREFIX = 'fsbr-';
+
+/**
+ * Which process owns a topology: `<state dir>/netns/<id>` holds its pid while the run lives,
+ * so `fedsim netns clean` leaves a live run's namespaces alone even in the moments they have
+ * no process in them (being set up, or torn down).
+ */
+const ownersDir = () => path.join(journalDir(), 'netns');
+
+function ownerOf(id: string): number | null {
+  try {
+    const pid = Number(readFileSync(path.join(ownersDir(), id), 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0) return null;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return null;
+  }
+}
+
+/** The run id in `fedsim-<id>-<host>` or `fsbr-<id>`. */
+const idOf = (name: string) => (name.startsWith(BRIDGE_PREFIX) ? name.slice(BRIDGE_PREFIX.length) : name.slice(NS_PREFIX.length).split('-')[0]);
 
 export interface NetnsHost {
   /** Node name: "server", "w1", … */
@@ -44,6 +68,8 @@ export class NetnsTopology {
 
   async create(): Promise<void> {
     this.created = true;
+    mkdirSync(ownersDir(), { recursive: true, mode: 0o700 });
+    writeFileSync(path.join(ownersDir(), this.id), `${process.pid}\n`);
     await mustRun(['ip', 'link', 'add', this.bridge, 'type', 'bridge']);
     await mustRun(['ip', 'addr', 'add', `${this.gateway}/24`, 'dev', this.bridge]);
     await mustRun(['ip', 'link', 'set', this.bridge, 'up']);
@@ -87,6 +113,7 @@ export class NetnsTopology {
     }
     const r = await run(['ip', 'link', 'del', this.bridge]);
     if (r.code !== 0) problems.push(`ip link del ${this.bridge}: ${r.stderr.trim()}`);
+    rmSync(path.join(ownersDir(), this.id), { force: true });
     this.created = false;
     return problems;
   }
@@ -104,6 +131,11 @@ export async function cleanNetns(): Promise<{ removed: string[]; problems: strin
   for (const line of list.stdout.split('\n')) {
     const ns = line.trim().split(/\s+/)[0];
     if (!ns?.startsWith(NS_PREFIX)) continue;
+    const owner = ownerOf(idOf(ns));
+    if (owner !== null) {
+      skipped.push(`namespace ${ns}: its run (pid ${owner}) is still going`);
+      continue;
+    }
     const pids = (await run(['ip', 'netns', 'pids', ns])).stdout.trim();
     if (pids) {
       skipped.push(`namespace ${ns}: processes ${pids.split(/\s+/).join(', ')} still run in it`);
@@ -111,12 +143,19 @@ export async function cleanNetns(): Promise<{ removed: string[]; problems: strin
     }
     const r = await run(['ip', 'netns', 'del', ns]);
     if (r.code === 0) removed.push(`namespace ${ns}`);
+    // Gone between the list and the delete: its own run removed it.
+    else if (/No such file/.test(r.stderr)) skipped.push(`namespace ${ns}: already removed`);
     else problems.push(`ip netns del ${ns}: ${r.stderr.trim()}`);
   }
   const links = await run(['ip', '-o', 'link', 'show', 'type', 'bridge']);
   for (const line of links.stdout.split('\n')) {
     const m = /^\d+:\s+([^:@\s]+)/.exec(line);
     if (!m || !m[1].startsWith(BRIDGE_PREFIX)) continue;
+    const owner = ownerOf(idOf(m[1]));
+    if (owner !== null) {
+      skipped.push(`bridge ${m[1]}: its run (pid ${owner}) is still going`);
+      continue;
+    }
     const ports = (await run(['ip', '-o', 'link', 'show', 'master', m[1]])).stdout.trim();
     if (ports) {
       skipped.push(`bridge ${m[1]}: a running run's namespaces are attached to it`);
@@ -124,7 +163,14 @@ export async function cleanNetns(): Promise<{ removed: string[]; problems: strin
     }
     const r = await run(['ip', 'link', 'del', m[1]]);
     if (r.code === 0) removed.push(`bridge ${m[1]}`);
+    else if (/Cannot find device/.test(r.stderr)) skipped.push(`bridge ${m[1]}: already removed`);
     else problems.push(`ip link del ${m[1]}: ${r.stderr.trim()}`);
+  }
+  // Owner files of runs that died (a killed run never removed its own).
+  try {
+    for (const id of readdirSync(ownersDir())) if (ownerOf(id) === null) rmSync(path.join(ownersDir(), id), { force: true });
+  } catch {
+    // no state directory: nothing was ever recorded
   }
   return { removed, problems, skipped };
 }

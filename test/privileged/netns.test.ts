@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { requireRoot } from '../helpers/privileged.js';
+import { journalDir } from '../../src/netem/journal.js';
 
 const netnsList = () => spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout;
 const bridges = () => spawnSync('ip', ['-o', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' }).stdout;
@@ -42,4 +43,31 @@ test('fedsim netns clean removes what a killed run left behind', async (t) => {
   assert.match(r.stderr, new RegExp(`removed bridge ${br}`));
   assert.doesNotMatch(netnsList(), /fedsim-zzzzz/);
   assert.doesNotMatch(bridges(), /fsbr-zzzzz/);
+});
+
+test('fedsim netns clean leaves a live run alone (its owner file names a live pid) and clears a dead run\'s', async (t) => {
+  if (!requireRoot(t)) return;
+  const owners = path.join(journalDir(), 'netns');
+  mkdirSync(owners, { recursive: true });
+  const live = 'fedsim-yyyyy-server';
+  const dead = 'fedsim-xxxxx-server';
+  t.after(() => {
+    spawnSync('ip', ['netns', 'del', live]);
+    spawnSync('ip', ['netns', 'del', dead]);
+    rmSync(path.join(owners, 'yyyyy'), { force: true });
+    rmSync(path.join(owners, 'xxxxx'), { force: true });
+  });
+  // This test process stands for a run that is setting up (no process in its namespace yet).
+  writeFileSync(path.join(owners, 'yyyyy'), `${process.pid}\n`);
+  // A pid that is not running: a killed run's file.
+  const gone = spawnSync('true').pid!;
+  writeFileSync(path.join(owners, 'xxxxx'), `${gone}\n`);
+  assert.equal(spawnSync('ip', ['netns', 'add', live]).status, 0);
+  assert.equal(spawnSync('ip', ['netns', 'add', dead]).status, 0);
+  const r = await runCli(['netns', 'clean']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`left alone: namespace ${live}: its run \\(pid ${process.pid}\\) is still going`));
+  assert.match(r.stderr, new RegExp(`removed namespace ${dead}`));
+  assert.match(netnsList(), /fedsim-yyyyy-server/);
+  assert.ok(!existsSync(path.join(owners, 'xxxxx')), "the dead run's owner file is cleared");
 });
