@@ -6,13 +6,13 @@
  * still stops every process and removes every directory it made.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { runCli, tempDir } from '../helpers/cli.js';
+import { runCli, runProcess, tempDir } from '../helpers/cli.js';
 import { requireTool } from '../helpers/privileged.js';
 import { buildBinary } from '../helpers/sea.js';
 
@@ -80,7 +80,7 @@ function leftovers(token: string, remoteRoot: string): string[] {
   return found;
 }
 
-function playbook(dir: string, inventory: string, extra: string[], timeoutMs = 150_000): Promise<{ code: number | null; out: string; ms: number }> {
+async function playbook(dir: string, inventory: string, extra: string[], timeoutMs = 150_000): Promise<{ code: number | null; out: string; ms: number }> {
   const env = {
     ...process.env,
     ANSIBLE_NOCOLOR: '1',
@@ -89,18 +89,8 @@ function playbook(dir: string, inventory: string, extra: string[], timeoutMs = 1
     ANSIBLE_LOCAL_TEMP: path.join(dir, 'ansible-local'),
     ANSIBLE_REMOTE_TEMP: path.join(dir, 'ansible-remote'),
   };
-  return new Promise((resolve) => {
-    const t0 = Date.now();
-    const p = spawn('ansible-playbook', ['-i', inventory, path.join(dir, 'play', 'playbook.yml'), ...extra], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (out += d));
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, ms: Date.now() - t0 });
-    });
-  });
+  const r = await runProcess('ansible-playbook', ['-i', inventory, path.join(dir, 'play', 'playbook.yml'), ...extra], { env }, timeoutMs);
+  return { code: r.code, out: r.stdout + r.stderr, ms: r.ms };
 }
 
 interface Setup {

@@ -15,7 +15,7 @@ import { ConfigMap, Namespace, Pod, Secret, Service } from 'kubernetes-models/v1
 import { parseAllDocuments } from 'yaml';
 import { chunkFromEnv } from '../../src/config/chunk.js';
 import { IMAGE_BINARY } from '../../src/deploy/k8s.js';
-import { ROOT, runCli, startCli, tempDir, waitForEvent } from '../helpers/cli.js';
+import { ROOT, exited, runCli, startCli, tempDir, waitForEvent } from '../helpers/cli.js';
 
 type Doc = { kind: string; apiVersion: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: unknown };
 type Container = {
@@ -257,17 +257,6 @@ after(() => {
   for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
 });
 
-function exited(p: ChildProcess, timeoutMs = 60_000): Promise<{ code: number | null; stderr: string }> {
-  let stderr = '';
-  p.stderr!.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code) => {
-      clearTimeout(timer);
-      setTimeout(() => resolve({ code, stderr }), 50);
-    });
-  });
-}
 
 /** `args` with the value after `flag` replaced. */
 function withArg(args: string[], flag: string, value: string): string[] {

@@ -4,14 +4,14 @@
  * empty folder and run there with a PATH that has no `node` and a fresh cache directory.
  */
 import assert from 'node:assert/strict';
-import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
+import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { ROOT, tempDir } from '../helpers/cli.js';
+import { ROOT, runProcess, tempDir } from '../helpers/cli.js';
 import { requireTool } from '../helpers/privileged.js';
+import { tmux, until } from '../helpers/tmux.js';
 import { buildBinary } from '../helpers/sea.js';
 import { gitCommitOf } from '../../src/runtime/self.js';
 
@@ -60,18 +60,7 @@ function place(name: string): { cwd: string; cache: string; env: NodeJS.ProcessE
 }
 
 function fedsim(args: string[], where: { cwd: string; env: NodeJS.ProcessEnv }, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(exe, args, { cwd: where.cwd, env: where.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runProcess(exe, args, where, timeoutMs);
 }
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
@@ -146,18 +135,6 @@ test('binary: an unwritable cache directory is a clear error', { skip }, async (
   assert.match(`${r.stderr}\n${logs}`, /cannot unpack libonnxruntime\.so\.1 of the fedsim binary to .*not-a-dir\/fedsim\/.*: set XDG_CACHE_HOME to a writable directory/);
 });
 
-const tmux = (...args: string[]) => spawnSync('tmux', args, { encoding: 'utf8' });
-const screen = (session: string) => tmux('capture-pane', '-p', '-t', session).stdout;
-
-async function until(session: string, what: string, ok: (s: string) => boolean, timeoutMs = 60_000): Promise<string> {
-  const t0 = Date.now();
-  for (;;) {
-    const s = screen(session);
-    if (ok(s)) return s;
-    if (Date.now() - t0 > timeoutMs) assert.fail(`timed out waiting for ${what}; the screen:\n${s}`);
-    await sleep(100);
-  }
-}
 
 /** The shell command for tmux: the binary with exactly `env` (no node on its PATH), then its exit code. */
 function tmuxCommand(w: { cwd: string; env: NodeJS.ProcessEnv }, args: string[]): string {

@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { runCli, startCli, tempDir, waitForEvent } from '../helpers/cli.js';
+import { exited, runCli, startCli, tempDir, waitForEvent } from '../helpers/cli.js';
 
 const procs: ChildProcess[] = [];
 after(() => {
@@ -16,19 +16,6 @@ function start(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   return p;
 }
 
-function exited(p: ChildProcess, timeoutMs = 60_000): Promise<{ code: number | null; stderr: string; ms: number }> {
-  const t0 = Date.now();
-  let stderr = '';
-  p.stderr!.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code) => {
-      clearTimeout(timer);
-      // Let the pipe drain.
-      setTimeout(() => resolve({ code, stderr, ms: Date.now() - t0 }), 50);
-    });
-  });
-}
 
 const TOKEN = 'test-token-123';
 

@@ -1,27 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { BIN, tempDir } from '../helpers/cli.js';
 import { requireTool } from '../helpers/privileged.js';
+import { tmux, until } from '../helpers/tmux.js';
 import { chunkBarWidth } from '../../src/tui/components.js';
-
-const tmux = (...args: string[]) => spawnSync('tmux', args, { encoding: 'utf8' });
-
-/** The screen as text (tmux capture-pane). */
-const screen = (session: string) => tmux('capture-pane', '-p', '-t', session).stdout;
-
-async function until(session: string, what: string, ok: (s: string) => boolean, timeoutMs = 60_000): Promise<string> {
-  const t0 = Date.now();
-  for (;;) {
-    const s = screen(session);
-    if (ok(s)) return s;
-    if (Date.now() - t0 > timeoutMs) assert.fail(`timed out waiting for ${what}; the screen:\n${s}`);
-    await sleep(100);
-  }
-}
 
 test('the terminal UI in a real terminal (tmux 100x30): chunks and rounds move, d cuts a chunk and its verdict comes, q ends cleanly', async (t) => {
   if (!requireTool(t, 'tmux', ['-V'])) return;

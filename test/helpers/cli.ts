@@ -16,9 +16,14 @@ export interface CliResult {
 
 /** Runs the real CLI as a child process; kills it after `timeoutMs` so no test hangs. */
 export function runCli(args: string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return runProcess(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } }, timeoutMs);
+}
+
+/** Runs any command to its end, collecting its output; SIGKILL after `timeoutMs`. */
+export function runProcess(command: string, args: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}, timeoutMs = 60_000): Promise<CliResult> {
   return new Promise((resolve) => {
     const t0 = Date.now();
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    const p = spawn(command, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
@@ -27,6 +32,21 @@ export function runCli(args: string[], timeoutMs = 60_000, env: NodeJS.ProcessEn
     p.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr, ms: Date.now() - t0 });
+    });
+  });
+}
+
+/** Resolves when `p` exits, with its stderr; SIGKILL after `timeoutMs`. */
+export function exited(p: ChildProcess, timeoutMs = 60_000): Promise<{ code: number | null; stderr: string; ms: number }> {
+  const t0 = Date.now();
+  let stderr = '';
+  p.stderr!.on('data', (d) => (stderr += d));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('exit', (code) => {
+      clearTimeout(timer);
+      // Let the pipe drain.
+      setTimeout(() => resolve({ code, stderr, ms: Date.now() - t0 }), 50);
     });
   });
 }
