@@ -13,7 +13,7 @@ import { buildSummary, formatSummaryTable, type Summary } from '../report/summar
 import { type Threshold, evaluateThresholds, junitXml } from '../report/thresholds.js';
 import { RunRecorder } from '../report/history.js';
 import { AbortWatch } from '../report/liveThresholds.js';
-import { MetricsEndpoint } from '../report/metrics.js';
+import type { MetricsEndpoint } from '../report/metrics.js';
 import { RampRecorder, formatRamp } from '../report/ramp.js';
 import { expectedInRound } from '../sim/ramp.js';
 import { rampPlanOf } from '../config/settings.js';
@@ -109,6 +109,8 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
   const store = new RunStore(sc.workers, sc.rounds);
   let metrics: MetricsEndpoint | null = null;
   if (o.metrics) {
+    // prom-client loads only when metrics are asked for: nodes and plain runs start without it.
+    const { MetricsEndpoint } = await import('../report/metrics.js');
     metrics = new MetricsEndpoint(store, { name: sc.name, transport: sc.transport, payload: formatPayload(payloadOf(sc)), version: fedsimVersion() });
     try {
       const mport = await metrics.listen(o.metrics.host, o.metrics.port);
