@@ -35,6 +35,9 @@ export function mobilenetOf(seed: number): Built {
 export class MobileNetPayload implements PayloadCodec {
   readonly name = 'mobilenetv2';
 
+  /** The running sum of the last round, free again once its result is out: the next round's (28 MB, not one per round). */
+  private spareSum: Float64Array | null = null;
+
   constructor(private readonly seed = 1) {}
 
   private get built(): Built {
@@ -72,10 +75,18 @@ export class MobileNetPayload implements PayloadCodec {
     const { bytes: template, floatRegions: regions, params } = this.built;
     let sum: Float64Array | null = null;
     let count = 0;
+    const take = () => {
+      const spare = this.spareSum;
+      this.spareSum = null;
+      return spare ? spare.fill(0) : new Float64Array(params);
+    };
+    const give = (s: Float64Array) => {
+      this.spareSum = s;
+    };
     return {
       fold(update: Buffer) {
         if (update.length !== template.length) return false;
-        const acc = (sum ??= new Float64Array(params));
+        const acc = (sum ??= take());
         let k = 0;
         for (const r of regions) {
           const f = floatsOf(update, r).f;
@@ -96,6 +107,8 @@ export class MobileNetPayload implements PayloadCodec {
           for (let i = 0; i < v.f.length; i++) v.f[i] = sum[k++] / count;
           v.write();
         }
+        give(sum);
+        sum = null;
         return out;
       },
     };

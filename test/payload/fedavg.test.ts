@@ -36,6 +36,11 @@ test('FedAvg on MobileNetV2: every weight is the mean of the updates, every othe
   // Outside the weights the result is the model's own bytes.
   const first = floatRegions[0];
   assert.ok(got.subarray(0, first.offset).equals(bytes.subarray(0, first.offset)));
+  // The next round reuses the running sum: it starts from zero, so one update's mean is that update.
+  const next = codec.createAggregator();
+  assert.equal(next.fold(ups[1]), true);
+  const alone = readRegion(next.result(2), r);
+  for (let i = 0; i < alone.length; i += 97) assert.equal(alone[i], b[i]);
 });
 
 test('a corrupted chunk is caught by the SHA-256 every version carries', () => {
