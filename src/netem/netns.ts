@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'nod
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { mustRun, run } from './exec.js';
-import { journalDir } from './journal.js';
+import { alive, alreadyGone, journalDir } from './journal.js';
 
 /** Every namespace and bridge fedsim makes carries these prefixes, so `fedsim netns clean` finds them. */
 export const NS_PREFIX = 'fedsim-';
@@ -19,9 +19,7 @@ const ownersDir = () => path.join(journalDir(), 'netns');
 function ownerOf(id: string): number | null {
   try {
     const pid = Number(readFileSync(path.join(ownersDir(), id), 'utf8').trim());
-    if (!Number.isInteger(pid) || pid <= 0) return null;
-    process.kill(pid, 0);
-    return pid;
+    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
   } catch {
     return null;
   }
@@ -144,7 +142,7 @@ export async function cleanNetns(): Promise<{ removed: string[]; problems: strin
     const r = await run(['ip', 'netns', 'del', ns]);
     if (r.code === 0) removed.push(`namespace ${ns}`);
     // Gone between the list and the delete: its own run removed it.
-    else if (/No such file/.test(r.stderr)) skipped.push(`namespace ${ns}: already removed`);
+    else if (alreadyGone(r.stderr)) skipped.push(`namespace ${ns}: already removed`);
     else problems.push(`ip netns del ${ns}: ${r.stderr.trim()}`);
   }
   const links = await run(['ip', '-o', 'link', 'show', 'type', 'bridge']);
@@ -163,7 +161,7 @@ export async function cleanNetns(): Promise<{ removed: string[]; problems: strin
     }
     const r = await run(['ip', 'link', 'del', m[1]]);
     if (r.code === 0) removed.push(`bridge ${m[1]}`);
-    else if (/Cannot find device/.test(r.stderr)) skipped.push(`bridge ${m[1]}: already removed`);
+    else if (alreadyGone(r.stderr)) skipped.push(`bridge ${m[1]}: already removed`);
     else problems.push(`ip link del ${m[1]}: ${r.stderr.trim()}`);
   }
   // Owner files of runs that died (a killed run never removed its own).

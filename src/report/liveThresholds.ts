@@ -1,5 +1,5 @@
 import type { RunStore, StoreEvent } from '../sim/runStore.js';
-import { percentiles, percentilesOf } from '../sim/stats.js';
+import { mergeHistograms, percentiles, percentilesOf } from '../sim/stats.js';
 import { LAT_AGGS, type Threshold, cmp } from './thresholds.js';
 
 /** A threshold's figure from the run store, while the run goes (null: no figure yet). */
@@ -8,8 +8,10 @@ export function liveValue(t: Threshold, store: RunStore): number | null {
     case 'round_ms':
       return store.rounds.length === 0 ? (t.agg === 'count' ? 0 : null) : percentilesOf(store.rounds.map((r) => r.durationMs))![LAT_AGGS[t.agg]];
     case 'propagation_ms': {
-      if (store.propagationAll.totalCount === 0) return t.agg === 'count' ? 0 : null;
-      return percentiles(store.propagationAll)[LAT_AGGS[t.agg]];
+      // Merged only when a threshold asks (at most once a round or a second), not at every snapshot.
+      const all = mergeHistograms(store.rounds.map((r) => store.propagationOf(r.round)).filter((h) => h !== undefined));
+      if (all.totalCount === 0) return t.agg === 'count' ? 0 : null;
+      return percentiles(all)[LAT_AGGS[t.agg]];
     }
     case 'errors':
       return store.errors();

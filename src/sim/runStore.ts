@@ -95,8 +95,6 @@ export class RunStore {
   /** New rounds held by hand (the TUI's `p`). */
   paused = false;
   private readonly prop = new Map<number, Histogram>();
-  /** Every propagation sample of every version so far (live thresholds read it). */
-  readonly propagationAll: Histogram = newHistogram();
   private readonly subscribers: Array<(e: StoreEvent) => void> = [];
 
   constructor(readonly totalWorkers: number, readonly totalRounds: number) {}
@@ -121,9 +119,7 @@ export class RunStore {
         for (const p of propagation) {
           let h = this.prop.get(p.version);
           if (!h) this.prop.set(p.version, (h = newHistogram()));
-          const d = decodeHistogram(p.histogram);
-          h.add(d);
-          this.propagationAll.add(d);
+          h.add(decodeHistogram(p.histogram));
         }
         break;
       }
