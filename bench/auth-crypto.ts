@@ -22,6 +22,7 @@
  */
 import { createPrivateKey, createPublicKey, randomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import nacl from 'tweetnacl';
+import { ed25519, libsodiumOrNull } from '../src/auth/ed25519.js';
 import { type SignedFields, Verifier, canonical, signer } from '../src/auth/sign.js';
 import { table } from './lib.js';
 
@@ -90,6 +91,17 @@ function main(): number {
   add('sign', 'native crypto.sign', (i) => nodeSign(null, msgs[i & mask], privateKey));
   add('verify', 'tweetnacl nacl.sign.detached.verify', (i) => nacl.sign.detached.verify(msgs[i & mask], naclSigs[i & mask], kp.publicKey));
   add('verify', 'native crypto.verify', (i) => nodeVerify(null, msgs[i & mask], publicKey, nodeSigs[i & mask]));
+  const sodium = libsodiumOrNull();
+  if (sodium) {
+    const sodiumSign = sodium.signerOf(seed);
+    const sodiumVerify = sodium.verifierOf(pub);
+    for (let i = 0; i < MESSAGES; i++) {
+      if (!sodiumSign(msgs[i]).equals(nodeSigs[i])) return fail('libsodium and native signatures differ for the same key and message');
+      if (!sodiumVerify(msgs[i], naclSigs[i])) return fail('a tweetnacl signature does not verify with libsodium');
+    }
+    add('sign', 'libsodium crypto_sign_detached', (i) => sodiumSign(msgs[i & mask]));
+    add('verify', 'libsodium crypto_sign_verify_detached', (i) => sodiumVerify(msgs[i & mask], nodeSigs[i & mask]));
+  } else process.stderr.write('  sodium-native does not load here: no libsodium rows\n');
   add('key', 'createPrivateKey (PKCS8 from seed)', () => createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' }));
   add('key', 'createPublicKey (SPKI from raw)', () => createPublicKey({ key: Buffer.concat([SPKI_PREFIX, pub]), format: 'der', type: 'spki' }));
   const seedB64 = seed.toString('base64url');
@@ -101,6 +113,7 @@ function main(): number {
     nodeVerify(null, msgs[i & mask], createPublicKey({ key: Buffer.concat([SPKI_PREFIX, pub]), format: 'der', type: 'spki' }), nodeSigs[i & mask]));
 
   // fedsim's chosen path: signer() and Verifier.verify() with canonical() and every check.
+  console.log(`fedsim's ed25519: ${ed25519().name}\n`);
   const sign = signer(seed.toString('hex'));
   const pubHex = pub.toString('hex');
   const now = Date.now();
@@ -134,6 +147,10 @@ function main(): number {
   };
   console.log(`\n${pick('sign', 'tweetnacl', 'native')}`);
   console.log(pick('verify', 'tweetnacl', 'native'));
+  if (sodium) {
+    console.log(pick('sign', 'native', 'libsodium').replace(/native/, 'libsodium').replace(/tweetnacl/, 'native'));
+    console.log(pick('verify', 'native', 'libsodium').replace(/native/, 'libsodium').replace(/tweetnacl/, 'native'));
+  }
   return 0;
 }
 

@@ -119,6 +119,10 @@ const ORT_LIB = 'libonnxruntime.so.1';
 addAsset(ORT_BINDING, readFileSync(path.join(ortDir, ORT_BINDING)), { compress: true, mode: 0o755 });
 addAsset(ORT_LIB, readFileSync(path.join(ortDir, ORT_LIB)), { compress: true, mode: 0o755 });
 say('onnxruntime native files compressed');
+// Safe mode's ed25519 (src/auth/ed25519.ts): sodium-native's prebuilt addon, libsodium linked in.
+const SODIUM_BINDING = 'sodium-native.node';
+const sodiumFile = path.join(path.dirname(require.resolve('sodium-native/package.json')), 'prebuilds', 'linux-x64', SODIUM_BINDING);
+addAsset(SODIUM_BINDING, readFileSync(sodiumFile), { compress: true, mode: 0o755 });
 
 const { ESM_IMPORT_HELPER, ESM_IMPORT_HELPER_SOURCE } = await import(pathToFileURL(path.join(ROOT, 'dist', 'src', 'runtime', 'sea.js')).href);
 addAsset(ESM_IMPORT_HELPER, Buffer.from(ESM_IMPORT_HELPER_SOURCE));
@@ -147,6 +151,18 @@ const seaPlugin = {
       const load = `require(${JSON.stringify(seaModule)}).loadEmbeddedAddon(${JSON.stringify(ORT_BINDING)}, [${JSON.stringify(ORT_LIB)}])`;
       return { contents: text.replace(bindingRequire, load), loader: 'js' };
     });
+    // fedsim's one require() of sodium-native becomes a plain require(), so the bundle holds it.
+    const sodiumRequire = "createRequire(import.meta.url)('sodium-native')";
+    build.onLoad({ filter: /dist[\\/]src[\\/]auth[\\/]ed25519\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes(sodiumRequire)) throw new Error(`${args.path}: ${sodiumRequire} not found (src/auth/ed25519.ts changed?)`);
+      return { contents: text.replace(sodiumRequire, "require('sodium-native')"), loader: 'js' };
+    });
+    // sodium-native finds its prebuilt addon with node-gyp-build; in the binary it is an asset.
+    build.onLoad({ filter: /sodium-native[\\/]index\.js$/ }, () => ({
+      contents: `module.exports = require(${JSON.stringify(seaModule)}).loadEmbeddedAddon(${JSON.stringify(SODIUM_BINDING)});`,
+      loader: 'js',
+    }));
   },
 };
 const manifest = Object.fromEntries([...assets].filter(([, a]) => a.unpack).map(([name, a]) => [name, a.meta]));
@@ -181,6 +197,7 @@ for (const bad of ['node_modules/ink/', 'node_modules/react/', 'node_modules/yog
   if (inputs.some((f) => f.includes(bad))) fail(`the main bundle must not contain ${bad} (it loads with the UI only)`);
 }
 if (!inputs.some((f) => /onnxruntime-node[\\/]dist[\\/]binding\.js$/.test(f))) fail('onnxruntime-node is not in the main bundle');
+if (!inputs.some((f) => /sodium-native[\\/]index\.js$/.test(f))) fail('sodium-native is not in the main bundle');
 say(`fedsim.cjs ${(statSync(work('fedsim.cjs')).size / 1e6).toFixed(2)} MB`);
 
 // ---------------------------------------------------------------- 4. blob and executable

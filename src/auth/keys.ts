@@ -16,7 +16,7 @@ import { chmodSync, closeSync, fstatSync, mkdirSync, openSync, readFileSync, ren
 import path from 'node:path';
 import nacl from 'tweetnacl';
 import { UsageError } from '../errors.js';
-import { privateKeyFromSeed, rawPublicKeyHex, signerFor } from './sign.js';
+import { publicKeyOfSeed, signer } from './sign.js';
 
 export const KEY_LIST_FILE = 'keys.list';
 export const keyFileName = (index: number) => `worker-${index}.key`;
@@ -185,8 +185,7 @@ export function loadWorkerKeys(dir: string, indices: Iterable<number>): Map<numb
     const seedHex = text.trim();
     if (!HEX32.test(seedHex)) throw new UsageError(`${file}: expected an ed25519 seed (64 hex characters and a newline)`);
     // Derived natively from the seed (tweetnacl's keyPair.fromSeed is ~100x slower).
-    const key = privateKeyFromSeed(seedHex);
-    out.set(index, { index, publicKeyHex: rawPublicKeyHex(key), sign: signerFor(key) });
+    out.set(index, { index, publicKeyHex: publicKeyOfSeed(seedHex), sign: signer(seedHex) });
   }
   return out;
 }

@@ -2,22 +2,17 @@
  * Safe mode's signatures: what a worker signs for each request, and the server's check.
  *
  * Keys are ed25519 (generated with tweetnacl, src/auth/keys.ts). Signing and verifying use
- * Node's native `crypto.sign` / `crypto.verify`: `npm run bench -- auth-crypto` measured them
- * against tweetnacl's `nacl.sign.detached` / `nacl.sign.detached.verify` on 200-byte
- * messages, and native was >100x faster on a 2-core machine (two runs: sign 17,800-19,400
- * vs 148-167 ops/s; verify 6,300-7,500 vs 61-63 ops/s). ed25519 is deterministic, so both
- * produce the same signature for the same key and message, and each verifies the other's
- * (tested). tweetnacl stays for key generation (src/auth/keys.ts).
+ * libsodium through the `sodium-native` addon, or Node's OpenSSL where the addon does not
+ * load (src/auth/ed25519.ts has the figures of `npm run bench -- auth-crypto` behind that
+ * choice: tweetnacl's pure-JS verification manages about 60 a second here, OpenSSL about
+ * 7,900, libsodium about 17,900). ed25519 is deterministic, so all three produce the same
+ * signature for the same key and message, and each verifies the others' (tested); tweetnacl
+ * stays for key generation.
  *
- * KeyObjects are built from the raw 32-byte seed / public key as JWK (`{kty: 'OKP', crv:
- * 'Ed25519', d | x}`): the same keys as the PKCS8 / SPKI DER forms, but the bench measured the
- * import ~10x faster (private 17,000 vs 1,700 ops/s; public 97,000 vs 6,400), which matters
- * to a node loading thousands of worker keys. A KeyObject built per request would still cost
- * on every request (with SPKI it halved verify throughput, 7,460 → 4,360 ops/s), so they are
- * built once per key: by `signer()` for its key, by each Verifier for its list, and by
- * `verifySignature()` through a bounded cache.
+ * Keys are prepared once per key (a signer per worker key, a verifier per listed key), never
+ * per request.
  */
-import { type KeyObject, createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import { type Verify, ed25519 } from './ed25519.js';
 
 /** The first line of every signed message: a domain and version separator. */
 export const CANONICAL_PREFIX = 'fedsim-auth-v1';
@@ -88,61 +83,32 @@ export function canonical(f: SignedFields): Buffer {
   );
 }
 
-const b64url = (hex: string) => Buffer.from(hex, 'hex').toString('base64url');
-
-/**
- * A private KeyObject from a 32-byte ed25519 seed (hex). Node derives the public half from
- * `d` and ignores `x` (which must be present as a string).
- */
-export function privateKeyFromSeed(seedHex: string): KeyObject {
-  if (!HEX32.test(seedHex)) throw new TypeError('an ed25519 seed is 64 hex characters');
-  return createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: b64url(seedHex), x: '' }, format: 'jwk' });
+function bytes32(hex: string, what: string): Buffer {
+  if (!HEX32.test(hex)) throw new TypeError(`an ed25519 ${what} is 64 hex characters`);
+  return Buffer.from(hex, 'hex');
 }
 
-/** A public KeyObject from a raw 32-byte ed25519 public key (hex). */
-export function publicKeyObject(publicKeyHex: string): KeyObject {
-  if (!HEX32.test(publicKeyHex)) throw new TypeError('an ed25519 public key is 64 hex characters');
-  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: b64url(publicKeyHex) }, format: 'jwk' });
-}
-
-/** The raw public key (lower-case hex) of an ed25519 KeyObject, private or public. */
-export function rawPublicKeyHex(key: KeyObject): string {
-  const x = key.export({ format: 'jwk' }).x;
-  if (typeof x !== 'string') throw new TypeError('not an ed25519 key');
-  return Buffer.from(x, 'base64url').toString('hex');
-}
-
-/** The public key (hex) of a seed (hex). */
+/** The public key (lower-case hex) of a seed (hex). */
 export function publicKeyOfSeed(seedHex: string): string {
-  return rawPublicKeyHex(privateKeyFromSeed(seedHex));
+  return ed25519().publicKeyOf(bytes32(seedHex, 'seed')).toString('hex');
 }
 
-/** A signing function for one seed (the KeyObject is built once): message → 64-byte signature. */
+/** A signing function for one seed (the key is prepared once): message → 64-byte signature. */
 export function signer(seedHex: string): (msg: Buffer) => Buffer {
-  return signerFor(privateKeyFromSeed(seedHex));
+  return ed25519().signerOf(bytes32(seedHex, 'seed'));
 }
 
-/** A signing function for a private KeyObject. */
-export function signerFor(key: KeyObject): (msg: Buffer) => Buffer {
-  return (msg) => nodeSign(null, msg, key);
-}
-
-/** Checks a signature with a prepared KeyObject. Malformed signatures are false, never a throw. */
-export function verifyWith(key: KeyObject, msg: Buffer, signature: Buffer): boolean {
-  if (signature.length !== 64) return false;
-  try {
-    return nodeVerify(null, msg, key, signature);
-  } catch {
-    return false;
-  }
+/** A verifying function for one public key (hex), prepared once. Throws on a malformed key. */
+export function verifierOf(publicKeyHex: string): Verify {
+  return ed25519().verifierOf(bytes32(publicKeyHex, 'public key'));
 }
 
 const KEY_CACHE_MAX = 4096;
-const keyCache = new Map<string, KeyObject>();
+const keyCache = new Map<string, Verify>();
 
 /**
  * Checks `signature` (64 bytes, or 128 hex characters) over `msg` with a raw public key (hex).
- * KeyObjects are cached (the KEY_CACHE_MAX most recently added keys). A malformed key or
+ * Prepared keys are cached (the KEY_CACHE_MAX most recently added). A malformed key or
  * signature gives false.
  */
 export function verifySignature(publicKeyHex: string, msg: Buffer, signature: Buffer | string): boolean {
@@ -150,17 +116,17 @@ export function verifySignature(publicKeyHex: string, msg: Buffer, signature: Bu
   const sig = typeof signature === 'string' ? (HEX64.test(signature) ? Buffer.from(signature, 'hex') : null) : signature;
   if (!sig) return false;
   const id = publicKeyHex.toLowerCase();
-  let key = keyCache.get(id);
-  if (!key) {
+  let check = keyCache.get(id);
+  if (!check) {
     try {
-      key = publicKeyObject(id);
+      check = verifierOf(id);
     } catch {
-      return false; // not a valid curve point
+      return false; // not a valid key
     }
     if (keyCache.size >= KEY_CACHE_MAX) keyCache.delete(keyCache.keys().next().value as string);
-    keyCache.set(id, key);
+    keyCache.set(id, check);
   }
-  return verifyWith(key, msg, sig);
+  return check(msg, sig);
 }
 
 /** The last `size` nonces of one key, oldest forgotten first (a ring plus a set). */
@@ -189,7 +155,7 @@ class NonceRing {
 
 interface KeyState {
   index: number;
-  key: KeyObject;
+  check: Verify;
   nonces: NonceRing | null; // made on the key's first accepted request
   workerId: string | null; // the worker id this key registered, if any
 }
@@ -233,8 +199,6 @@ export class Verifier {
   private readonly byKey = new Map<string, KeyState>();
   /** Worker id → the key that registered it (at most one id per key, so bounded by the list). */
   private readonly boundTo = new Map<string, string>();
-  /** "key nonce" of requests whose signature is being checked (verifyAsync). */
-  private readonly pending = new Set<string>();
 
   constructor(opts: VerifierOptions) {
     this.maxSkewMs = opts.maxSkewMs ?? 60_000;
@@ -244,7 +208,7 @@ export class Verifier {
     opts.keys.forEach((hex, index) => {
       const id = hex.toLowerCase();
       if (this.byKey.has(id)) return; // the first line wins
-      this.byKey.set(id, { index, key: publicKeyObject(id), nonces: null, workerId: null });
+      this.byKey.set(id, { index, check: verifierOf(id), nonces: null, workerId: null });
     });
   }
 
@@ -282,37 +246,8 @@ export class Verifier {
   verify(f: SignedFields, signatureHex: string, now: number): AuthResult {
     const p = this.precheck(f, signatureHex, now);
     if ('ok' in p) return p;
-    if (!verifyWith(p.state.key, p.msg, Buffer.from(signatureHex, 'hex'))) return { ok: false, reason: 'bad-signature' };
+    if (!p.state.check(p.msg, Buffer.from(signatureHex, 'hex'))) return { ok: false, reason: 'bad-signature' };
     return this.accept(f, p.id, p.state);
-  }
-
-  /**
-   * `verify` with the signature checked off the event loop (Node's callback form of
-   * `crypto.verify` runs in the libuv thread pool): the server keeps serving requests while
-   * signatures are checked, on every core. The nonce is reserved while its check runs, so
-   * two copies of one request in flight at once cannot both pass.
-   */
-  async verifyAsync(f: SignedFields, signatureHex: string, now: number): Promise<AuthResult> {
-    const p = this.precheck(f, signatureHex, now);
-    if ('ok' in p) return p;
-    const { id, state, msg } = p;
-    if (state.nonces?.has(f.nonce) || this.pending.has(`${id} ${f.nonce}`)) return { ok: false, reason: 'replay' };
-    const reserved = `${id} ${f.nonce}`;
-    this.pending.add(reserved);
-    let good: boolean;
-    try {
-      good = await new Promise<boolean>((resolve) => {
-        try {
-          nodeVerify(null, msg, state.key, Buffer.from(signatureHex, 'hex'), (err, ok) => resolve(!err && ok));
-        } catch {
-          resolve(false);
-        }
-      });
-    } finally {
-      this.pending.delete(reserved);
-    }
-    if (!good) return { ok: false, reason: 'bad-signature' };
-    return this.accept(f, id, state);
   }
 
   /**

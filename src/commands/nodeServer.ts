@@ -1,3 +1,4 @@
+import { ed25519, ed25519Fallback } from '../auth/ed25519.js';
 import { type RampPlan, expectedInRound } from '../sim/ramp.js';
 import { formatPayload, payloadOf, type PayloadSpec } from '../config/payload.js';
 import { parseIntFlag, parseNumberFlag, parseSize } from '../config/values.js';
@@ -96,7 +97,7 @@ export async function startServer(s: ServerSettings, onRound: (line: RoundLine) 
     const { checker, keys } = serverChecker(s.keys);
     fl.auth = checker;
     fl.authLog = log;
-    log(`server: SAFE MODE: ${keys} worker keys from ${s.keys}; every request must be signed by a listed key (unknown workers are refused)`);
+    log(`server: SAFE MODE: ${keys} worker keys from ${s.keys}; every request must be signed by a listed key (unknown workers are refused); ed25519 by ${ed25519().name}${ed25519Fallback() ? ` (${ed25519Fallback()})` : ''}`);
   } else {
     log('server: safe mode is OFF: any worker is admitted (give --keys LIST to admit only listed keys)');
   }

@@ -18,7 +18,7 @@ export function serverChecker(listFile: string): { checker: RequestChecker; keys
       // A registration asks for an index ("#N"): only the key on line N may take it.
       const asked = /^#(\d+)$/.exec(facts.workerId);
       if (asked && v.indexOf(publicKey) >= 0 && v.indexOf(publicKey) !== Number(asked[1])) return { ok: false, reason: 'wrong-worker', publicKey };
-      const r = await v.verifyAsync({ ...facts, publicKey, timestamp: ts, nonce }, sig, Date.now());
+      const r = v.verify({ ...facts, publicKey, timestamp: ts, nonce }, sig, Date.now());
       return r.ok ? { ok: true, publicKey } : { ok: false, reason: r.reason, publicKey };
     },
     bind: (workerId, publicKey) => void v.bindWorker(workerId, publicKey),
@@ -32,10 +32,14 @@ export function serverChecker(listFile: string): { checker: RequestChecker; keys
  */
 export function workerSigners(dir: string, indices: Iterable<number>): Map<number, RequestSigner> {
   const out = new Map<number, RequestSigner>();
+  // A nonce must be unique per key within the server's window: this node's random prefix and a
+  // counter are, at the cost of one random draw per node instead of one per request.
+  const prefix = randomBytes(8).toString('hex');
+  let counter = 0;
   for (const [index, key] of loadWorkerKeys(dir, indices)) {
     out.set(index, (facts) => {
       const timestamp = Date.now();
-      const nonce = randomBytes(12).toString('hex');
+      const nonce = `${prefix}${(counter++).toString(36)}`;
       const sig = key.sign(canonical({ ...facts, publicKey: key.publicKeyHex, timestamp, nonce }));
       return {
         [AUTH.key]: key.publicKeyHex,

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
+import { ed25519, libsodiumOrNull, openssl } from '../../src/auth/ed25519.js';
 import nacl from 'tweetnacl';
-import { type SignedFields, Verifier, canonical, checkBody, privateKeyFromSeed, publicKeyOfSeed, rawPublicKeyHex, signer, verifySignature } from '../../src/auth/sign.js';
+import { type SignedFields, Verifier, canonical, checkBody, publicKeyOfSeed, signer, verifySignature } from '../../src/auth/sign.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -60,7 +61,6 @@ test('tweetnacl and native signatures are the same keys both ways', () => {
   const seed = hex(kp.secretKey.subarray(0, 32));
   const pub = hex(kp.publicKey);
   assert.equal(publicKeyOfSeed(seed), pub);
-  assert.equal(rawPublicKeyHex(privateKeyFromSeed(seed)), pub);
   for (const msg of [Buffer.alloc(0), Buffer.from('hello'), Buffer.alloc(200, 7)]) {
     const naclSig = Buffer.from(nacl.sign.detached(msg, kp.secretKey));
     const nodeSig = signer(seed)(msg);
@@ -240,18 +240,44 @@ test('checkBody compares the signed body hash with the received one', () => {
   assert.deepEqual(checkBody(sha('a'), sha('b')), { ok: false, reason: 'body-hash' });
 });
 
-test('verifyAsync: the same checks off the event loop; two copies of one request in flight at once, one passes', async () => {
+test('libsodium and OpenSSL: the same public key, the same signatures, each verifies the other\'s; libsodium is in use', () => {
+  const sodium = libsodiumOrNull();
+  assert.ok(sodium, 'sodium-native loads (prebuilt for this platform)');
+  assert.equal(ed25519().name, 'libsodium');
+  const kp = nacl.sign.keyPair();
+  const seed = Buffer.from(kp.secretKey.subarray(0, 32));
+  const pub = Buffer.from(kp.publicKey);
+  assert.deepEqual(sodium.publicKeyOf(seed), pub);
+  assert.deepEqual(openssl.publicKeyOf(seed), pub);
+  const bySodium = sodium.verifierOf(pub);
+  const byOpenssl = openssl.verifierOf(pub);
+  for (const msg of [Buffer.alloc(0), Buffer.from('fedsim'), Buffer.alloc(300, 9)]) {
+    const a = sodium.signerOf(seed)(msg);
+    const b = openssl.signerOf(seed)(msg);
+    assert.deepEqual(a, b, 'ed25519 is deterministic');
+    assert.ok(bySodium(msg, b) && byOpenssl(msg, a));
+    const bad = Buffer.from(a);
+    bad[5] ^= 1;
+    assert.equal(bySodium(msg, bad), false);
+    assert.equal(byOpenssl(msg, bad), false);
+    assert.equal(bySodium(msg, a.subarray(0, 63)), false, 'a short signature is false, not a throw');
+    assert.equal(byOpenssl(msg, a.subarray(0, 63)), false);
+  }
+  assert.throws(() => sodium.verifierOf(Buffer.alloc(31)), /32 bytes/);
+  assert.throws(() => sodium.signerOf(Buffer.alloc(33)), /32 bytes/);
+});
+
+test('Verifier: a second copy of an accepted request is a replay, a failed check does not burn the nonce', () => {
   const k = newKey();
   const other = newKey();
   const v = new Verifier({ keys: [k.pub] });
   const { f, sig } = signed(k);
-  const [a, b] = await Promise.all([v.verifyAsync(f, sig, NOW), v.verifyAsync(f, sig, NOW)]);
-  assert.deepEqual([a, b].map((r) => (r.ok ? 'ok' : r.reason)).sort(), ['ok', 'replay']);
-  assert.deepEqual(await v.verifyAsync(f, sig, NOW), { ok: false, reason: 'replay' });
+  assert.deepEqual(v.verify(f, sig, NOW), { ok: true });
+  assert.deepEqual(v.verify(f, sig, NOW), { ok: false, reason: 'replay' });
   const t = signed(k);
-  assert.deepEqual(await v.verifyAsync({ ...t.f, round: 4 }, t.sig, NOW), { ok: false, reason: 'bad-signature' });
-  assert.deepEqual(await v.verifyAsync(t.f, t.sig, NOW + 61_000), { ok: false, reason: 'stale' });
+  assert.deepEqual(v.verify({ ...t.f, round: 4 }, t.sig, NOW), { ok: false, reason: 'bad-signature' });
+  assert.deepEqual(v.verify(t.f, t.sig, NOW + 61_000), { ok: false, reason: 'stale' });
   const o = signed(other);
-  assert.deepEqual(await v.verifyAsync(o.f, o.sig, NOW), { ok: false, reason: 'unknown-key' });
-  assert.deepEqual(await v.verifyAsync(t.f, t.sig, NOW), { ok: true }, 'a failed check does not burn the nonce');
+  assert.deepEqual(v.verify(o.f, o.sig, NOW), { ok: false, reason: 'unknown-key' });
+  assert.deepEqual(v.verify(t.f, t.sig, NOW), { ok: true }, 'a failed check does not burn the nonce');
 });

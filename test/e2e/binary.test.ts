@@ -113,6 +113,18 @@ for (const transport of ['http', 'grpc']) {
   });
 }
 
+test('binary: safe mode signs and verifies with the embedded libsodium', { skip }, async () => {
+  const w = place('safe');
+  const k = await fedsim(['keys', 'gen', '--workers', '6', '--out', 'keys'], w);
+  assert.equal(k.code, 0, k.stderr);
+  const r = await fedsim(['run', '--keys', 'keys', '--workers', '6', '--nodes', '2', '--rounds', '2', '--out', 'out', '--headless'], w);
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(readFileSync(path.join(w.cwd, 'out', 'summary.json'), 'utf8'));
+  assert.equal(s.updates.accepted, 12);
+  assert.match(readFileSync(path.join(w.cwd, 'out', 'logs', 'server.log'), 'utf8'), /SAFE MODE: 6 worker keys .*ed25519 by libsodium\n/);
+  assertCacheHolds(w.cache, ['sodium-native.node']);
+});
+
 test('binary: a MobileNetV2 round with onnxruntime (training and model checks) unpacks it to ~/.cache by default', { skip }, async () => {
   const w = place('mobilenet');
   delete w.env.XDG_CACHE_HOME;
@@ -168,8 +180,10 @@ test('binary: two binaries started at once on a fresh cache both work, and the c
   b.env.XDG_CACHE_HOME = a.cache; // one cache for both
   const sessions = [`fedsim-bin-a-${process.pid}`, `fedsim-bin-b-${process.pid}`];
   t.after(() => sessions.forEach((s) => tmux('kill-session', '-t', s)));
-  // Each: the UI (tui.mjs and its helper) and two worker nodes loading onnxruntime (the native files).
-  const args = ['run', '--workers', '4', '--nodes', '2', '--rounds', '2', '--payload', 'mobilenetv2', '--validate-model', 'on', '--hand-faults', 'off', '--out', 'out'];
+  // Each: the UI (tui.mjs and its helper), two worker nodes loading onnxruntime (the native files)
+  // and safe mode (libsodium).
+  for (const w of [a, b]) assert.equal((await fedsim(['keys', 'gen', '--workers', '4', '--out', 'keys'], w)).code, 0);
+  const args = ['run', '--keys', 'keys', '--workers', '4', '--nodes', '2', '--rounds', '2', '--payload', 'mobilenetv2', '--validate-model', 'on', '--hand-faults', 'off', '--out', 'out'];
   const started = [a, b].map((w, i) => tmux('new-session', '-d', '-s', sessions[i], '-x', '100', '-y', '30', tmuxCommand(w, args)));
   for (const r of started) assert.equal(r.status, 0, r.stderr);
   for (const [i, w] of [a, b].entries()) {
