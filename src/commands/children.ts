@@ -18,8 +18,10 @@ export class ChildNode {
     env: NodeJS.ProcessEnv = process.env,
     /** Wraps the argv, e.g. to run the node inside a network namespace. */
     wrap: (argv: string[]) => string[] = (a) => a,
+    /** Node flags for the child (see childNodeFlags). */
+    nodeFlags: readonly string[] = [],
   ) {
-    const self = selfCommand();
+    const self = selfCommand(nodeFlags);
     this.logFile = createWriteStream(logPath);
     const argv = wrap([self.command, ...self.args, ...args]);
     this.proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });

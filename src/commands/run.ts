@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { KEY_LIST_FILE } from '../auth/keys.js';
 import { type ResolveInput, resolveScenario } from '../config/scenario.js';
@@ -6,6 +7,8 @@ import { ExitCode, RunError, UsageError } from '../errors.js';
 import { requestedBackend, wholeNodeTarget } from '../netem/choose.js';
 import { NetnsTopology } from '../netem/netns.js';
 import { ChildNode } from './children.js';
+import { isBinary } from '../runtime/sea.js';
+import { childNodeFlags } from '../runtime/self.js';
 import { coordinate, defaultOutDir, metricsOf, prepareOutDir } from './coordinate.js';
 import { log, useTui } from './output.js';
 
@@ -57,6 +60,10 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
       log(`netns: bridge ${topo.bridge} ${topo.gateway}/24; ${topo.hosts.map((h) => `${h.name} ${h.ns} ${h.address}`).join(', ')}`);
     }
     const controlHost = topo ? topo.gateway : '127.0.0.1';
+    // This process, the server and the worker nodes share the host's cores.
+    // (The binary takes no node flags: docs/binary.md.)
+    const nodeFlags = isBinary() ? [] : childNodeFlags(scenario.nodes + 2, availableParallelism());
+    if (nodeFlags.length > 0) log(`run: child nodes start with ${nodeFlags.join(' ')} (${availableParallelism()} cores for ${scenario.nodes + 2} fedsim processes; FEDSIM_NODE_GC=default turns it off)`);
     const tui = useTui(flags);
     const { code, summary } = await coordinate({
       thresholds,
@@ -74,7 +81,7 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
         const spawnNode = (name: string, nsName: string, args: string[], file: string) => {
           const wrap = topo ? (argv: string[]) => topo.wrap(nsName, argv) : undefined;
           const childEnv = topo ? { ...env, FEDSIM_NETNS: topo.host(nsName).ns } : env;
-          const child = new ChildNode(name, [...base, ...args], path.join(outDir, 'logs', file), () => undefined, childEnv, wrap);
+          const child = new ChildNode(name, [...base, ...args], path.join(outDir, 'logs', file), () => undefined, childEnv, wrap, nodeFlags);
           children.push(child);
           void child.exited.then((c) => {
             if (c !== 0) abort(`the ${name} node exited with code ${c}: ${child.lastLines(3) || 'no output'}`);

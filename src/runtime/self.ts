@@ -1,16 +1,35 @@
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
+import { UsageError } from '../errors.js';
 import { buildInfo, isBinary } from './sea.js';
 
 /**
  * The argv that starts this same program again (child nodes of `fedsim run`): the binary
- * itself (docs/binary.md), or node with its flags and the script.
+ * itself (docs/binary.md), or node with its flags, `nodeFlags` it does not already have, and
+ * the script. The binary takes no node flags (every argument is the program's), so
+ * `nodeFlags` are dropped there.
  */
-export function selfCommand(): { command: string; args: string[] } {
+export function selfCommand(nodeFlags: readonly string[] = []): { command: string; args: string[] } {
   if (isBinary()) return { command: process.execPath, args: [] };
   const script = process.argv[1];
-  return { command: process.execPath, args: script ? [...process.execArgv, script] : [...process.execArgv] };
+  const flags = [...process.execArgv, ...nodeFlags.filter((f) => !process.execArgv.includes(f))];
+  return { command: process.execPath, args: script ? [...flags, script] : flags };
+}
+
+/**
+ * Node flags for the child nodes of `fedsim run` on a host with `cores` cores running
+ * `processes` fedsim processes: with fewer cores than processes, V8's background GC threads
+ * (concurrent marking, parallel scavenge) only compete with the nodes for the cores, and
+ * `--single-threaded-gc` made a 100-worker `bytes:1MiB` round about 20 % faster on 2 cores
+ * (docs/benchmarks.md). `FEDSIM_NODE_GC=default` keeps V8's default, `single` forces it.
+ */
+export function childNodeFlags(processes: number, cores: number, env: NodeJS.ProcessEnv = process.env): string[] {
+  const choice = env.FEDSIM_NODE_GC || 'auto';
+  if (!['auto', 'single', 'default'].includes(choice)) throw new UsageError(`FEDSIM_NODE_GC=${choice}: expected auto, single or default`);
+  if (choice === 'default') return [];
+  if (choice === 'single' || cores < processes) return ['--single-threaded-gc'];
+  return [];
 }
 
 /** dist/src/runtime → package root (run from source). */

@@ -19,6 +19,11 @@ export interface GrpcClientOptions {
   readonly signal?: AbortSignal;
   /** Safe mode: signs every call with this worker's key. */
   readonly signer?: RequestSigner;
+  /**
+   * A copy of the model with this SHA-256 and size that the node already holds and has
+   * checked: a received body is compared with it in place instead of copied (BodyBuffer).
+   */
+  readonly heldModel?: (sha256: string, bytes: number) => Buffer | undefined;
 }
 
 // RESOURCE_EXHAUSTED (an update over the server's limit) would fail the same way again: not retried.
@@ -130,7 +135,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
         if (chunk.header) {
           header = chunk.header;
           // The header says how big the model is: one buffer, filled as the chunks come.
-          if (body.length === 0) body = new BodyBuffer(header.totalBytes);
+          if (body.length === 0) body = new BodyBuffer(header.totalBytes, this.opts.heldModel?.(header.sha256, header.totalBytes));
           onHeaders();
         }
         body.push(chunk.data);

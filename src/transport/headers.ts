@@ -12,19 +12,40 @@ export const CHUNK_BYTES = 1024 * 1024;
  * A received body: with its size known up front (Content-Length, the model header) it is
  * one buffer filled as chunks arrive; otherwise chunks are kept and joined at the end.
  * Either way a large model is never held twice.
+ *
+ * With a `reference` (a copy of the same model this node already holds and has checked
+ * against its SHA-256), the chunks are compared with it as they come, in place: a body
+ * byte-equal to it is that buffer, and nothing is allocated or copied for it. At the first
+ * differing byte the body becomes a buffer of its own (the reference's matching prefix, then
+ * the chunks), which the worker's SHA-256 check then refuses.
  */
 export class BodyBuffer {
-  private readonly whole: Buffer | null;
+  private whole: Buffer | null;
   private readonly parts: Buffer[] = [];
   private n = 0;
   /** Bytes in `whole`; a body longer than announced spills into `parts` (and fails the length check). */
   private filled = 0;
+  private reference: Buffer | null;
 
-  constructor(expected: number) {
-    this.whole = Number.isSafeInteger(expected) && expected > 0 && expected <= 2 ** 31 ? Buffer.allocUnsafe(expected) : null;
+  constructor(private readonly expected: number, reference?: Buffer) {
+    this.reference = reference && reference.length === expected ? reference : null;
+    this.whole = !this.reference && Number.isSafeInteger(expected) && expected > 0 && expected <= 2 ** 31 ? Buffer.allocUnsafe(expected) : null;
   }
 
   push(c: Buffer): void {
+    const ref = this.reference;
+    if (ref) {
+      const end = this.n + c.length;
+      if (end <= ref.length && ref.compare(c, 0, c.length, this.n, end) === 0) {
+        this.n = end;
+        return;
+      }
+      // Diverged: from here on the body is its own bytes.
+      this.reference = null;
+      this.whole = Buffer.allocUnsafe(Math.max(this.expected, this.n));
+      ref.copy(this.whole, 0, 0, this.n);
+      this.filled = this.n;
+    }
     if (this.whole && this.parts.length === 0 && this.filled + c.length <= this.whole.length) {
       c.copy(this.whole, this.filled);
       this.filled += c.length;
@@ -36,7 +57,13 @@ export class BodyBuffer {
     return this.n;
   }
 
+  /** True while every byte so far equals the reference's. */
+  get matchesReference(): boolean {
+    return this.reference !== null;
+  }
+
   bytes(): Buffer {
+    if (this.reference) return this.n === this.reference.length ? this.reference : this.reference.subarray(0, this.n);
     if (this.whole && this.parts.length === 0) return this.whole.subarray(0, this.filled);
     if (this.whole) return Buffer.concat([this.whole.subarray(0, this.filled), ...this.parts]);
     return this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.n);

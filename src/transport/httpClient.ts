@@ -18,6 +18,11 @@ export interface HttpClientOptions {
   readonly signal?: AbortSignal;
   /** Safe mode: signs every request with this worker's key. */
   readonly signer?: RequestSigner;
+  /**
+   * A copy of the model with this SHA-256 and size that the node already holds and has
+   * checked: a received body is compared with it in place instead of copied (BodyBuffer).
+   */
+  readonly heldModel?: (sha256: string, bytes: number) => Buffer | undefined;
 }
 
 interface Reply {
@@ -108,7 +113,9 @@ export class HttpWorkerTransport implements WorkerTransport {
         (res) => {
           if (res.statusCode === 200) onHeaders?.();
           // With a declared length the body goes into one buffer as it arrives (a 14 MB model is not held twice).
-          const body = new BodyBuffer(Number(res.headers['content-length'] ?? -1));
+          const length = Number(res.headers['content-length'] ?? -1);
+          const sha = res.statusCode === 200 ? res.headers[H.sha256] : undefined;
+          const body = new BodyBuffer(length, typeof sha === 'string' ? this.opts.heldModel?.(sha, length) : undefined);
           res.on('data', (c: Buffer) => body.push(c));
           res.on('end', () => {
             const expected = res.headers['content-length'];

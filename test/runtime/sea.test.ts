@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { ROOT, tempDir } from '../helpers/cli.js';
 import { cacheDir, isBinary, unpackFile } from '../../src/runtime/sea.js';
-import { selfCommand, versionLine } from '../../src/runtime/self.js';
+import { childNodeFlags, selfCommand, versionLine } from '../../src/runtime/self.js';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -24,6 +24,17 @@ test('from source: not the binary, children are node + script, --version names n
   assert.equal(self.command, process.execPath);
   assert.ok(self.args.length >= 1);
   assert.match(versionLine(), new RegExp(`^\\d+\\.\\d+\\.\\d+ \\(node ${process.version.replace(/\./g, '\\.')}, commit (\\w{7}|unknown)\\)$`));
+});
+
+test('child nodes get --single-threaded-gc when the host has fewer cores than fedsim processes', () => {
+  assert.deepEqual(childNodeFlags(6, 2, {}), ['--single-threaded-gc']);
+  assert.deepEqual(childNodeFlags(6, 8, {}), []);
+  assert.deepEqual(childNodeFlags(6, 8, { FEDSIM_NODE_GC: 'single' }), ['--single-threaded-gc']);
+  assert.deepEqual(childNodeFlags(6, 2, { FEDSIM_NODE_GC: 'default' }), []);
+  assert.throws(() => childNodeFlags(6, 2, { FEDSIM_NODE_GC: 'fast' }), /FEDSIM_NODE_GC=fast: expected auto, single or default/);
+  const self = selfCommand(['--single-threaded-gc']);
+  assert.equal(self.args.filter((a) => a === '--single-threaded-gc').length, 1);
+  assert.equal(self.args.indexOf('--single-threaded-gc'), self.args.length - 2, 'node flags come before the script');
 });
 
 test('unpackFile: writes once, keeps a good copy, replaces a wrong one, and says where it cannot write', () => {
