@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { BodyBuffer } from '../../src/transport/headers.js';
+
+const chunks = (b: Buffer, size: number) => Array.from({ length: Math.ceil(b.length / size) }, (_, i) => b.subarray(i * size, (i + 1) * size));
+
+test('BodyBuffer: with a declared length, chunks fill one buffer', () => {
+  const data = randomBytes(300_000);
+  const body = new BodyBuffer(data.length);
+  for (const c of chunks(data, 65_536)) body.push(c);
+  assert.equal(body.length, data.length);
+  assert.deepEqual(body.bytes(), data);
+});
+
+test('BodyBuffer: a body equal to the reference is the reference itself (nothing copied)', () => {
+  const held = randomBytes(300_000);
+  const body = new BodyBuffer(held.length, held);
+  for (const c of chunks(Buffer.from(held), 65_536)) body.push(c);
+  assert.equal(body.matchesReference, true);
+  assert.equal(body.bytes(), held, 'the same Buffer object');
+});
+
+test('BodyBuffer: a body that differs from the reference becomes its own bytes, whole and exact', () => {
+  const held = randomBytes(300_000);
+  for (const at of [0, 65_535, 65_536, 200_000, 299_999]) {
+    const got = Buffer.from(held);
+    got[at] ^= 0xff;
+    const body = new BodyBuffer(held.length, held);
+    for (const c of chunks(got, 65_536)) body.push(c);
+    assert.equal(body.matchesReference, false, `flipped byte ${at}`);
+    assert.notEqual(body.bytes(), held);
+    assert.deepEqual(body.bytes(), got, `flipped byte ${at}: the received bytes, not the reference's`);
+    assert.equal(held[at] === got[at], false, 'the reference is untouched');
+  }
+});
+
+test('BodyBuffer: a reference of another length is not used; a longer body than the reference spills and keeps every byte', () => {
+  const held = randomBytes(1000);
+  const other = new BodyBuffer(2000, held);
+  const data = randomBytes(2000);
+  other.push(data);
+  assert.deepEqual(other.bytes(), data);
+  const longer = new BodyBuffer(1000, held);
+  longer.push(held);
+  longer.push(Buffer.from('extra'));
+  assert.equal(longer.length, 1005);
+  assert.deepEqual(longer.bytes(), Buffer.concat([held, Buffer.from('extra')]));
+  const short = new BodyBuffer(1000, held);
+  short.push(held.subarray(0, 400));
+  assert.equal(short.length, 400);
+  assert.deepEqual(short.bytes(), held.subarray(0, 400));
+});
