@@ -51,3 +51,43 @@ test('BodyBuffer: a reference of another length is not used; a longer body than 
   assert.equal(short.length, 400);
   assert.deepEqual(short.bytes(), held.subarray(0, 400));
 });
+
+test('HTTP client: a pulled copy of a held version is compared in place; a corrupted copy comes back as its own bytes', async () => {
+  const { createServer } = await import('node:http');
+  const { createHash } = await import('node:crypto');
+  const { HttpWorkerTransport } = await import('../../src/transport/httpClient.js');
+  const { WorkerNodeStats } = await import('../../src/sim/workerStats.js');
+  const { H } = await import('../../src/transport/headers.js');
+  const model = randomBytes(200_000);
+  const sha = createHash('sha256').update(model).digest('hex');
+  let served = 0;
+  const server = createServer((req, res) => {
+    const body = Buffer.from(model);
+    if (served++ === 2) body[150_000] ^= 1; // the third copy is corrupted in transit
+    res.writeHead(200, { 'content-length': body.length, [H.version]: '1', [H.sha256]: sha, [H.publishedAt]: String(Date.now()) });
+    res.end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  try {
+    const held = Buffer.from(model);
+    const asked: string[] = [];
+    const heldModel = (s: string, n: number) => {
+      asked.push(`${s.slice(0, 8)} ${n}`);
+      return s === sha && n === held.length ? held : undefined;
+    };
+    const t = new HttpWorkerTransport({ host: '127.0.0.1', port, requestTimeoutMs: 5000, heldModel }, new WorkerNodeStats(1));
+    const first = await t.pullModel('w0', 0, () => undefined);
+    const second = await t.pullModel('w0', 0, () => undefined);
+    const third = await t.pullModel('w0', 0, () => undefined);
+    t.close();
+    assert.deepEqual(asked, [`${sha.slice(0, 8)} 200000`, `${sha.slice(0, 8)} 200000`, `${sha.slice(0, 8)} 200000`]);
+    assert.equal(first!.body, held, 'an equal copy is the held buffer');
+    assert.equal(second!.body, held);
+    assert.notEqual(third!.body, held);
+    assert.notEqual(createHash('sha256').update(third!.body).digest('hex'), sha, 'the corrupted copy fails its SHA-256 check');
+    assert.equal(third!.body[150_000], model[150_000] ^ 1);
+  } finally {
+    server.close();
+  }
+});
