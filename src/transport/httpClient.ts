@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
@@ -23,6 +24,11 @@ export interface HttpClientOptions {
    * checked: a received body is compared with it in place instead of copied (BodyBuffer).
    */
   readonly heldModel?: (sha256: string, bytes: number) => Buffer | undefined;
+  /**
+   * Opens the worker's connection instead of a TCP socket of its own (the in-process fault
+   * proxy, src/netem/proxy/pipe.ts).
+   */
+  readonly connect?: () => Duplex;
 }
 
 interface Reply {
@@ -42,6 +48,8 @@ export class HttpWorkerTransport implements WorkerTransport {
   constructor(private readonly opts: HttpClientOptions, private readonly stats: WorkerNodeStats) {
     this.agent = new http.Agent({ keepAlive: true, keepAliveMsecs: opts.keepaliveMs ?? 10_000, maxSockets: 1 });
     this.target = `http://${opts.host}:${opts.port}`;
+    const connect = opts.connect;
+    if (connect) (this.agent as unknown as { createConnection: () => Duplex }).createConnection = () => connect();
   }
 
   async register(workerIndex: number): Promise<{ workerId: string; version: number }> {

@@ -1,12 +1,18 @@
 import { seededRandom } from '../../payload/random.js';
 import type { FaultBackend } from '../runner.js';
 import type { FaultSpec } from '../spec.js';
+import type { WorkerEnd } from './pipe.js';
 import { WorkerProxy } from './proxy.js';
 
-/** The proxy backend: one userspace proxy per worker of the node, started before the workers. */
+/**
+ * The proxy backend: one userspace proxy per worker of the node, started before the workers.
+ * HTTP workers reach theirs in process (`connectorOf`), gRPC workers over loopback TCP
+ * (`addressOf`): see WorkerProxy.
+ */
 export class ProxyBackend implements FaultBackend {
   readonly name = 'proxy';
   private readonly proxies = new Map<number, WorkerProxy>();
+  private inProcess = false;
 
   /**
    * `upstream` is where the proxies connect: the server, or per worker (a worker that an
@@ -16,19 +22,28 @@ export class ProxyBackend implements FaultBackend {
     workers: readonly number[],
     upstream: { host: string; port: number } | ((index: number) => { host: string; port: number }),
     seed: number,
+    /** Workers connect in process (HTTP) rather than over loopback TCP (gRPC). */
+    inProcess = false,
   ): Promise<ProxyBackend> {
     const b = new ProxyBackend();
+    b.inProcess = inProcess;
     for (const w of workers) {
       const p = new WorkerProxy(typeof upstream === 'function' ? upstream(w) : upstream, seededRandom(seed * 31 + w));
-      await p.listen();
+      if (!inProcess) await p.listen();
       b.proxies.set(w, p);
     }
     return b;
   }
 
-  /** Where worker `index` connects instead of the server. */
+  /** Where worker `index` connects instead of the server (TCP proxies only). */
   addressOf(index: number): { host: string; port: number } | undefined {
-    return this.proxies.get(index)?.address;
+    return this.inProcess ? undefined : this.proxies.get(index)?.address;
+  }
+
+  /** How worker `index` opens a connection through its proxy (in-process proxies only). */
+  connectorOf(index: number): (() => WorkerEnd) | undefined {
+    const p = this.inProcess ? this.proxies.get(index) : undefined;
+    return p ? () => p.connect() : undefined;
   }
 
   apply(f: FaultSpec, instanceId: string, workers: readonly number[]): void {

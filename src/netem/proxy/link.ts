@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /** What a link does to the bytes that cross it, computed from the faults on at that moment. */
 export interface LinkEffects {
@@ -32,8 +32,8 @@ export class Link {
   bytes = 0;
 
   constructor(
-    private readonly src: Socket,
-    private readonly dst: Socket,
+    private readonly src: Duplex,
+    private readonly dst: Duplex,
     private readonly effects: () => LinkEffects,
     private readonly random: () => number,
   ) {

@@ -1,18 +1,28 @@
 import net from 'node:net';
 import type { FaultSpec } from '../spec.js';
 import { Link, type LinkEffects, NO_EFFECTS } from './link.js';
+import { ProxyEnd, type WorkerEnd, pipePair, refusedEnd } from './pipe.js';
 
 interface Conn {
-  client: net.Socket;
+  client: net.Socket | ProxyEnd;
   upstream: net.Socket;
   up: Link;
   down: Link;
 }
 
 /**
- * A userspace TCP proxy for one worker, between it and the server: no root, and a fault
- * can land on this worker alone, in the middle of a stream. Faults are small: each one
- * changes the effects of the links or the fate of connections (see STYLE.md, toxiproxy).
+ * A userspace proxy for one worker, between it and the server: no root, and a fault can land
+ * on this worker alone, in the middle of a stream. Faults are small: each one changes the
+ * effects of the links or the fate of connections (see STYLE.md, toxiproxy).
+ *
+ * The worker reaches it one of two ways:
+ * - over loopback TCP (`listen()`, then the worker connects to `address`): gRPC workers,
+ *   since grpc-js opens its own sockets;
+ * - in process (`connect()` gives the worker's HTTP client an in-memory socket whose other
+ *   end the proxy reads and writes): the same links and faults without a second TCP
+ *   connection per worker, whose extra copies through the kernel cost a quarter of the
+ *   throughput of a 1 MiB HTTP payload on 2 cores (docs/benchmarks.md, `proxy`).
+ * Either way the proxy's connection to the server is a real TCP connection.
  */
 export class WorkerProxy {
   private readonly server: net.Server;
@@ -20,6 +30,8 @@ export class WorkerProxy {
   private readonly faults = new Map<string, FaultSpec>();
   private port = 0;
   private listening = false;
+  /** Whether workers reach it over TCP (listen() was called). */
+  private tcp = false;
 
   constructor(private readonly upstream: { host: string; port: number }, private readonly random: () => number) {
     // Half-open: a FIN crosses the proxy as a FIN, and the other direction goes on.
@@ -27,6 +39,7 @@ export class WorkerProxy {
   }
 
   async listen(): Promise<number> {
+    this.tcp = true;
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen({ host: '127.0.0.1', port: this.port, backlog: 512 }, () => {
@@ -43,10 +56,22 @@ export class WorkerProxy {
     return { host: '127.0.0.1', port: this.port };
   }
 
+  /**
+   * A new connection of the worker, in process: the worker's end of an in-memory socket. With
+   * a refuse fault on it fails with ECONNREFUSED, as a connect to the TCP proxy would.
+   */
+  connect(): WorkerEnd {
+    if (this.has('refuse')) return refusedEnd();
+    const { worker, proxy } = pipePair();
+    const upstream = this.accept(proxy);
+    worker.upstream = upstream;
+    return worker;
+  }
+
   apply(f: FaultSpec): void {
     this.faults.set(f.id, f);
     if (f.kind === 'reset') for (const c of this.conns) this.reset(c);
-    if (f.kind === 'refuse' && this.listening) {
+    if (f.kind === 'refuse' && this.tcp && this.listening) {
       // Nothing listens: new connections get ECONNREFUSED; open ones go on.
       this.listening = false;
       this.server.close();
@@ -58,7 +83,7 @@ export class WorkerProxy {
     const f = this.faults.get(id);
     if (!f) return;
     this.faults.delete(id);
-    if (f.kind === 'refuse' && !this.has('refuse')) await this.listen();
+    if (f.kind === 'refuse' && this.tcp && !this.has('refuse')) await this.listen();
     this.kick();
   }
 
@@ -109,10 +134,12 @@ export class WorkerProxy {
     }
   }
 
-  private accept(client: net.Socket): void {
+  private accept(client: net.Socket | ProxyEnd): net.Socket | null {
     if (this.has('reset')) {
-      client.resetAndDestroy();
-      return;
+      // In process, a turn later: the HTTP client listens for its socket's errors from the next tick on.
+      if (client instanceof ProxyEnd) setImmediate(() => client.resetAndDestroy());
+      else client.resetAndDestroy();
+      return null;
     }
     const upstream = net.connect({ host: this.upstream.host, port: this.upstream.port, noDelay: true, allowHalfOpen: true });
     const conn: Conn = {
@@ -129,9 +156,11 @@ export class WorkerProxy {
       client.destroy();
       upstream.destroy();
     };
-    // An upstream that fails is a reset for the worker, as it would be without the proxy.
-    upstream.on('error', () => {
-      if (!client.destroyed) client.resetAndDestroy();
+    // An upstream that fails is a reset for a worker on TCP; in process the worker gets the
+    // error itself (a refused connect is ECONNREFUSED), as it would without the proxy.
+    upstream.on('error', (err) => {
+      if (client instanceof ProxyEnd) client.failWorker(err);
+      else if (!client.destroyed) client.resetAndDestroy();
       close();
     });
     client.on('error', () => {
@@ -140,6 +169,7 @@ export class WorkerProxy {
     });
     client.on('close', close);
     upstream.on('close', close);
+    return upstream;
   }
 
   private reset(c: Conn): void {

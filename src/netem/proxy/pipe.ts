@@ -1,0 +1,159 @@
+import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+
+/** An error as a socket reports it (`code` is what the transports classify by). */
+export function socketError(code: 'ECONNRESET' | 'ECONNREFUSED', what: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${what} ${code}`), { code, syscall: what });
+}
+
+/**
+ * One end of an in-memory connection: what is written on one end is read on the other. A
+ * write completes when the other end has taken the chunk, so a slow reader slows the writer
+ * (the same backpressure as a socket, without a kernel in between).
+ */
+class PipeEnd extends Duplex {
+  other!: PipeEnd;
+  private pendingWrite: (() => void) | null = null;
+
+  constructor() {
+    super({ allowHalfOpen: true });
+  }
+
+  override _read(): void {
+    const done = this.pendingWrite;
+    if (done) {
+      this.pendingWrite = null;
+      done();
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (chunk.length === 0) {
+      process.nextTick(callback);
+      return;
+    }
+    this.other.activity();
+    this.activity();
+    this.other.push(chunk);
+    this.other.pendingWrite = callback;
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.other.push(null);
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const pending = this.other.pendingWrite;
+    this.other.pendingWrite = null;
+    pending?.();
+    // The peer of a closed end sees its connection close, as over TCP.
+    if (!this.other.destroyed) this.other.destroy();
+    callback(error);
+  }
+
+  /** Data moved on this end (the worker end's idle timeout counts it). */
+  activity(): void {}
+}
+
+/**
+ * The worker's end: what the HTTP client holds as its socket. Socket options go to the real
+ * connection to the server (the proxy's upstream); the idle timeout is this end's own, so a
+ * link held by a fault is noticed by the worker as it would be on a real socket.
+ */
+export class WorkerEnd extends PipeEnd {
+  /** The proxy's connection to the server, once it exists. */
+  upstream: Socket | null = null;
+  private idleMs = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+  readonly connecting = false;
+
+  override activity(): void {
+    this.idleTimer?.refresh();
+  }
+
+  setTimeout(ms: number, onTimeout?: () => void): this {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.idleMs = ms;
+    if (onTimeout) this.once('timeout', onTimeout);
+    if (ms > 0) {
+      this.idleTimer = setTimeout(() => this.emit('timeout'), ms);
+      this.idleTimer.unref();
+    }
+    return this;
+  }
+
+  setNoDelay(noDelay?: boolean): this {
+    this.upstream?.setNoDelay(noDelay);
+    return this;
+  }
+
+  setKeepAlive(enable?: boolean, initialDelay?: number): this {
+    this.upstream?.setKeepAlive(enable, initialDelay);
+    return this;
+  }
+
+  ref(): this {
+    this.upstream?.ref();
+    return this;
+  }
+
+  unref(): this {
+    this.upstream?.unref();
+    return this;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.upstream?.remoteAddress;
+  }
+
+  get remotePort(): number | undefined {
+    return this.upstream?.remotePort;
+  }
+
+  get timeout(): number {
+    return this.idleMs;
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    super._destroy(error, callback);
+  }
+}
+
+/** The proxy's end: the "client socket" its links read from and write to. */
+export class ProxyEnd extends PipeEnd {
+  /** A reset for the worker: its end fails with ECONNRESET, as when a TCP RST arrives. */
+  resetAndDestroy(): this {
+    this.failWorker(socketError('ECONNRESET', 'read'));
+    return this;
+  }
+
+  /** The worker's end fails with `error` (what connecting to the server failed with). */
+  failWorker(error: Error): void {
+    if (!this.other.destroyed) this.other.destroy(error);
+    if (!this.destroyed) this.destroy();
+  }
+}
+
+/** A connected pair: the worker's end and the proxy's end. */
+export function pipePair(): { worker: WorkerEnd; proxy: ProxyEnd } {
+  const worker = new WorkerEnd();
+  const proxy = new ProxyEnd();
+  worker.other = proxy;
+  proxy.other = worker;
+  return { worker, proxy };
+}
+
+/**
+ * A worker end that fails with ECONNREFUSED (nothing "listens": a refuse fault), a turn of
+ * the event loop later, as a refused connect does (and once the HTTP client listens for its
+ * socket's errors, which it starts on the next tick).
+ */
+export function refusedEnd(): WorkerEnd {
+  const { worker, proxy } = pipePair();
+  setImmediate(() => proxy.failWorker(socketError('ECONNREFUSED', 'connect')));
+  return worker;
+}
