@@ -6,6 +6,9 @@ export function socketError(code: 'ECONNRESET' | 'ECONNREFUSED', what: string): 
   return Object.assign(new Error(`${what} ${code}`), { code, syscall: what });
 }
 
+/** How much one direction of the pipe holds before its writer waits (as a socket buffer would). */
+const PIPE_BUFFER_BYTES = 1024 * 1024;
+
 /**
  * One end of an in-memory connection: what is written on one end is read on the other. A
  * write completes when the other end has taken the chunk, so a slow reader slows the writer
@@ -16,7 +19,9 @@ class PipeEnd extends Duplex {
   private pendingWrite: (() => void) | null = null;
 
   constructor() {
-    super({ allowHalfOpen: true });
+    // A socket's receive buffer, not a stream's 16 KiB: with the default, every 64 KiB the
+    // proxy read from the server would fill the pipe, pause the server socket and resume it.
+    super({ allowHalfOpen: true, highWaterMark: PIPE_BUFFER_BYTES });
   }
 
   override _read(): void {
