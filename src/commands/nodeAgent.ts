@@ -185,7 +185,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       // A dry run only prints the DNAT rule: there the workers connect straight.
       if (vp && !isRecording()) virtual = (i) => (onPorts.has(i) ? { host: serverHost, port: virtualPortOf(vp, i) } : undefined);
       // A worker behind a proxy and on a virtual port: the proxy goes upstream through the port.
-      if (targeted.length > 0) carriers.proxy = proxies = await ProxyBackend.start(targeted, (i) => virtual?.(i) ?? server, sc.seed, sc.transport === 'http');
+      if (targeted.length > 0) carriers.proxy = proxies = await ProxyBackend.start(targeted, (i) => virtual?.(i) ?? server, sc.seed, sc.transport === 'http' ? 'in-process' : 'unix');
       if (vp && proxies) {
         try {
           checkProxiesOutside(proxies, targeted, serverHost, vp);
@@ -231,7 +231,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       keys: flags.keys,
       failFast: sc.minWorkers === null,
       serverFor: proxies || virtual ? (i) => proxies?.addressOf(i) ?? virtual?.(i) : undefined,
-      connectFor: proxies ? (i) => proxies?.connectorOf(i) : undefined,
+      proxyFor: proxies ? (i) => proxies?.routeOf(i) : undefined,
       observer: faults ?? undefined,
       ramp: rampPlanOf(sc),
     });

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { ProxyRoute } from '../netem/proxy/backend.js';
 import { type RampPlan, joinRound } from '../sim/ramp.js';
 import { setMaxListeners } from 'node:events';
 import net from 'node:net';
@@ -74,8 +75,8 @@ export interface WorkerSettings {
   failFast: boolean;
   /** Where worker `index` connects, when not straight to the server (the fault proxy). */
   serverFor?: (index: number) => { host: string; port: number } | undefined;
-  /** How worker `index` opens its HTTP connections, when not with a socket of its own (the in-process fault proxy). */
-  connectFor?: (index: number) => (() => Duplex) | undefined;
+  /** How worker `index` reaches its fault proxy, when it has one (before serverFor). */
+  proxyFor?: (index: number) => ProxyRoute | undefined;
   observer?: WorkerObserver;
   /** Workers join in steps (the scenario's ramp): each worker's first round comes from the plan. */
   ramp?: RampPlan | null;
@@ -138,6 +139,12 @@ export function bodyHasher(keep = 2): (body: Buffer) => string {
     }
     return sha;
   };
+}
+
+/** A worker's transport options for its route to its fault proxy. */
+function routeOptions(route: ProxyRoute | undefined): { connect?: () => Duplex; socketPath?: string } {
+  if (!route) return {};
+  return 'connect' in route ? { connect: route.connect } : { socketPath: route.socketPath };
 }
 
 /** Checks the server is reachable and builds the chunk's workers (not started yet). */
@@ -203,7 +210,7 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
           const index = first + i;
           const join = s.ramp ? joinRound(s.ramp, s.chunk, i) : 1;
           const to = s.serverFor?.(index) ?? s.server;
-          const opts = { host: to.host, port: to.port, requestTimeoutMs: s.requestTimeoutMs, keepaliveMs: s.keepaliveMs, keepaliveTimeoutMs: s.keepaliveTimeoutMs, signal: abort.signal, signer: signers?.get(index), heldModel, connect: s.connectFor?.(index) };
+          const opts = { host: to.host, port: to.port, requestTimeoutMs: s.requestTimeoutMs, keepaliveMs: s.keepaliveMs, keepaliveTimeoutMs: s.keepaliveTimeoutMs, signal: abort.signal, signer: signers?.get(index), heldModel, ...routeOptions(s.proxyFor?.(index)) };
           const transport = s.transport === 'http' ? new HttpWorkerTransport(opts, stats) : new GrpcWorkerTransport(opts, stats);
           transports.push(transport);
           return runWorker({

@@ -24,6 +24,8 @@ export interface GrpcClientOptions {
    * checked: a received body is compared with it in place instead of copied (BodyBuffer).
    */
   readonly heldModel?: (sha256: string, bytes: number) => Buffer | undefined;
+  /** Connects to this Unix socket instead of host:port (the worker's fault proxy). */
+  readonly socketPath?: string;
 }
 
 // RESOURCE_EXHAUSTED (an update over the server's limit) would fail the same way again: not retried.
@@ -45,7 +47,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
   private readonly target: string;
 
   constructor(private readonly opts: GrpcClientOptions, private readonly stats: WorkerNodeStats) {
-    this.target = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+    this.target = opts.socketPath ? `unix:${opts.socketPath}` : opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
     this.client = new FedsimClient(this.target, grpc.credentials.createInsecure(), {
       ...GRPC_OPTIONS,
       'grpc.use_local_subchannel_pool': process.env.FEDSIM_GRPC_SHARED ? 0 : 1,

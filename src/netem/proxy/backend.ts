@@ -1,18 +1,49 @@
 import { seededRandom } from '../../payload/random.js';
 import type { FaultBackend } from '../runner.js';
 import type { FaultSpec } from '../spec.js';
-import type { WorkerEnd } from './pipe.js';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import { WorkerProxy } from './proxy.js';
 
+/** How a worker reaches its proxy: in process (HTTP) or over a Unix socket (gRPC). */
+export type ProxyRoute = { readonly connect: () => Duplex } | { readonly socketPath: string };
+
 /**
- * The proxy backend: one userspace proxy per worker of the node, started before the workers.
- * HTTP workers reach theirs in process (`connectorOf`), gRPC workers over loopback TCP
- * (`addressOf`): see WorkerProxy.
+ * How workers reach their proxies: `in-process` (HTTP workers), `unix` (gRPC workers: a Unix
+ * socket each, in a private temp directory) or `tcp` (loopback; tests and the bench's raw
+ * figures). See WorkerProxy.
  */
+export type ProxyMode = 'in-process' | 'unix' | 'tcp';
+
+const SOCKET_DIR_PREFIX = 'fedsim-proxy-';
+
+/** Socket directories of worker nodes that are gone (killed before they could remove theirs). */
+function removeStaleSocketDirs(): void {
+  let names: string[];
+  try {
+    names = readdirSync(tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`).exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') rmSync(path.join(tmpdir(), name), { recursive: true, force: true });
+    }
+  }
+}
+
+/** The proxy backend: one userspace proxy per worker of the node, started before the workers. */
 export class ProxyBackend implements FaultBackend {
   readonly name = 'proxy';
   private readonly proxies = new Map<number, WorkerProxy>();
-  private inProcess = false;
+  private mode: ProxyMode = 'tcp';
+  private dir = '';
 
   /**
    * `upstream` is where the proxies connect: the server, or per worker (a worker that an
@@ -22,28 +53,39 @@ export class ProxyBackend implements FaultBackend {
     workers: readonly number[],
     upstream: { host: string; port: number } | ((index: number) => { host: string; port: number }),
     seed: number,
-    /** Workers connect in process (HTTP) rather than over loopback TCP (gRPC). */
-    inProcess = false,
+    mode: ProxyMode = 'tcp',
   ): Promise<ProxyBackend> {
     const b = new ProxyBackend();
-    b.inProcess = inProcess;
-    for (const w of workers) {
-      const p = new WorkerProxy(typeof upstream === 'function' ? upstream(w) : upstream, seededRandom(seed * 31 + w));
-      if (!inProcess) await p.listen();
-      b.proxies.set(w, p);
+    b.mode = mode;
+    // Owner-only, so no other user can connect to (or replace) a worker's socket.
+    if (mode === 'unix') {
+      removeStaleSocketDirs();
+      b.dir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
+    }
+    try {
+      for (const w of workers) {
+        const p = new WorkerProxy(typeof upstream === 'function' ? upstream(w) : upstream, seededRandom(seed * 31 + w));
+        b.proxies.set(w, p);
+        if (mode === 'tcp') await p.listen();
+        else if (mode === 'unix') await p.listen(path.join(b.dir, `w${w}.sock`));
+      }
+    } catch (e) {
+      await b.close();
+      throw e;
     }
     return b;
   }
 
   /** Where worker `index` connects instead of the server (TCP proxies only). */
   addressOf(index: number): { host: string; port: number } | undefined {
-    return this.inProcess ? undefined : this.proxies.get(index)?.address;
+    return this.mode === 'tcp' ? this.proxies.get(index)?.address : undefined;
   }
 
-  /** How worker `index` opens a connection through its proxy (in-process proxies only). */
-  connectorOf(index: number): (() => WorkerEnd) | undefined {
-    const p = this.inProcess ? this.proxies.get(index) : undefined;
-    return p ? () => p.connect() : undefined;
+  /** How worker `index` reaches its proxy (in-process and Unix-socket proxies). */
+  routeOf(index: number): ProxyRoute | undefined {
+    const p = this.proxies.get(index);
+    if (!p || this.mode === 'tcp') return undefined;
+    return this.mode === 'unix' ? { socketPath: p.socketPath } : { connect: () => p.connect() };
   }
 
   apply(f: FaultSpec, instanceId: string, workers: readonly number[]): void {
@@ -56,5 +98,6 @@ export class ProxyBackend implements FaultBackend {
 
   async close(): Promise<void> {
     await Promise.all([...this.proxies.values()].map((p) => p.close()));
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
 }

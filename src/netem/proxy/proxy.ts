@@ -3,6 +3,15 @@ import type { FaultSpec } from '../spec.js';
 import { Link, type LinkEffects, NO_EFFECTS } from './link.js';
 import { ProxyEnd, type WorkerEnd, pipePair, refusedEnd } from './pipe.js';
 
+/**
+ * Resets the worker's side: an RST over TCP; a Unix socket has none, so it is closed at once
+ * (gRPC sees the connection drop, UNAVAILABLE, as after an RST).
+ */
+function resetClient(client: net.Socket | ProxyEnd): void {
+  if (client instanceof ProxyEnd || client.remoteAddress !== undefined) client.resetAndDestroy();
+  else client.destroy();
+}
+
 interface Conn {
   client: net.Socket | ProxyEnd;
   upstream: net.Socket;
@@ -15,9 +24,10 @@ interface Conn {
  * on this worker alone, in the middle of a stream. Faults are small: each one changes the
  * effects of the links or the fate of connections (see STYLE.md, toxiproxy).
  *
- * The worker reaches it one of two ways:
- * - over loopback TCP (`listen()`, then the worker connects to `address`): gRPC workers,
- *   since grpc-js opens its own sockets;
+ * The worker reaches it one of three ways:
+ * - over a Unix socket (`listen(path)`, then the worker connects to `path`): gRPC workers,
+ *   since grpc-js opens its own sockets (about 1.6x loopback TCP's throughput here);
+ * - over loopback TCP (`listen()`, then the worker connects to `address`);
  * - in process (`connect()` gives the worker's HTTP client an in-memory socket whose other
  *   end the proxy reads and writes): the same links and faults without a second TCP
  *   connection per worker, whose extra copies through the kernel cost a quarter of the
@@ -30,26 +40,35 @@ export class WorkerProxy {
   private readonly faults = new Map<string, FaultSpec>();
   private port = 0;
   private listening = false;
-  /** Whether workers reach it over TCP (listen() was called). */
+  /** Whether workers reach it through a listening socket (listen() was called). */
   private tcp = false;
+  private path = '';
 
   constructor(private readonly upstream: { host: string; port: number }, private readonly random: () => number) {
     // Half-open: a FIN crosses the proxy as a FIN, and the other direction goes on.
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (client) => this.accept(client));
   }
 
-  async listen(): Promise<number> {
+  /** Listens on loopback TCP (a free port the first time, the same one after a refuse), or on the Unix socket `path`. */
+  async listen(path?: string): Promise<number> {
     this.tcp = true;
+    if (path !== undefined) this.path = path;
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host: '127.0.0.1', port: this.port, backlog: 512 }, () => {
+      const where = this.path ? { path: this.path } : { host: '127.0.0.1', port: this.port };
+      this.server.listen({ ...where, backlog: 512 }, () => {
         this.server.off('error', reject);
         resolve();
       });
     });
     this.listening = true;
-    this.port = (this.server.address() as net.AddressInfo).port;
+    if (!this.path) this.port = (this.server.address() as net.AddressInfo).port;
     return this.port;
+  }
+
+  /** The Unix socket it listens on ('' when on TCP or in process). */
+  get socketPath(): string {
+    return this.path;
   }
 
   get address(): { host: string; port: number } {
@@ -138,7 +157,7 @@ export class WorkerProxy {
     if (this.has('reset')) {
       // In process, a turn later: the HTTP client listens for its socket's errors from the next tick on.
       if (client instanceof ProxyEnd) setImmediate(() => client.resetAndDestroy());
-      else client.resetAndDestroy();
+      else resetClient(client);
       return null;
     }
     const upstream = net.connect({ host: this.upstream.host, port: this.upstream.port, noDelay: true, allowHalfOpen: true });
@@ -160,7 +179,7 @@ export class WorkerProxy {
     // error itself (a refused connect is ECONNREFUSED), as it would without the proxy.
     upstream.on('error', (err) => {
       if (client instanceof ProxyEnd) client.failWorker(err);
-      else if (!client.destroyed) client.resetAndDestroy();
+      else if (!client.destroyed) resetClient(client);
       close();
     });
     client.on('error', () => {
@@ -175,7 +194,7 @@ export class WorkerProxy {
   private reset(c: Conn): void {
     c.up.close();
     c.down.close();
-    if (!c.client.destroyed) c.client.resetAndDestroy();
+    if (!c.client.destroyed) resetClient(c.client);
     if (!c.upstream.destroyed) c.upstream.resetAndDestroy();
     this.conns.delete(c);
   }
