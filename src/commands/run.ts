@@ -63,7 +63,7 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
     // This process, the server and the worker nodes share the host's cores.
     // (The binary takes no node flags: docs/binary.md.)
     const nodeFlags = isBinary() ? [] : childNodeFlags(scenario.nodes + 2, availableParallelism());
-    if (nodeFlags.length > 0) log(`run: child nodes start with ${nodeFlags.join(' ')} (${availableParallelism()} cores for ${scenario.nodes + 2} fedsim processes; FEDSIM_NODE_GC=default turns it off)`);
+    if (nodeFlags.length > 0) log(`run: worker nodes start with ${nodeFlags.join(' ')} (${availableParallelism()} cores for ${scenario.nodes + 2} fedsim processes; FEDSIM_NODE_GC=default turns it off)`);
     const tui = useTui(flags);
     const { code, summary } = await coordinate({
       thresholds,
@@ -78,10 +78,10 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
       onListening: (port, abort) => {
         const env: NodeJS.ProcessEnv = { ...process.env, FEDSIM_TOKEN: token, ...(flags.dryRun ? { FEDSIM_DRY_RUN: '1' } : {}) };
         const base = ['node', '--coordinator', `${controlHost}:${port}`];
-        const spawnNode = (name: string, nsName: string, args: string[], file: string) => {
+        const spawnNode = (name: string, nsName: string, args: string[], file: string, flags: readonly string[] = []) => {
           const wrap = topo ? (argv: string[]) => topo.wrap(nsName, argv) : undefined;
           const childEnv = topo ? { ...env, FEDSIM_NETNS: topo.host(nsName).ns } : env;
-          const child = new ChildNode(name, [...base, ...args], path.join(outDir, 'logs', file), () => undefined, childEnv, wrap, nodeFlags);
+          const child = new ChildNode(name, [...base, ...args], path.join(outDir, 'logs', file), () => undefined, childEnv, wrap, flags);
           children.push(child);
           void child.exited.then((c) => {
             if (c !== 0) abort(`the ${name} node exited with code ${c}: ${child.lastLines(3) || 'no output'}`);
@@ -91,7 +91,7 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
         const keys = (arg: string) => (flags.keys ? ['--keys', arg] : []);
         spawnNode('server', 'server', ['--role', 'server', '--host', serverHost, ...keys(path.join(flags.keys ?? '', KEY_LIST_FILE))], 'server.log');
         for (let i = 1; i <= scenario.nodes; i++) {
-          spawnNode(`worker ${i} of ${scenario.nodes}`, `w${i}`, ['--role', 'worker', '--chunk', `${i} of ${scenario.nodes}`, ...keys(flags.keys ?? '')], `worker-${i}.log`);
+          spawnNode(`worker ${i} of ${scenario.nodes}`, `w${i}`, ['--role', 'worker', '--chunk', `${i} of ${scenario.nodes}`, ...keys(flags.keys ?? '')], `worker-${i}.log`, nodeFlags);
         }
       },
     });

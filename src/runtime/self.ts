@@ -18,7 +18,7 @@ export function selfCommand(nodeFlags: readonly string[] = []): { command: strin
 }
 
 /**
- * Node flags for the child nodes of `fedsim run` on a host with `cores` cores running
+ * Node flags for the worker nodes of `fedsim run` on a host with `cores` cores running
  * `processes` fedsim processes: with fewer cores than processes, V8's background GC threads
  * (concurrent marking, parallel scavenge) only compete with the nodes for the cores, and
  * `--single-threaded-gc` made a 100-worker `bytes:1MiB` round about 20 % faster on 2 cores
