@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { BIN, ROOT, runCli, tempDir } from '../helpers/cli.js';
-import { requireRoot } from '../helpers/privileged.js';
+import { requireRoot, requireTool } from '../helpers/privileged.js';
 
 /** `iptables -S` inside namespace `ns`. */
 const rules = (ns: string) => spawnSync('ip', ['netns', 'exec', ns, 'iptables', '-w', '-S'], { encoding: 'utf8' }).stdout;
@@ -51,7 +51,7 @@ function runIn(ns: string, args: string[], env: NodeJS.ProcessEnv): { p: ChildPr
 }
 
 test('iptables backend under fedsim run --netns: the rule is in the node namespace while the fault is on, gone after heal; verdict recovered', async (t) => {
-  if (!requireRoot(t)) return;
+  if (!requireRoot(t) || !requireTool(t, 'iptables', ['-V'])) return;
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = scenario(dir, 'faults:\n  - id: cut2\n    kind: blackhole\n    onRound: 2\n    duration: 2s\n    target: chunk 2\n');
@@ -92,7 +92,7 @@ test('iptables backend under fedsim run --netns: the rule is in the node namespa
 });
 
 test('iptables backend: SIGTERM during a fault heals it; kill -9 leaves it to fedsim netem clean', async (t) => {
-  if (!requireRoot(t)) return;
+  if (!requireRoot(t) || !requireTool(t, 'iptables', ['-V'])) return;
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // A long fault on every worker, so it is on when the signal comes.
@@ -128,7 +128,7 @@ test('iptables backend: SIGTERM during a fault heals it; kill -9 leaves it to fe
 });
 
 test('iptables on one worker, without --netns: its virtual port is DNATed, a conntrack rule cuts it alone; recovered, nothing left', async (t) => {
-  if (!requireRoot(t)) return;
+  if (!requireRoot(t) || !requireTool(t, 'iptables', ['-V'])) return;
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // Every node of the run shares the test's namespace (and its loopback): the virtual ports tell the workers apart.
@@ -168,7 +168,7 @@ test('iptables on one worker, without --netns: its virtual port is DNATed, a con
 });
 
 test('iptables per worker, live: refuse and blackhole on one virtual port leave the others alone; open connections live on through refuse', async (t) => {
-  if (!requireRoot(t)) return;
+  if (!requireRoot(t) || !requireTool(t, 'iptables', ['-V'])) return;
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const ns = makeNs(t);
