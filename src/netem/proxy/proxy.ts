@@ -41,7 +41,7 @@ export class WorkerProxy {
   private port = 0;
   private listening = false;
   /** Whether workers reach it through a listening socket (listen() was called). */
-  private tcp = false;
+  private listens = false;
   private path = '';
 
   constructor(private readonly upstream: { host: string; port: number }, private readonly random: () => number) {
@@ -51,7 +51,7 @@ export class WorkerProxy {
 
   /** Listens on loopback TCP (a free port the first time, the same one after a refuse), or on the Unix socket `path`. */
   async listen(path?: string): Promise<number> {
-    this.tcp = true;
+    this.listens = true;
     if (path !== undefined) this.path = path;
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -90,7 +90,7 @@ export class WorkerProxy {
   apply(f: FaultSpec): void {
     this.faults.set(f.id, f);
     if (f.kind === 'reset') for (const c of this.conns) this.reset(c);
-    if (f.kind === 'refuse' && this.tcp && this.listening) {
+    if (f.kind === 'refuse' && this.listens && this.listening) {
       // Nothing listens: new connections get ECONNREFUSED; open ones go on.
       this.listening = false;
       this.server.close();
@@ -102,7 +102,7 @@ export class WorkerProxy {
     const f = this.faults.get(id);
     if (!f) return;
     this.faults.delete(id);
-    if (f.kind === 'refuse' && this.tcp && !this.has('refuse')) await this.listen();
+    if (f.kind === 'refuse' && this.listens && !this.has('refuse')) await this.listen();
     this.kick();
   }
 
