@@ -1,5 +1,6 @@
 import { seededRandom } from '../../payload/random.js';
 import type { FaultBackend } from '../runner.js';
+import { alive } from '../journal.js';
 import type { FaultSpec } from '../spec.js';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,14 +28,10 @@ function removeStaleSocketDirs(): void {
   } catch {
     return;
   }
+  const owned = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`);
   for (const name of names) {
-    const m = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`).exec(name);
-    if (!m || Number(m[1]) === process.pid) continue;
-    try {
-      process.kill(Number(m[1]), 0);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ESRCH') rmSync(path.join(tmpdir(), name), { recursive: true, force: true });
-    }
+    const m = owned.exec(name);
+    if (m && !alive(Number(m[1]))) rmSync(path.join(tmpdir(), name), { recursive: true, force: true });
   }
 }
 
