@@ -7,8 +7,7 @@
  * 2. Added latency: 64-byte ping-pongs with an echo child, direct and through the proxy.
  * 3. fedsim runs with bytes:1MiB (100 workers, 4 nodes, 5 rounds), over http and grpc:
  *    without faults (workers connect straight) and with a fault that never fires on every
- *    worker (every worker behind its proxy: in process for http, over loopback TCP for
- *    grpc), PAIRS times each, alternating, and the median of each compared (single runs on
+ *    worker (every worker behind its proxy, in process on both transports), PAIRS times each, alternating, and the median of each compared (single runs on
  *    2 shared cores spread by ±15 %). Target: under 10 % throughput loss.
  *
  * A missed target is not an error: the exit code is 1 only when a measurement failed.

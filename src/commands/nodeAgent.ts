@@ -185,7 +185,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       // A dry run only prints the DNAT rule: there the workers connect straight.
       if (vp && !isRecording()) virtual = (i) => (onPorts.has(i) ? { host: serverHost, port: virtualPortOf(vp, i) } : undefined);
       // A worker behind a proxy and on a virtual port: the proxy goes upstream through the port.
-      if (targeted.length > 0) carriers.proxy = proxies = await ProxyBackend.start(targeted, (i) => virtual?.(i) ?? server, sc.seed, sc.transport === 'http' ? 'in-process' : 'unix');
+      if (targeted.length > 0) carriers.proxy = proxies = await ProxyBackend.start(targeted, (i) => virtual?.(i) ?? server, sc.seed, 'in-process');
       if (vp && proxies) {
         try {
           checkProxiesOutside(proxies, targeted, serverHost, vp);

@@ -142,9 +142,8 @@ export function bodyHasher(keep = 2): (body: Buffer) => string {
 }
 
 /** A worker's transport options for its route to its fault proxy. */
-function routeOptions(route: ProxyRoute | undefined): { connect?: () => Duplex; socketPath?: string } {
-  if (!route) return {};
-  return 'connect' in route ? { connect: route.connect } : { socketPath: route.socketPath };
+function routeOptions(route: ProxyRoute | undefined): { connect?: () => Duplex } {
+  return route ? { connect: route.connect } : {};
 }
 
 /** Checks the server is reachable and builds the chunk's workers (not started yet). */

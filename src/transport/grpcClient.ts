@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
-import { FedsimClient, type ModelChunk } from '../proto/gen/fedsim.js';
+import { ModelHeader, RegisterReply, RegisterRequest, UpdateAck, UpdateHeader, PullRequest } from '../proto/gen/fedsim.js';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
-import { GRPC_OPTIONS } from './grpcServer.js';
 import { BodyBuffer, CHUNK_BYTES } from './headers.js';
 import { EMPTY_SHA256, GRPC_AUTH_PATH, type RequestSigner, registerBody, registrationId } from './auth.js';
+import { GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, codeName, frame, framePrefix, varint, wholeMessages } from './grpcWire.js';
+import type { Duplex } from 'node:stream';
+import { fedsimVersion } from '../runtime/self.js';
 
 export interface GrpcClientOptions {
   readonly host: string;
@@ -24,148 +25,185 @@ export interface GrpcClientOptions {
    * checked: a received body is compared with it in place instead of copied (BodyBuffer).
    */
   readonly heldModel?: (sha256: string, bytes: number) => Buffer | undefined;
-  /** Connects to this Unix socket instead of host:port (the worker's fault proxy). */
-  readonly socketPath?: string;
+  /** Opens the worker's connection instead of a socket of its own (the in-process fault proxy). */
+  readonly connect?: () => Duplex;
 }
 
 // RESOURCE_EXHAUSTED (an update over the server's limit) would fail the same way again: not retried.
 // UNAUTHENTICATED (refused by safe mode) would be refused again: not retried.
-const RETRYABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.CANCELLED]);
+const RETRYABLE = new Set<number>([GrpcCode.UNAVAILABLE, GrpcCode.DEADLINE_EXCEEDED, GrpcCode.INTERNAL, GrpcCode.UNKNOWN, GrpcCode.CANCELLED]);
 
-function toTransportError(err: grpc.ServiceError, target: string): TransportError {
-  const name = grpc.status[err.code] ?? String(err.code);
-  if (err.code === grpc.status.UNAUTHENTICATED) return new TransportError('unauthenticated', `${target}: gRPC UNAUTHENTICATED: ${err.details || err.message}`, false);
-  return new TransportError(`grpc-${name}`, `${target}: gRPC ${name}: ${err.details || err.message}`, RETRYABLE.has(err.code));
+/** Both sides allow messages of 8 MiB: chunks are 1 MiB (docs/protocols.md). */
+export const GRPC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+const PATH = {
+  register: '/fedsim.v1.Fedsim/Register',
+  pushUpdate: '/fedsim.v1.Fedsim/PushUpdate',
+  pullModel: '/fedsim.v1.Fedsim/PullModel',
+} as const;
+
+let agent: string | null = null;
+function userAgent(): string {
+  agent ??= `fedsim/${fedsimVersion()} (grpc)`;
+  return agent;
+}
+
+function toTransportError(err: unknown, target: string): TransportError {
+  if (err instanceof TransportError) return err;
+  if (err instanceof GrpcStoppedError) return new TransportError('stopped', 'stopped', false);
+  if (!(err instanceof GrpcStatusError)) return new TransportError('internal', `${target}: ${(err as Error).message}`, false);
+  const name = codeName(err.code);
+  if (err.code === GrpcCode.UNAUTHENTICATED) return new TransportError('unauthenticated', `${target}: gRPC UNAUTHENTICATED: ${err.details}`, false);
+  return new TransportError(`grpc-${name}`, `${target}: gRPC ${name}: ${err.details}`, RETRYABLE.has(err.code));
+}
+
+/** The first bytes of an UpdateChunk message whose data (`dataBytes` long) follows. */
+function updateChunkPrefix(header: Uint8Array | null, dataBytes: number): Buffer {
+  const head: number[] = [];
+  if (header) head.push(0x0a, ...varint(header.length));
+  const dataTag = dataBytes > 0 ? [0x12, ...varint(dataBytes)] : [];
+  const messageBytes = head.length + (header?.length ?? 0) + dataTag.length + dataBytes;
+  const out = Buffer.allocUnsafe(5 + head.length + (header?.length ?? 0) + dataTag.length);
+  framePrefix(messageBytes).copy(out, 0);
+  let at = 5;
+  out.set(head, at);
+  at += head.length;
+  if (header) {
+    out.set(header, at);
+    at += header.length;
+  }
+  out.set(dataTag, at);
+  return out;
 }
 
 /**
- * One worker's gRPC client. Every worker owns its channel with a local subchannel
- * pool, so each worker has its own HTTP/2 connection as a real worker process would.
+ * One worker's gRPC client (src/transport/grpcWire.ts, on node:http2). Every worker owns its
+ * HTTP/2 connection, as a real worker process would.
  */
 export class GrpcWorkerTransport implements WorkerTransport {
-  private readonly client: InstanceType<typeof FedsimClient>;
+  private readonly conn: GrpcConnection;
   private readonly target: string;
 
   constructor(private readonly opts: GrpcClientOptions, private readonly stats: WorkerNodeStats) {
-    this.target = opts.socketPath ? `unix:${opts.socketPath}` : opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
-    this.client = new FedsimClient(this.target, grpc.credentials.createInsecure(), {
-      ...GRPC_OPTIONS,
-      'grpc.use_local_subchannel_pool': process.env.FEDSIM_GRPC_SHARED ? 0 : 1,
-      'grpc.enable_retries': 0,
-      'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 1000,
+    this.target = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+    this.conn = new GrpcConnection({
+      host: opts.host,
+      port: opts.port,
+      createConnection: opts.connect,
       // A black-holed connection is noticed by an unanswered ping, not after minutes of TCP retransmission.
-      'grpc.keepalive_time_ms': opts.keepaliveMs ?? 10_000,
-      'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs ?? 5_000,
+      keepaliveMs: opts.keepaliveMs ?? 10_000,
+      keepaliveTimeoutMs: opts.keepaliveTimeoutMs ?? 5_000,
+      maxMessageBytes: GRPC_MAX_MESSAGE_BYTES,
+      signal: opts.signal,
+      userAgent: userAgent(),
     });
   }
 
-  /** Safe mode: the signed facts as call metadata (empty metadata with safe mode off). */
-  private metadata(path: string, workerId: string, round: number, body: Buffer | null): grpc.Metadata {
-    const md = new grpc.Metadata();
-    if (!this.opts.signer) return md;
+  /** Safe mode: the signed facts as call metadata (none with safe mode off). */
+  private metadata(path: string, workerId: string, round: number, body: Buffer | null): Record<string, string> | undefined {
+    if (!this.opts.signer) return undefined;
     const bodySha256 = body ? createHash('sha256').update(body).digest('hex') : EMPTY_SHA256;
-    for (const [k, v] of Object.entries(this.opts.signer({ method: 'RPC', path, workerId, round, bodySha256 }))) md.set(k, v);
-    return md;
+    return this.opts.signer({ method: 'RPC', path, workerId, round, bodySha256 });
   }
 
-  private deadline(): Date {
-    return new Date(Date.now() + this.opts.requestTimeoutMs);
-  }
-
-  /** Cancels `call` when the node stops; returns the error to reject with instead of CANCELLED. */
-  private guard(call: grpc.Call, reject: (e: Error) => void): void {
-    const signal = this.opts.signal;
-    if (!signal) return;
-    const onAbort = () => {
-      reject(new TransportError('stopped', 'stopped', false));
-      call.cancel();
-    };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    call.on('status', () => signal.removeEventListener('abort', onAbort));
-  }
-
-  register(workerIndex: number): Promise<{ workerId: string; version: number }> {
+  async register(workerIndex: number): Promise<{ workerId: string; version: number }> {
     this.stats.sent('register', 4);
-    return new Promise((resolve, reject) => {
-      const md = this.metadata(GRPC_AUTH_PATH.register, registrationId(workerIndex), 0, registerBody(workerIndex));
-      const call = this.client.register({ workerIndex }, md, { deadline: this.deadline() }, (err, reply) => {
-        if (err) return reject(toTransportError(err, this.target));
-        this.stats.received('register', reply.workerId.length + 8);
-        resolve({ workerId: reply.workerId, version: reply.modelVersion });
-      });
-      this.guard(call, reject);
+    let reply: RegisterReply | null = null;
+    const call = this.conn.call({
+      path: PATH.register,
+      metadata: this.metadata(GRPC_AUTH_PATH.register, registrationId(workerIndex), 0, registerBody(workerIndex)),
+      timeoutMs: this.opts.requestTimeoutMs,
+      sink: wholeMessages((m) => (reply = RegisterReply.decode(m))),
     });
+    call.end(frame(RegisterRequest.encode({ workerIndex }).finish()));
+    try {
+      await call.status;
+    } catch (e) {
+      throw toTransportError(e, this.target);
+    }
+    const r = reply as RegisterReply | null;
+    if (!r) throw new TransportError('grpc-INTERNAL', `${this.target}: gRPC INTERNAL: Register ended OK without a reply`, true);
+    this.stats.received('register', r.workerId.length + 8);
+    return { workerId: r.workerId, version: r.modelVersion };
   }
 
-  pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }> {
+  async pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }> {
     this.stats.sent('update', body.length);
-    return new Promise((resolve, reject) => {
-      const call = this.client.pushUpdate(this.metadata(GRPC_AUTH_PATH.pushUpdate, workerId, round, body), { deadline: this.deadline() }, (err, ack) => {
-        if (err) return reject(toTransportError(err, this.target));
-        this.stats.received('ack', ack.outcome.length);
-        resolve({ outcome: ack.outcome as UpdateOutcome, reason: ack.reason || undefined });
-      });
-      this.guard(call, reject);
-      const header = { workerId, round, totalBytes: body.length };
-      let off = 0;
-      const pump = () => {
-        do {
-          const end = Math.min(body.length, off + CHUNK_BYTES);
-          const more = call.write({ header: off === 0 ? header : undefined, data: body.subarray(off, end) });
-          off = end;
-          if (!more && off < body.length) {
-            call.once('drain', pump);
-            return;
-          }
-        } while (off < body.length);
-        call.end();
-      };
-      pump();
+    let ack: UpdateAck | null = null;
+    const call = this.conn.call({
+      path: PATH.pushUpdate,
+      metadata: this.metadata(GRPC_AUTH_PATH.pushUpdate, workerId, round, body),
+      timeoutMs: this.opts.requestTimeoutMs,
+      sink: wholeMessages((m) => (ack = UpdateAck.decode(m))),
     });
+    // The first chunk carries the header; the data go out as views of the body, never copied here.
+    const header = UpdateHeader.encode({ workerId, round, totalBytes: body.length }).finish();
+    let off = 0;
+    const pump = () => {
+      do {
+        const end = Math.min(body.length, off + CHUNK_BYTES);
+        call.write(updateChunkPrefix(off === 0 ? header : null, end - off));
+        const more = end > off ? call.write(body.subarray(off, end)) : true;
+        off = end;
+        if (!more && off < body.length) {
+          call.onDrain(pump);
+          return;
+        }
+      } while (off < body.length);
+      call.end();
+    };
+    pump();
+    try {
+      await call.status;
+    } catch (e) {
+      throw toTransportError(e, this.target);
+    }
+    const a = ack as UpdateAck | null;
+    if (!a) throw new TransportError('grpc-INTERNAL', `${this.target}: gRPC INTERNAL: PushUpdate ended OK without an ack`, true);
+    this.stats.received('ack', a.outcome.length);
+    return { outcome: a.outcome as UpdateOutcome, reason: a.reason || undefined };
   }
 
-  pullModel(workerId: string, after: number, onHeaders: () => void): Promise<PulledModel | null> {
+  async pullModel(workerId: string, after: number, onHeaders: () => void): Promise<PulledModel | null> {
     this.stats.sent('pull', 0);
-    return new Promise((resolve, reject) => {
-      const call = this.client.pullModel({ workerId, after }, this.metadata(GRPC_AUTH_PATH.pullModel, workerId, after, null), { deadline: this.deadline() });
-      this.guard(call, reject);
-      let header: ModelChunk['header'];
-      let body = new BodyBuffer(-1);
-      call.on('data', (chunk: ModelChunk) => {
-        if (chunk.header) {
-          header = chunk.header;
-          // The header says how big the model is: one buffer, filled as the chunks come.
-          if (body.length === 0) body = new BodyBuffer(header.totalBytes, this.opts.heldModel?.(header.sha256, header.totalBytes));
-          onHeaders();
-        }
-        body.push(chunk.data);
-      });
-      call.on('error', (err: grpc.ServiceError) => reject(toTransportError(err, this.target)));
-      call.on('end', () => {
-        if (!header) {
-          this.stats.received('empty', 0);
-          resolve(null);
-          return;
-        }
-        const n = body.length;
-        if (n !== header.totalBytes) {
-          reject(new TransportError('truncated', `${this.target}: model v${header.version} ended after ${n} of ${header.totalBytes} bytes`, true));
-          return;
-        }
-        this.stats.received('model', n);
-        resolve({
-          version: header.version,
-          sha256: header.sha256,
-          publishedAtMs: header.publishedAtMs,
-          body: body.bytes(),
-        });
-      });
+    let header: ModelHeader | null = null;
+    let body = new BodyBuffer(-1);
+    const reader = new HeaderDataReader(
+      (b) => ModelHeader.decode(b),
+      (h) => {
+        if (header) return;
+        header = h;
+        // The header says how big the model is: one buffer, filled as the chunks come.
+        body = new BodyBuffer(h.totalBytes, this.opts.heldModel?.(h.sha256, h.totalBytes));
+        onHeaders();
+      },
+      (data) => body.push(data),
+    );
+    const call = this.conn.call({
+      path: PATH.pullModel,
+      metadata: this.metadata(GRPC_AUTH_PATH.pullModel, workerId, after, null),
+      timeoutMs: this.opts.requestTimeoutMs,
+      sink: reader,
     });
+    call.end(frame(PullRequest.encode({ workerId, after }).finish()));
+    try {
+      await call.status;
+    } catch (e) {
+      throw toTransportError(e, this.target);
+    }
+    const h = header as ModelHeader | null;
+    if (!h) {
+      if (body.length > 0) throw new TransportError('grpc-INTERNAL', `${this.target}: gRPC INTERNAL: model data came before the model header`, true);
+      this.stats.received('empty', 0);
+      return null;
+    }
+    const n = body.length;
+    if (n !== h.totalBytes) throw new TransportError('truncated', `${this.target}: model v${h.version} ended after ${n} of ${h.totalBytes} bytes`, true);
+    this.stats.received('model', n);
+    return { version: h.version, sha256: h.sha256, publishedAtMs: h.publishedAtMs, body: body.bytes() };
   }
 
   close(): void {
-    this.client.close();
+    this.conn.close();
   }
 }

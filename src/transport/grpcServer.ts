@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   FedsimService,
   type FedsimServer,
-  type ModelChunk,
+  ModelChunk,
   type PullRequest,
   type RegisterReply,
   type RegisterRequest,
@@ -38,9 +38,39 @@ function refusal(reason: string): grpc.ServiceError {
   return Object.assign(new Error(`safe mode: request refused: ${reason}`), { code: grpc.status.UNAUTHENTICATED, details: `safe mode: request refused: ${reason}`, metadata: new grpc.Metadata() });
 }
 
-/** Streams one published model in chunks, from its one buffer, honouring backpressure. */
-async function writeAll(call: grpc.ServerWritableStream<PullRequest, ModelChunk>, model: PublishedModel): Promise<void> {
+/**
+ * A published model's ModelChunk messages, encoded once per version and written to every
+ * pull as they are: encoding a chunk per pull copied each MiB twice more per worker (into
+ * the protobuf writer, then into a Buffer) before grpc-js framed it.
+ */
+const encodedChunks = new WeakMap<PublishedModel, Buffer[]>();
+
+function encodedModel(model: PublishedModel): Buffer[] {
+  let chunks = encodedChunks.get(model);
+  if (chunks) return chunks;
+  chunks = [];
   const total = model.body.length;
+  let off = 0;
+  do {
+    const end = Math.min(total, off + CHUNK_BYTES);
+    const header = off === 0 ? { version: model.version, totalBytes: total, sha256: model.sha256, publishedAtMs: model.publishedAtMs } : undefined;
+    const m = ModelChunk.encode({ header, data: model.body.subarray(off, end) }).finish();
+    chunks.push(Buffer.from(m.buffer, m.byteOffset, m.byteLength));
+    off = end;
+  } while (off < total);
+  encodedChunks.set(model, chunks);
+  return chunks;
+}
+
+/** The service as served: PullModel's messages are written already encoded (encodedModel). */
+const SERVED = {
+  ...FedsimService,
+  pullModel: { ...FedsimService.pullModel, responseSerialize: (encoded: Buffer): Buffer => encoded },
+};
+
+/** Streams one published model in chunks, from its one encoding, honouring backpressure. */
+async function writeAll(call: grpc.ServerWritableStream<PullRequest, ModelChunk>, model: PublishedModel): Promise<void> {
+  const chunks = encodedModel(model);
   // At most two chunks of this stream wait in grpc-js at a time (its own buffer takes 16
   // messages, 16 MiB per stream): with a hundred workers pulling a 14 MB model, memory stays
   // bounded by the streams' windows, not by the workers times the model.
@@ -49,21 +79,18 @@ async function writeAll(call: grpc.ServerWritableStream<PullRequest, ModelChunk>
   const onCancel = () => wake?.();
   call.on('cancelled', onCancel);
   try {
-    let off = 0;
-    do {
+    for (const chunk of chunks) {
       while (queued >= 2 && !call.cancelled) await new Promise<void>((resolve) => (wake = resolve));
       if (call.cancelled) return;
-      const end = Math.min(total, off + CHUNK_BYTES);
-      const header = off === 0 ? { version: model.version, totalBytes: total, sha256: model.sha256, publishedAtMs: model.publishedAtMs } : undefined;
       queued++;
-      call.write({ header, data: model.body.subarray(off, end) }, () => {
+      // The served definition's serializer passes the encoded message through (SERVED).
+      call.write(chunk as unknown as ModelChunk, () => {
         queued--;
         const w = wake;
         wake = null;
         w?.();
       });
-      off = end;
-    } while (off < total);
+    }
   } finally {
     call.off('cancelled', onCancel);
   }
@@ -175,7 +202,7 @@ export class GrpcFlServer {
         void this.pull(call);
       },
     };
-    this.server.addService(FedsimService, impl);
+    this.server.addService(SERVED, impl);
   }
 
   private async pull(call: grpc.ServerWritableStream<PullRequest, ModelChunk>): Promise<void> {

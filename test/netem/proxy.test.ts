@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { WorkerProxy } from '../../src/netem/proxy/proxy.js';
@@ -20,13 +17,10 @@ before(async () => {
   echoPort = (echo.address() as net.AddressInfo).port;
 });
 after(() => echo.close());
-const socketDir = mkdtempSync(path.join(tmpdir(), 'fedsim-proxy-test-'));
-after(() => rmSync(socketDir, { recursive: true, force: true }));
-let proxies = 0;
 
 const fault = (raw: Record<string, unknown>): FaultSpec => parseFault({ manual: true, ...raw }, 0, () => '');
 
-type Mode = 'tcp' | 'unix' | 'in-process';
+type Mode = 'tcp' | 'in-process';
 
 /**
  * A connection of the worker through proxy `p`: over loopback TCP (gRPC workers) or in
@@ -44,7 +38,7 @@ async function open(p: WorkerProxy, mode: Mode): Promise<Duplex> {
     return end;
   }
   return new Promise((resolve, reject) => {
-    const s = net.connect(mode === 'unix' ? { path: p.socketPath } : { host: '127.0.0.1', port: p.address.port }, () => resolve(s));
+    const s = net.connect({ host: '127.0.0.1', port: p.address.port }, () => resolve(s));
     s.once('error', reject);
   });
 }
@@ -85,11 +79,10 @@ function roundTrip(s: Duplex, bytes: number): Promise<number> {
 async function proxy(mode: Mode): Promise<WorkerProxy> {
   const p = new WorkerProxy({ host: '127.0.0.1', port: echoPort }, Math.random);
   if (mode === 'tcp') await p.listen();
-  if (mode === 'unix') await p.listen(path.join(socketDir, `p${++proxies}.sock`));
   return p;
 }
 
-for (const mode of ['tcp', 'unix', 'in-process'] as const) {
+for (const mode of ['tcp', 'in-process'] as const) {
 
   test(`${mode}: no fault: bytes pass both ways unchanged`, async () => {
     const p = await proxy(mode);
@@ -142,7 +135,7 @@ for (const mode of ['tcp', 'unix', 'in-process'] as const) {
     });
     p.apply(fault({ id: 'r', kind: 'reset' }));
     // A Unix socket has no RST: the connection just closes (gRPC sees UNAVAILABLE either way).
-    const reset = mode === 'unix' ? 'closed' : 'ECONNRESET';
+    const reset = 'ECONNRESET';
     assert.equal(await err, reset);
     assert.equal(await failureOf(p, mode), reset, 'a new connection is reset too');
     await p.heal('r');
@@ -157,7 +150,7 @@ for (const mode of ['tcp', 'unix', 'in-process'] as const) {
     const opened = await open(p, mode);
     p.apply(fault({ id: 'x', kind: 'refuse' }));
     // While refused, a Unix socket's file is gone: ENOENT (gRPC reports both as UNAVAILABLE).
-    assert.equal(await failureOf(p, mode), mode === 'unix' ? 'ENOENT' : 'ECONNREFUSED');
+    assert.equal(await failureOf(p, mode), 'ECONNREFUSED');
     await roundTrip(opened, 100);
     await p.heal('x');
     const s = await open(p, mode);
@@ -221,25 +214,15 @@ test('in-process: an idle worker end times out like a socket (a held link is not
   await q.close();
 });
 
-test('unix proxies: sockets in an owner-only temp directory, removed on close; a dead node\'s directory is removed at the next start', async () => {
-  const { spawnSync } = await import('node:child_process');
-  const { existsSync, mkdirSync, statSync } = await import('node:fs');
+test('in-process backend: each targeted worker gets a route whose connections go through its proxy; others get none', async () => {
   const { ProxyBackend } = await import('../../src/netem/proxy/backend.js');
-  const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
-  const stale = path.join(tmpdir(), `fedsim-proxy-${dead}-test`);
-  mkdirSync(stale, { recursive: true });
-  const b = await ProxyBackend.start([3, 4], { host: '127.0.0.1', port: echoPort }, 1, 'unix');
-  assert.equal(existsSync(stale), false, 'the dead node\'s directory is gone');
+  const b = await ProxyBackend.start([3, 4], { host: '127.0.0.1', port: echoPort }, 1, 'in-process');
   const route = b.routeOf(3);
-  assert.ok(route && 'socketPath' in route);
-  assert.equal(statSync(path.dirname(route.socketPath)).mode & 0o777, 0o700);
+  assert.ok(route);
+  assert.equal(b.routeOf(5), undefined);
   assert.equal(b.addressOf(3), undefined);
-  const s = await new Promise<net.Socket>((resolve, reject) => {
-    const c = net.connect({ path: route.socketPath }, () => resolve(c));
-    c.once('error', reject);
-  });
+  const s = route.connect();
   await roundTrip(s, 1000);
   s.destroy();
   await b.close();
-  assert.equal(existsSync(path.dirname(route.socketPath)), false, 'removed on close');
 });

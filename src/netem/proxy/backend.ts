@@ -1,46 +1,25 @@
 import { seededRandom } from '../../payload/random.js';
 import type { FaultBackend } from '../runner.js';
-import { alive } from '../journal.js';
 import type { FaultSpec } from '../spec.js';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { WorkerProxy } from './proxy.js';
 
-/** How a worker reaches its proxy: in process (HTTP) or over a Unix socket (gRPC). */
-export type ProxyRoute = { readonly connect: () => Duplex } | { readonly socketPath: string };
+/** How a worker reaches its in-process proxy: this opens the worker's connection. */
+export interface ProxyRoute {
+  readonly connect: () => Duplex;
+}
 
 /**
- * How workers reach their proxies: `in-process` (HTTP workers), `unix` (gRPC workers: a Unix
- * socket each, in a private temp directory) or `tcp` (loopback; tests and the bench's raw
- * figures). See WorkerProxy.
+ * How workers reach their proxies: `in-process` (fedsim's own workers, HTTP and gRPC) or
+ * `tcp` (loopback; tests and the bench's raw figures). See WorkerProxy.
  */
-export type ProxyMode = 'in-process' | 'unix' | 'tcp';
-
-const SOCKET_DIR_PREFIX = 'fedsim-proxy-';
-
-/** Socket directories of worker nodes that are gone (killed before they could remove theirs). */
-function removeStaleSocketDirs(): void {
-  let names: string[];
-  try {
-    names = readdirSync(tmpdir());
-  } catch {
-    return;
-  }
-  const owned = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`);
-  for (const name of names) {
-    const m = owned.exec(name);
-    if (m && !alive(Number(m[1]))) rmSync(path.join(tmpdir(), name), { recursive: true, force: true });
-  }
-}
+export type ProxyMode = 'in-process' | 'tcp';
 
 /** The proxy backend: one userspace proxy per worker of the node, started before the workers. */
 export class ProxyBackend implements FaultBackend {
   readonly name = 'proxy';
   private readonly proxies = new Map<number, WorkerProxy>();
   private mode: ProxyMode = 'tcp';
-  private dir = '';
 
   /**
    * `upstream` is where the proxies connect: the server, or per worker (a worker that an
@@ -54,17 +33,11 @@ export class ProxyBackend implements FaultBackend {
   ): Promise<ProxyBackend> {
     const b = new ProxyBackend();
     b.mode = mode;
-    // Owner-only, so no other user can connect to (or replace) a worker's socket.
-    if (mode === 'unix') {
-      removeStaleSocketDirs();
-      b.dir = mkdtempSync(path.join(tmpdir(), `${SOCKET_DIR_PREFIX}${process.pid}-`));
-    }
     try {
       for (const w of workers) {
         const p = new WorkerProxy(typeof upstream === 'function' ? upstream(w) : upstream, seededRandom(seed * 31 + w));
         b.proxies.set(w, p);
         if (mode === 'tcp') await p.listen();
-        else if (mode === 'unix') await p.listen(path.join(b.dir, `w${w}.sock`));
       }
     } catch (e) {
       await b.close();
@@ -78,11 +51,11 @@ export class ProxyBackend implements FaultBackend {
     return this.mode === 'tcp' ? this.proxies.get(index)?.address : undefined;
   }
 
-  /** How worker `index` reaches its proxy (in-process and Unix-socket proxies). */
+  /** How worker `index` reaches its proxy (in-process proxies). */
   routeOf(index: number): ProxyRoute | undefined {
     const p = this.proxies.get(index);
     if (!p || this.mode === 'tcp') return undefined;
-    return this.mode === 'unix' ? { socketPath: p.socketPath } : { connect: () => p.connect() };
+    return { connect: () => p.connect() };
   }
 
   apply(f: FaultSpec, instanceId: string, workers: readonly number[]): void {
@@ -95,6 +68,5 @@ export class ProxyBackend implements FaultBackend {
 
   async close(): Promise<void> {
     await Promise.all([...this.proxies.values()].map((p) => p.close()));
-    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
 }

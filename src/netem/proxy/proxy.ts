@@ -3,13 +3,9 @@ import type { FaultSpec } from '../spec.js';
 import { Link, type LinkEffects, NO_EFFECTS } from './link.js';
 import { ProxyEnd, type WorkerEnd, pipePair, refusedEnd } from './pipe.js';
 
-/**
- * Resets the worker's side: an RST over TCP; a Unix socket has none, so it is closed at once
- * (gRPC sees the connection drop, UNAVAILABLE, as after an RST).
- */
+/** Resets the worker's side: an RST (in process: the same error on the worker's end). */
 function resetClient(client: net.Socket | ProxyEnd): void {
-  if (client instanceof ProxyEnd || client.remoteAddress !== undefined) client.resetAndDestroy();
-  else client.destroy();
+  client.resetAndDestroy();
 }
 
 interface Conn {
@@ -24,14 +20,13 @@ interface Conn {
  * on this worker alone, in the middle of a stream. Faults are small: each one changes the
  * effects of the links or the fate of connections (see STYLE.md, toxiproxy).
  *
- * The worker reaches it one of three ways:
- * - over a Unix socket (`listen(path)`, then the worker connects to `path`): gRPC workers,
- *   since grpc-js opens its own sockets (about 1.6x loopback TCP's throughput here);
- * - over loopback TCP (`listen()`, then the worker connects to `address`);
- * - in process (`connect()` gives the worker's HTTP client an in-memory socket whose other
- *   end the proxy reads and writes): the same links and faults without a second TCP
- *   connection per worker, whose extra copies through the kernel cost a quarter of the
- *   throughput of a 1 MiB HTTP payload on 2 cores (docs/benchmarks.md, `proxy`).
+ * The worker reaches it one of two ways:
+ * - in process (`connect()` gives the worker's HTTP or gRPC client an in-memory socket whose
+ *   other end the proxy reads and writes): fedsim's own workers. The same links and faults
+ *   without a second TCP connection per worker, whose extra copies through the kernel cost a
+ *   quarter of the throughput of a 1 MiB payload on 2 cores (docs/benchmarks.md, `proxy`);
+ * - over loopback TCP (`listen()`, then the worker connects to `address`): tests, and the
+ *   bench's raw figures.
  * Either way the proxy's connection to the server is a real TCP connection.
  */
 export class WorkerProxy {
@@ -42,33 +37,25 @@ export class WorkerProxy {
   private listening = false;
   /** Whether workers reach it through a listening socket (listen() was called). */
   private listens = false;
-  private path = '';
 
   constructor(private readonly upstream: { host: string; port: number }, private readonly random: () => number) {
     // Half-open: a FIN crosses the proxy as a FIN, and the other direction goes on.
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (client) => this.accept(client));
   }
 
-  /** Listens on loopback TCP (a free port the first time, the same one after a refuse), or on the Unix socket `path`. */
-  async listen(path?: string): Promise<number> {
+  /** Listens on loopback TCP (a free port the first time, the same one after a refuse). */
+  async listen(): Promise<number> {
     this.listens = true;
-    if (path !== undefined) this.path = path;
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      const where = this.path ? { path: this.path } : { host: '127.0.0.1', port: this.port };
-      this.server.listen({ ...where, backlog: 512 }, () => {
+      this.server.listen({ host: '127.0.0.1', port: this.port, backlog: 512 }, () => {
         this.server.off('error', reject);
         resolve();
       });
     });
     this.listening = true;
-    if (!this.path) this.port = (this.server.address() as net.AddressInfo).port;
+    this.port = (this.server.address() as net.AddressInfo).port;
     return this.port;
-  }
-
-  /** The Unix socket it listens on ('' when on TCP or in process). */
-  get socketPath(): string {
-    return this.path;
   }
 
   get address(): { host: string; port: number } {

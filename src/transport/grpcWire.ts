@@ -1,0 +1,625 @@
+/**
+ * The client side of gRPC over HTTP/2, on node:http2 directly: what a fedsim worker needs
+ * of it and no more (unary, client-streaming and server-streaming calls; deadlines;
+ * keepalive pings; cancellation; statuses from trailers, trailers-only answers, HTTP
+ * statuses and RST_STREAM codes as gRPC's HTTP/2 protocol document maps them).
+ *
+ * Why not @grpc/grpc-js on the worker side: a worker node runs hundreds or thousands of
+ * simulated workers, each with its own connection, and grpc-js's per-call machinery
+ * (channel and call stacks, filters, metadata objects, a copy of every message into a frame
+ * and another out of it) cost these nodes about twice the CPU of the HTTP client for the
+ * same calls. The wire is the same: the fedsim server (grpc-js) and any other gRPC server
+ * see ordinary gRPC calls. docs/architecture.md records the choice.
+ *
+ * What is left out on purpose: compression (never offered, so a server must not compress),
+ * TLS (fedsim's FL protocol runs in clear, docs/protocols.md), name resolution beyond one
+ * address, retries (fedsim's retry policy is the only one).
+ */
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+
+/** gRPC status codes (grpc/doc/statuscodes.md). */
+export const GrpcCode = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+const CODE_NAMES: string[] = [];
+for (const [name, code] of Object.entries(GrpcCode)) CODE_NAMES[code] = name;
+
+/** The name of a status code ("UNAVAILABLE"), or its number for a code gRPC does not define. */
+export function codeName(code: number): string {
+  return CODE_NAMES[code] ?? String(code);
+}
+
+/** A call that ended with a status other than OK (or that could not be made). */
+export class GrpcStatusError extends Error {
+  constructor(
+    readonly code: number,
+    readonly details: string,
+  ) {
+    super(`${codeName(code)}: ${details}`);
+    this.name = 'GrpcStatusError';
+  }
+}
+
+/** The call was cancelled because its connection's abort signal fired (the node is stopping). */
+export class GrpcStoppedError extends Error {
+  constructor() {
+    super('stopped');
+    this.name = 'GrpcStoppedError';
+  }
+}
+
+/** Receives the messages of a response as they arrive, without gathering them first. */
+export interface MessageSink {
+  /** A message of `length` bytes starts. */
+  start(length: number): void;
+  /** The next bytes of the current message (a view into the received data: copy to keep). */
+  data(chunk: Buffer): void;
+  /** The current message is complete. */
+  end(): void;
+}
+
+/** A sink that gathers each (small) message whole and hands it on. */
+export function wholeMessages(onMessage: (message: Buffer) => void): MessageSink {
+  let buf: Buffer | null = null;
+  let at = 0;
+  return {
+    start(length) {
+      buf = Buffer.allocUnsafe(length);
+      at = 0;
+    },
+    data(chunk) {
+      chunk.copy(buf!, at);
+      at += chunk.length;
+    },
+    end() {
+      const b = buf!;
+      buf = null;
+      onMessage(b);
+    },
+  };
+}
+
+/**
+ * Splits the response's DATA into gRPC length-prefixed messages (1 byte compressed flag,
+ * 4 bytes big-endian length, the message) and passes their bytes on as they come.
+ */
+export class FrameDecoder {
+  private header = Buffer.alloc(5);
+  private headerHave = 0;
+  /** Bytes of the current message still to come; -1 between messages. */
+  private remaining = -1;
+
+  constructor(
+    private readonly sink: MessageSink,
+    private readonly maxMessageBytes: number,
+  ) {}
+
+  /** True between messages: a stream may end here. */
+  get atBoundary(): boolean {
+    return this.remaining < 0 && this.headerHave === 0;
+  }
+
+  /** Throws GrpcStatusError for a compressed or oversized message. */
+  push(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.remaining < 0) {
+        const take = Math.min(5 - this.headerHave, chunk.length - off);
+        chunk.copy(this.header, this.headerHave, off, off + take);
+        this.headerHave += take;
+        off += take;
+        if (this.headerHave < 5) return;
+        this.headerHave = 0;
+        if (this.header[0] !== 0) throw new GrpcStatusError(GrpcCode.INTERNAL, 'received a compressed message, but no compression was offered');
+        const length = this.header.readUInt32BE(1);
+        if (length > this.maxMessageBytes) throw new GrpcStatusError(GrpcCode.RESOURCE_EXHAUSTED, `received a message of ${length} bytes, over the limit of ${this.maxMessageBytes}`);
+        this.remaining = length;
+        this.sink.start(length);
+        if (length === 0) {
+          this.remaining = -1;
+          this.sink.end();
+        }
+        continue;
+      }
+      const take = Math.min(this.remaining, chunk.length - off);
+      this.sink.data(off === 0 && take === chunk.length ? chunk : chunk.subarray(off, off + take));
+      off += take;
+      this.remaining -= take;
+      if (this.remaining === 0) {
+        this.remaining = -1;
+        this.sink.end();
+      }
+    }
+  }
+}
+
+/** The 5-byte prefix of a message of `length` bytes. */
+export function framePrefix(length: number): Buffer {
+  const p = Buffer.allocUnsafe(5);
+  p[0] = 0;
+  p.writeUInt32BE(length, 1);
+  return p;
+}
+
+/** A whole framed message. */
+export function frame(message: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(message.length + 5);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, 5);
+  return out;
+}
+
+/** grpc-timeout: at most 8 digits, in the finest unit that fits. */
+export function grpcTimeout(ms: number): string {
+  const m = Math.max(0, Math.ceil(ms));
+  if (m < 1e8) return `${m}m`;
+  const s = Math.ceil(m / 1000);
+  if (s < 1e8) return `${s}S`;
+  return `${Math.min(99_999_999, Math.ceil(s / 3600))}H`;
+}
+
+/** gRPC's mapping of an HTTP status that is not 200 (grpc/doc/http-grpc-status-mapping.md). */
+function httpStatusCode(status: number): number {
+  switch (status) {
+    case 400:
+      return GrpcCode.INTERNAL;
+    case 401:
+      return GrpcCode.UNAUTHENTICATED;
+    case 403:
+      return GrpcCode.PERMISSION_DENIED;
+    case 404:
+      return GrpcCode.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return GrpcCode.UNAVAILABLE;
+    default:
+      return GrpcCode.UNKNOWN;
+  }
+}
+
+/** gRPC's mapping of a RST_STREAM error code that ended a call before its status. */
+function rstCode(code: number): number {
+  switch (code) {
+    case http2.constants.NGHTTP2_REFUSED_STREAM:
+      return GrpcCode.UNAVAILABLE;
+    case http2.constants.NGHTTP2_CANCEL:
+      return GrpcCode.CANCELLED;
+    case http2.constants.NGHTTP2_ENHANCE_YOUR_CALM:
+      return GrpcCode.RESOURCE_EXHAUSTED;
+    case http2.constants.NGHTTP2_INADEQUATE_SECURITY:
+      return GrpcCode.PERMISSION_DENIED;
+    default:
+      return GrpcCode.INTERNAL;
+  }
+}
+
+/** grpc-message is percent-encoded (grpc/doc/PROTOCOL-HTTP2.md). */
+function decodeMessage(raw: string | string[] | undefined): string {
+  const s = Array.isArray(raw) ? raw[0] : raw;
+  if (!s) return '';
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+export interface GrpcConnectionOptions {
+  /** host:port for the :authority header (and the TCP connection unless `createConnection`). */
+  readonly host: string;
+  readonly port: number;
+  /** Opens the connection's transport instead of a TCP socket (the in-process fault proxy). */
+  readonly createConnection?: () => Duplex;
+  /** A ping every this often while a call is in flight; one unanswered for `keepaliveTimeoutMs` kills the connection. */
+  readonly keepaliveMs: number;
+  readonly keepaliveTimeoutMs: number;
+  /** Larger received messages fail the call with RESOURCE_EXHAUSTED. */
+  readonly maxMessageBytes: number;
+  /** Aborting cancels every call in flight on this connection. */
+  readonly signal?: AbortSignal;
+  /** Extra request headers on every call (user-agent). */
+  readonly userAgent?: string;
+}
+
+export interface CallOptions {
+  /** The method's path, "/package.Service/Method". */
+  readonly path: string;
+  /** Custom metadata: lower-case ASCII names and values. */
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
+  readonly sink: MessageSink;
+}
+
+/** A call in flight: write request messages, then `end()`; `status` settles when it is over. */
+export interface GrpcCall {
+  /** Writes bytes of the request (framed by the caller); false: wait for `onDrain`. */
+  write(bytes: Buffer): boolean;
+  onDrain(fn: () => void): void;
+  end(bytes?: Buffer): void;
+  /** Resolves when the call ends with OK; rejects with GrpcStatusError or GrpcStoppedError. */
+  readonly status: Promise<void>;
+  /** Fires once the response headers are in (the server answered). */
+  onResponse(fn: () => void): void;
+}
+
+interface LiveCall {
+  cancel(reason: 'stopped'): void;
+}
+
+/**
+ * One HTTP/2 connection to a gRPC server for one worker, opened on first use and opened
+ * again by the next call after it died. A dead connection fails the calls on it with
+ * UNAVAILABLE at once; pacing reconnects is the caller's retry policy.
+ */
+export class GrpcConnection {
+  private session: http2.ClientHttp2Session | null = null;
+  /** Why the current session died, for the calls it takes with it. */
+  private readonly deathOf = new WeakMap<http2.ClientHttp2Session, string>();
+  private readonly connected = new WeakSet<http2.ClientHttp2Session>();
+  private readonly calls = new Set<LiveCall>();
+  private pingTimer: NodeJS.Timeout | null = null;
+  private pingDeadline: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly authority: string;
+
+  constructor(private readonly opts: GrpcConnectionOptions) {
+    this.authority = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
+    // One listener per connection, not one per call.
+    opts.signal?.addEventListener('abort', () => this.stop(), { once: true });
+  }
+
+  private stop(): void {
+    for (const c of [...this.calls]) c.cancel('stopped');
+  }
+
+  private open(): http2.ClientHttp2Session {
+    const current = this.session;
+    if (current && !current.closed && !current.destroyed) return current;
+    const createConnection = this.opts.createConnection;
+    const s = http2.connect(this.authority, {
+      settings: { enablePush: false },
+      ...(createConnection ? { createConnection: () => createConnection() } : {}),
+    });
+    s.once('connect', () => this.connected.add(s));
+    // Errors reach the calls through their streams; the session's own is noted for them.
+    s.on('error', (err: Error) => {
+      if (!this.deathOf.has(s)) this.deathOf.set(s, this.connected.has(s) ? `connection dropped: ${err.message}` : `could not connect: ${err.message}`);
+    });
+    s.on('goaway', (code: number) => {
+      if (!this.deathOf.has(s)) this.deathOf.set(s, `the server closed the connection (GOAWAY code ${code})`);
+      this.forget(s);
+    });
+    s.on('close', () => this.forget(s));
+    this.session = s;
+    return s;
+  }
+
+  private forget(s: http2.ClientHttp2Session): void {
+    if (this.session !== s) return;
+    this.session = null;
+    this.stopPings();
+  }
+
+  /** Pings while calls are in flight (a long-poll on a black-holed link is noticed). */
+  private startPings(): void {
+    if (this.pingTimer || this.opts.keepaliveMs <= 0) return;
+    this.pingTimer = setInterval(() => this.ping(), this.opts.keepaliveMs);
+    this.pingTimer.unref();
+  }
+
+  private stopPings(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    if (this.pingDeadline) clearTimeout(this.pingDeadline);
+    this.pingTimer = null;
+    this.pingDeadline = null;
+  }
+
+  private ping(): void {
+    const s = this.session;
+    if (!s || s.destroyed || this.pingDeadline) return;
+    const timeoutMs = this.opts.keepaliveTimeoutMs;
+    this.pingDeadline = setTimeout(() => {
+      this.pingDeadline = null;
+      this.deathOf.set(s, `connection dropped: keepalive ping unanswered for ${timeoutMs} ms`);
+      s.destroy();
+    }, timeoutMs);
+    this.pingDeadline.unref();
+    const sent = s.ping(() => {
+      if (this.pingDeadline) clearTimeout(this.pingDeadline);
+      this.pingDeadline = null;
+    });
+    if (!sent) {
+      clearTimeout(this.pingDeadline);
+      this.pingDeadline = null;
+    }
+  }
+
+  /** Starts a call. Never throws: a failure to start shows in `status`. */
+  call(o: CallOptions): GrpcCall {
+    const headers: http2.OutgoingHttpHeaders = {
+      ':method': 'POST',
+      ':path': o.path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': grpcTimeout(o.timeoutMs),
+    };
+    if (this.opts.userAgent) headers['user-agent'] = this.opts.userAgent;
+    if (o.metadata) for (const k in o.metadata) headers[k] = o.metadata[k];
+
+    let settle!: (err: Error | null) => void;
+    const status = new Promise<void>((resolve, reject) => {
+      let done = false;
+      settle = (err) => {
+        if (done) return;
+        done = true;
+        if (err) reject(err);
+        else resolve();
+      };
+    });
+    if (this.closed) {
+      settle(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the connection is closed'));
+      return { write: () => false, onDrain: () => {}, end: () => {}, status, onResponse: () => {} };
+    }
+    if (this.opts.signal?.aborted) {
+      settle(new GrpcStoppedError());
+      return { write: () => false, onDrain: () => {}, end: () => {}, status, onResponse: () => {} };
+    }
+
+    let session: http2.ClientHttp2Session;
+    let stream: http2.ClientHttp2Stream;
+    try {
+      session = this.open();
+      stream = session.request(headers, { endStream: false });
+    } catch (e) {
+      settle(new GrpcStatusError(GrpcCode.UNAVAILABLE, (e as Error).message));
+      return { write: () => false, onDrain: () => {}, end: () => {}, status, onResponse: () => {} };
+    }
+
+    const decoder = new FrameDecoder(o.sink, this.opts.maxMessageBytes);
+    let result: Error | null | undefined; // undefined: no status yet
+    let streamError: Error | null = null;
+    let responded = false;
+    let onResponse: (() => void) | null = null;
+    const live: LiveCall = {
+      cancel: () => {
+        if (result === undefined) result = new GrpcStoppedError();
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      },
+    };
+    this.calls.add(live);
+    this.startPings();
+    const deadline = setTimeout(() => {
+      if (result === undefined) result = new GrpcStatusError(GrpcCode.DEADLINE_EXCEEDED, `no answer within the deadline of ${o.timeoutMs} ms`);
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    }, o.timeoutMs);
+
+    const statusFrom = (h: http2.IncomingHttpHeaders): Error | null => {
+      const raw = h['grpc-status'];
+      const code = Number(Array.isArray(raw) ? raw[0] : raw);
+      if (!Number.isInteger(code)) return new GrpcStatusError(GrpcCode.UNKNOWN, `the server sent a grpc-status that is not a number (${String(raw)})`);
+      if (code === GrpcCode.OK) return null;
+      return new GrpcStatusError(code, decodeMessage(h['grpc-message']));
+    };
+    const fail = (err: Error) => {
+      if (result === undefined) result = err;
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    };
+
+    stream.on('response', (h) => {
+      responded = true;
+      const httpStatus = Number(h[':status']);
+      if (httpStatus !== 200) return fail(new GrpcStatusError(httpStatusCode(httpStatus), `the server answered HTTP ${httpStatus}`));
+      const ct = String(h['content-type'] ?? '');
+      if (!ct.startsWith('application/grpc')) return fail(new GrpcStatusError(GrpcCode.UNKNOWN, `the server answered content-type "${ct}", not application/grpc`));
+      // Trailers-only: the status is in the headers and nothing follows.
+      if (h['grpc-status'] !== undefined && result === undefined) result = statusFrom(h);
+      onResponse?.();
+    });
+    stream.on('data', (chunk: Buffer) => {
+      if (result !== undefined) return;
+      try {
+        decoder.push(chunk);
+      } catch (e) {
+        fail(e instanceof GrpcStatusError ? e : new GrpcStatusError(GrpcCode.INTERNAL, `a response message could not be read: ${(e as Error).message}`));
+      }
+    });
+    stream.on('trailers', (h) => {
+      if (result !== undefined) return;
+      const s = statusFrom(h);
+      result = s === null && !decoder.atBoundary ? new GrpcStatusError(GrpcCode.INTERNAL, 'the stream ended inside a message') : s;
+    });
+    stream.on('error', (err: Error) => {
+      streamError = err;
+    });
+    stream.on('close', () => {
+      clearTimeout(deadline);
+      this.calls.delete(live);
+      if (this.calls.size === 0) this.stopPings();
+      if (result === undefined) {
+        const died = this.deathOf.get(session);
+        if (died !== undefined || session.destroyed || session.closed) {
+          // A stream cancelled with its session carries the session's error as its cause.
+          const cause = ((streamError as { cause?: Error } | null)?.cause ?? streamError)?.message ?? 'the connection closed';
+          result = new GrpcStatusError(GrpcCode.UNAVAILABLE, died ?? (this.connected.has(session) ? `connection dropped: ${cause}` : `could not connect: ${cause}`));
+        } else if (stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
+          result = new GrpcStatusError(rstCode(stream.rstCode), `the server reset the stream (RST_STREAM code ${stream.rstCode})`);
+        } else if (streamError) {
+          result = new GrpcStatusError(GrpcCode.UNAVAILABLE, streamError.message);
+        } else {
+          result = new GrpcStatusError(GrpcCode.UNKNOWN, responded ? 'the stream ended without a status' : 'the stream ended without an answer');
+        }
+      }
+      settle(result);
+    });
+
+    return {
+      write: (bytes) => stream.write(bytes),
+      onDrain: (fn) => {
+        stream.once('drain', fn);
+      },
+      end: (bytes) => {
+        if (bytes) stream.end(bytes);
+        else stream.end();
+      },
+      status,
+      onResponse: (fn) => {
+        onResponse = fn;
+      },
+    };
+  }
+
+  /** Closes the connection; calls in flight are cancelled. */
+  close(): void {
+    this.closed = true;
+    this.stopPings();
+    const s = this.session;
+    this.session = null;
+    if (s && !s.destroyed) s.destroy();
+  }
+}
+
+const enum Field {
+  Tag,
+  Length,
+  SkipVarint,
+  Embedded,
+  Bytes,
+  Skip,
+}
+
+/**
+ * Reads a stream of protobuf messages shaped `{ M header = 1; bytes data = 2; }` (fedsim's
+ * ModelChunk) without gathering them: the small header is decoded whole, the data bytes go
+ * to `onData` as views of what arrived (no copy), other fields are skipped.
+ */
+export class HeaderDataReader<H> implements MessageSink {
+  private state = Field.Tag;
+  private value = 0;
+  private scale = 1;
+  private field = 0;
+  private left = 0;
+  private embedded: Buffer | null = null;
+  private embeddedAt = 0;
+
+  constructor(
+    private readonly decodeHeader: (bytes: Buffer) => H,
+    private readonly onHeader: (header: H) => void,
+    private readonly onData: (bytes: Buffer) => void,
+  ) {}
+
+  start(): void {
+    this.state = Field.Tag;
+    this.value = 0;
+    this.scale = 1;
+  }
+
+  data(chunk: Buffer): void {
+    let i = 0;
+    const n = chunk.length;
+    while (i < n) {
+      switch (this.state) {
+        case Field.Tag:
+        case Field.Length:
+        case Field.SkipVarint: {
+          const b = chunk[i++];
+          this.value += (b & 0x7f) * this.scale;
+          this.scale *= 128;
+          if (b & 0x80) {
+            if (this.scale > 2 ** 63) throw new Error('a varint is longer than 10 bytes');
+            continue;
+          }
+          const v = this.value;
+          this.value = 0;
+          this.scale = 1;
+          if (this.state === Field.Tag) {
+            this.field = Math.floor(v / 8);
+            const wire = v % 8;
+            if (wire === 0) this.state = Field.SkipVarint;
+            else if (wire === 1 || wire === 5) {
+              this.left = wire === 1 ? 8 : 4;
+              this.state = Field.Skip;
+            } else if (wire === 2) this.state = Field.Length;
+            else throw new Error(`field ${this.field} has wire type ${wire}, which this message does not use`);
+          } else if (this.state === Field.Length) {
+            this.left = v;
+            if (this.field === 1) {
+              this.embedded = Buffer.allocUnsafe(v);
+              this.embeddedAt = 0;
+              this.state = Field.Embedded;
+              if (v === 0) this.finishEmbedded();
+            } else this.state = v === 0 ? Field.Tag : this.field === 2 ? Field.Bytes : Field.Skip;
+          } else this.state = Field.Tag;
+          break;
+        }
+        case Field.Bytes: {
+          const take = Math.min(this.left, n - i);
+          this.onData(i === 0 && take === n ? chunk : chunk.subarray(i, i + take));
+          i += take;
+          this.left -= take;
+          if (this.left === 0) this.state = Field.Tag;
+          break;
+        }
+        case Field.Embedded: {
+          const take = Math.min(this.left, n - i);
+          chunk.copy(this.embedded!, this.embeddedAt, i, i + take);
+          this.embeddedAt += take;
+          i += take;
+          this.left -= take;
+          if (this.left === 0) this.finishEmbedded();
+          break;
+        }
+        case Field.Skip: {
+          const take = Math.min(this.left, n - i);
+          i += take;
+          this.left -= take;
+          if (this.left === 0) this.state = Field.Tag;
+          break;
+        }
+      }
+    }
+  }
+
+  private finishEmbedded(): void {
+    const bytes = this.embedded!;
+    this.embedded = null;
+    this.state = Field.Tag;
+    this.onHeader(this.decodeHeader(bytes));
+  }
+
+  end(): void {
+    if (this.state !== Field.Tag || this.scale !== 1) throw new Error('a message ended inside a field');
+  }
+}
+
+/** A protobuf varint (lengths and tags of hand-built messages). */
+export function varint(n: number): number[] {
+  const out: number[] = [];
+  let v = n;
+  while (v >= 0x80) {
+    out.push((v % 128) | 0x80);
+    v = Math.floor(v / 128);
+  }
+  out.push(v);
+  return out;
+}
