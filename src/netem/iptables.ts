@@ -30,7 +30,8 @@ export const natChainName = (tag: string): string => `FEDSIM-${tag}-n`;
 export const comment = (tag: string, instance?: string) => ['-m', 'comment', '--comment', instance ? `fedsim:${tag}:${instance}` : `fedsim:${tag}`];
 
 /**
- * Virtual destination ports: grpc-js cannot bind a channel's local port, so a worker that a
+ * Virtual destination ports (grpc-js, the gRPC worker client until session 15, could not bind
+ * a channel's local port; they serve both transports alike): a worker that a
  * single-worker iptables fault may touch connects to SERVER:`base + (i - first)` instead of
  * SERVER:PORT, and a DNAT rule of the node maps that range back to the real port. The
  * original port stays in the connection's conntrack entry, so a rule can pick one worker's

@@ -5,7 +5,7 @@ import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { BodyBuffer, CHUNK_BYTES } from './headers.js';
 import { EMPTY_SHA256, GRPC_AUTH_PATH, type RequestSigner, registerBody, registrationId } from './auth.js';
-import { GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, codeName, frame, framePrefix, varint, wholeMessages } from './grpcWire.js';
+import { GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, codeName, frame, framePrefix, varint, wholeMessages } from './grpcWire.js';
 import type { Duplex } from 'node:stream';
 import { fedsimVersion } from '../runtime/self.js';
 
@@ -32,9 +32,6 @@ export interface GrpcClientOptions {
 // RESOURCE_EXHAUSTED (an update over the server's limit) would fail the same way again: not retried.
 // UNAUTHENTICATED (refused by safe mode) would be refused again: not retried.
 const RETRYABLE = new Set<number>([GrpcCode.UNAVAILABLE, GrpcCode.DEADLINE_EXCEEDED, GrpcCode.INTERNAL, GrpcCode.UNKNOWN, GrpcCode.CANCELLED]);
-
-/** Both sides allow messages of 8 MiB: chunks are 1 MiB (docs/protocols.md). */
-export const GRPC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 const PATH = {
   register: '/fedsim.v1.Fedsim/Register',

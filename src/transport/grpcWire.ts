@@ -8,7 +8,7 @@
  * simulated workers, each with its own connection, and grpc-js's per-call machinery
  * (channel and call stacks, filters, metadata objects, a copy of every message into a frame
  * and another out of it) cost these nodes about twice the CPU of the HTTP client for the
- * same calls. The wire is the same: the fedsim server (grpc-js) and any other gRPC server
+ * same calls. The wire is the same: fedsim's server (grpcServer.ts) and any other gRPC server
  * see ordinary gRPC calls. docs/architecture.md records the choice.
  *
  * What is left out on purpose: compression (never offered, so a server must not compress),
@@ -17,6 +17,9 @@
  */
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
+
+/** Both sides allow messages of 8 MiB: chunks are 1 MiB (docs/protocols.md). */
+export const GRPC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 /** gRPC status codes (grpc/doc/statuscodes.md). */
 export const GrpcCode = {
@@ -175,6 +178,19 @@ export function grpcTimeout(ms: number): string {
   const s = Math.ceil(m / 1000);
   if (s < 1e8) return `${s}S`;
   return `${Math.min(99_999_999, Math.ceil(s / 3600))}H`;
+}
+
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/** A grpc-timeout header in milliseconds; undefined when absent or malformed (no deadline). */
+export function parseGrpcTimeout(raw: string | string[] | undefined): number | undefined {
+  const m = /^(\d{1,8})([HMSmun])$/.exec(Array.isArray(raw) ? (raw[0] ?? '') : (raw ?? ''));
+  return m ? Number(m[1]) * TIMEOUT_UNIT_MS[m[2]] : undefined;
+}
+
+/** grpc-message on the wire: printable ASCII except '%' as is, the rest percent-encoded (UTF-8). */
+export function encodeGrpcMessage(message: string): string {
+  return message.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => encodeURIComponent(c));
 }
 
 /** gRPC's mapping of an HTTP status that is not 200 (grpc/doc/http-grpc-status-mapping.md). */
@@ -433,7 +449,11 @@ export class GrpcConnection {
       const ct = String(h['content-type'] ?? '');
       if (!ct.startsWith('application/grpc')) return fail(new GrpcStatusError(GrpcCode.UNKNOWN, `the server answered content-type "${ct}", not application/grpc`));
       // Trailers-only: the status is in the headers and nothing follows.
-      if (h['grpc-status'] !== undefined && result === undefined) result = statusFrom(h);
+      if (h['grpc-status'] !== undefined && result === undefined) {
+        result = statusFrom(h);
+        stream.close();
+        return;
+      }
       onResponse?.();
     });
     stream.on('data', (chunk: Buffer) => {
@@ -448,6 +468,8 @@ export class GrpcConnection {
       if (result !== undefined) return;
       const s = statusFrom(h);
       result = s === null && !decoder.atBoundary ? new GrpcStatusError(GrpcCode.INTERNAL, 'the stream ended inside a message') : s;
+      // The call is over even if the request was still going out (a refused update).
+      stream.close();
     });
     stream.on('error', (err: Error) => {
       streamError = err;
