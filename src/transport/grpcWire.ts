@@ -21,6 +21,9 @@ import type { Duplex } from 'node:stream';
 /** Both sides allow messages of 8 MiB: chunks are 1 MiB (docs/protocols.md). */
 export const GRPC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
+/** The stream window a worker grants the server (measured in session 15: docs/benchmarks.md). */
+const DOWNLOAD_WINDOW_BYTES = 1024 * 1024;
+
 /** gRPC status codes (grpc/doc/statuscodes.md). */
 export const GrpcCode = {
   OK: 0,
@@ -314,7 +317,11 @@ export class GrpcConnection {
     if (current && !current.closed && !current.destroyed) return current;
     const createConnection = this.opts.createConnection;
     const s = http2.connect(this.authority, {
-      settings: { enablePush: false },
+      // A model streams to the worker in 1 MiB messages: a 1 MiB stream window (HTTP/2's
+      // default is 64 KiB) lets one go out without waiting on WINDOW_UPDATEs. The worker reads
+      // at once, so nothing piles up here. (The server keeps the default for uploads: updates
+      // that wait for a slot would otherwise sit in its memory, 1 MiB each.)
+      settings: { enablePush: false, initialWindowSize: DOWNLOAD_WINDOW_BYTES },
       ...(createConnection ? { createConnection: () => createConnection() } : {}),
     });
     s.once('connect', () => this.connected.add(s));
