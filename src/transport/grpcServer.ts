@@ -80,6 +80,7 @@ class ServerCall {
       timeoutMs === undefined
         ? null
         : setTimeout(() => {
+            if (this.answered || this.cancelled) return;
             // What waits on the call lets go first (a held long-poll, an update's slot), then the status goes out.
             this.cancel();
             this.sendStatus(GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
