@@ -13,14 +13,41 @@ export const systemClock: Clock = {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(new Error('stopped'));
       const t = setTimeout(() => {
-        signal?.removeEventListener('abort', onAbort);
+        forget?.();
         resolve();
       }, ms);
-      const onAbort = () => {
-        clearTimeout(t);
-        reject(new Error('stopped'));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
+      const forget = signal
+        ? whenAborted(signal, () => {
+            clearTimeout(t);
+            reject(new Error('stopped'));
+          })
+        : undefined;
     });
   },
 };
+
+/**
+ * One abort listener per signal, however many sleepers wait on it: a chunk's workers share
+ * one signal, and adding to an EventTarget with hundreds of listeners walks them all.
+ */
+const sleepers = new WeakMap<AbortSignal, Set<() => void>>();
+
+function whenAborted(signal: AbortSignal, fn: () => void): () => void {
+  let set = sleepers.get(signal);
+  if (!set) {
+    const fns = new Set<() => void>();
+    set = fns;
+    sleepers.set(signal, fns);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const f of [...fns]) f();
+        fns.clear();
+      },
+      { once: true },
+    );
+  }
+  const fns = set;
+  fns.add(fn);
+  return () => fns.delete(fn);
+}
