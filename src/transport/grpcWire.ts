@@ -278,12 +278,10 @@ export interface GrpcCall {
   end(bytes?: Buffer): void;
   /** Resolves when the call ends with OK; rejects with GrpcStatusError or GrpcStoppedError. */
   readonly status: Promise<void>;
-  /** Fires once the response headers are in (the server answered). */
-  onResponse(fn: () => void): void;
 }
 
 interface LiveCall {
-  cancel(reason: 'stopped'): void;
+  cancel(): void;
 }
 
 /**
@@ -309,7 +307,7 @@ export class GrpcConnection {
   }
 
   private stop(): void {
-    for (const c of [...this.calls]) c.cancel('stopped');
+    for (const c of [...this.calls]) c.cancel();
   }
 
   private open(): http2.ClientHttp2Session {
@@ -402,11 +400,11 @@ export class GrpcConnection {
     });
     if (this.closed) {
       settle(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the connection is closed'));
-      return { write: () => false, onDrain: () => {}, end: () => {}, status, onResponse: () => {} };
+      return { write: () => false, onDrain: () => {}, end: () => {}, status };
     }
     if (this.opts.signal?.aborted) {
       settle(new GrpcStoppedError());
-      return { write: () => false, onDrain: () => {}, end: () => {}, status, onResponse: () => {} };
+      return { write: () => false, onDrain: () => {}, end: () => {}, status };
     }
 
     let session: http2.ClientHttp2Session;
@@ -416,14 +414,13 @@ export class GrpcConnection {
       stream = session.request(headers, { endStream: false });
     } catch (e) {
       settle(new GrpcStatusError(GrpcCode.UNAVAILABLE, (e as Error).message));
-      return { write: () => false, onDrain: () => {}, end: () => {}, status, onResponse: () => {} };
+      return { write: () => false, onDrain: () => {}, end: () => {}, status };
     }
 
     const decoder = new FrameDecoder(o.sink, this.opts.maxMessageBytes);
     let result: Error | null | undefined; // undefined: no status yet
     let streamError: Error | null = null;
     let responded = false;
-    let onResponse: (() => void) | null = null;
     const live: LiveCall = {
       cancel: () => {
         if (result === undefined) result = new GrpcStoppedError();
@@ -459,9 +456,7 @@ export class GrpcConnection {
       if (h['grpc-status'] !== undefined && result === undefined) {
         result = statusFrom(h);
         stream.close();
-        return;
       }
-      onResponse?.();
     });
     stream.on('data', (chunk: Buffer) => {
       if (result !== undefined) return;
@@ -512,9 +507,6 @@ export class GrpcConnection {
         else stream.end();
       },
       status,
-      onResponse: (fn) => {
-        onResponse = fn;
-      },
     };
   }
 
