@@ -134,7 +134,7 @@ export class HeadlessSink {
 
   progressLine(): string {
     const st = this.store.states();
-    const parts = Object.entries(st)
+    const parts = this.store.chunks.size === 0 ? [] : Object.entries(st)
       .filter(([, n]) => n > 0)
       .map(([k, n]) => `${k} ${n}`);
     return `… ${this.store.rounds.length}/${this.store.totalRounds} rounds closed; workers: ${parts.join(', ') || 'none reported yet'}`;

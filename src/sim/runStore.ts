@@ -171,7 +171,14 @@ export class RunStore {
   /** Workers per state, summed over chunks. */
   states(): Record<WorkerState, number> {
     const out = Object.fromEntries(WORKER_STATES.map((s) => [s, 0])) as Record<WorkerState, number>;
-    for (const c of this.chunks.values()) for (const s of WORKER_STATES) out[s] += c.states[s];
+    let reported = 0;
+    for (const c of this.chunks.values()) {
+      reported += c.workers;
+      for (const s of WORKER_STATES) out[s] += c.states[s];
+    }
+    // The workers of a chunk whose node has not reported yet exist all the same: idle until
+    // its first snapshot, so the states always add up to the run's workers.
+    out.idle += Math.max(0, this.totalWorkers - reported);
     return out;
   }
 

@@ -61,3 +61,14 @@ test('headless lines: slow rounds give one line per round; silence gives a progr
     ['round 1/3', 'round 2/3', '… 2/3 rounds closed; workers: waiting 3', 'round 3/3'],
   );
 });
+
+test('worker states add up to the run\'s workers: a node that has not reported yet counts as idle', () => {
+  const store = new RunStore(30, 3);
+  const zero = () => Object.fromEntries(WORKER_STATES.map((s) => [s, 0])) as Record<(typeof WORKER_STATES)[number], number>;
+  assert.deepEqual(store.states(), { ...zero(), idle: 30 });
+  const states = { ...zero(), training: 6, waiting: 4 };
+  store.apply({ type: 'workerSnapshot', snapshot: { chunk: '1 of 3', workers: 10, states, roundsDone: 0, errors: 0, retries: 0, messages: 0, bytes: 0, propagation: [] } });
+  assert.deepEqual(store.states(), { ...zero(), idle: 20, training: 6, waiting: 4 });
+  const sink = new HeadlessSink(new RunStore(5, 1), () => undefined, { now: () => 0 });
+  assert.match(sink.progressLine(), /none reported yet/);
+});
