@@ -5,7 +5,7 @@ import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { BodyBuffer, CHUNK_BYTES } from './headers.js';
 import { EMPTY_SHA256, GRPC_AUTH_PATH, type RequestSigner, registerBody, registrationId } from './auth.js';
-import { GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, codeName, frame, framePrefix, varint, wholeMessages } from './grpcWire.js';
+import { GRPC_MAX_MESSAGE_BYTES, type GrpcCall, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, codeName, frame, framePrefix, varint, wholeMessages } from './grpcWire.js';
 import type { Duplex } from 'node:stream';
 import { fedsimVersion } from '../runtime/self.js';
 
@@ -96,6 +96,13 @@ export class GrpcWorkerTransport implements WorkerTransport {
     });
   }
 
+  /** Waits for the call's status; a failure becomes a TransportError naming the server. */
+  private ended(call: GrpcCall): Promise<void> {
+    return call.status.catch((e: unknown) => {
+      throw toTransportError(e, this.target);
+    });
+  }
+
   /** Safe mode: the signed facts as call metadata (none with safe mode off). */
   private metadata(path: string, workerId: string, round: number, body: Buffer | null): Record<string, string> | undefined {
     if (!this.opts.signer) return undefined;
@@ -113,11 +120,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
       sink: wholeMessages((m) => (reply = RegisterReply.decode(m))),
     });
     call.end(frame(RegisterRequest.encode({ workerIndex }).finish()));
-    try {
-      await call.status;
-    } catch (e) {
-      throw toTransportError(e, this.target);
-    }
+    await this.ended(call);
     const r = reply as RegisterReply | null;
     if (!r) throw new TransportError('grpc-INTERNAL', `${this.target}: gRPC INTERNAL: Register ended OK without a reply`, true);
     this.stats.received('register', r.workerId.length + 8);
@@ -150,11 +153,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
       call.end();
     };
     pump();
-    try {
-      await call.status;
-    } catch (e) {
-      throw toTransportError(e, this.target);
-    }
+    await this.ended(call);
     const a = ack as UpdateAck | null;
     if (!a) throw new TransportError('grpc-INTERNAL', `${this.target}: gRPC INTERNAL: PushUpdate ended OK without an ack`, true);
     this.stats.received('ack', a.outcome.length);
@@ -183,11 +182,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
       sink: reader,
     });
     call.end(frame(PullRequest.encode({ workerId, after }).finish()));
-    try {
-      await call.status;
-    } catch (e) {
-      throw toTransportError(e, this.target);
-    }
+    await this.ended(call);
     const h = header as ModelHeader | null;
     if (!h) {
       if (body.length > 0) throw new TransportError('grpc-INTERNAL', `${this.target}: gRPC INTERNAL: model data came before the model header`, true);
