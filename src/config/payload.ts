@@ -1,6 +1,9 @@
 import { UsageError } from '../errors.js';
 import { parseSize } from './values.js';
 
+/** The largest `bytes:SIZE`: the server's float64 running sum (2 × SIZE) lives in a 4 GiB WebAssembly memory. */
+export const MAX_BYTES_PAYLOAD = 1024 ** 3;
+
 export type SinglePayload = { kind: 'string' } | { kind: 'bytes'; size: number } | { kind: 'mobilenetv2' };
 /** What the server publishes and what workers send back, when they differ (`globalPayload`, `updatePayload`). */
 export type PayloadSpec = SinglePayload | { kind: 'pair'; global: SinglePayload; update: SinglePayload };
@@ -13,6 +16,7 @@ export function parsePayload(input: string, what = '--payload'): SinglePayload {
   if (m) {
     const size = parseSize(m[1], `${what} bytes size`);
     if (size % 4 !== 0) throw new UsageError(`${what} "${input}": the size must be a multiple of 4 bytes (the model is float32 data)`);
+    if (size > MAX_BYTES_PAYLOAD) throw new UsageError(`${what} "${input}": at most 1GiB (the server sums updates in float64, twice the model's size, in a WebAssembly memory of at most 4 GiB)`);
     return { kind: 'bytes', size };
   }
   throw new UsageError(`${what} "${input}" is not a payload: use "string", "bytes:SIZE" (e.g. bytes:1MiB) or "mobilenetv2"`);

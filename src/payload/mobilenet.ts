@@ -1,20 +1,7 @@
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
 import { seededRandom } from './random.js';
+import { Float64Sum, tiler } from './kernels.js';
 import { buildMobileNetV2 } from './mobilenet/model.js';
-
-type Region = { offset: number; length: number };
-
-/**
- * The floats of `r` in `buf` as a Float32Array: a view when the region is 4-byte aligned in
- * memory, else an aligned copy (one memcpy). `write` puts a copy back.
- */
-function floatsOf(buf: Buffer, r: Region): { f: Float32Array; write(): void } {
-  const at = buf.byteOffset + r.offset;
-  if (at % 4 === 0) return { f: new Float32Array(buf.buffer, at, r.length / 4), write: () => undefined };
-  const copy = new Float32Array(r.length / 4);
-  new Uint8Array(copy.buffer).set(buf.subarray(r.offset, r.offset + r.length));
-  return { f: copy, write: () => buf.set(new Uint8Array(copy.buffer), r.offset) };
-}
 
 type Built = ReturnType<typeof buildMobileNetV2>;
 const cache = new Map<number, Built>();
@@ -36,7 +23,7 @@ export class MobileNetPayload implements PayloadCodec {
   readonly name = 'mobilenetv2';
 
   /** The running sum of the last round, free again once its result is out: the next round's (28 MB, not one per round). */
-  private spareSum: Float64Array | null = null;
+  private spareSum: Float64Sum | null = null;
 
   constructor(private readonly seed = 1) {}
 
@@ -58,30 +45,27 @@ export class MobileNetPayload implements PayloadCodec {
     const rnd = seededRandom((this.seed * 1_000_003 + workerIndex * 7919 + round) >>> 0);
     const block = new Float32Array(4099);
     for (let i = 0; i < block.length; i++) block[i] = (rnd() * 2 - 1) * 0.01;
-    let k = 0;
+    const t = tiler().setBlock(block);
+    let phase = 0;
     for (const r of this.built.floatRegions) {
-      const v = floatsOf(out, r);
-      const f = v.f;
-      for (let i = 0; i < f.length; i++) {
-        f[i] += block[k];
-        if (++k === 4099) k = 0;
-      }
-      v.write();
+      const weights = out.subarray(r.offset, r.offset + r.length);
+      phase = t.add(weights, weights, phase);
     }
     return out;
   }
 
   createAggregator(): Aggregator {
     const { bytes: template, floatRegions: regions, params } = this.built;
-    let sum: Float64Array | null = null;
+    let sum: Float64Sum | null = null;
     let count = 0;
-    const take = () => {
+    const take = (): Float64Sum => {
       const spare = this.spareSum;
       this.spareSum = null;
-      return spare ? spare.fill(0) : new Float64Array(params);
-    };
-    const give = (s: Float64Array) => {
-      this.spareSum = s;
+      if (spare) {
+        spare.reset();
+        return spare;
+      }
+      return new Float64Sum(params);
     };
     return {
       fold(update: Buffer) {
@@ -89,8 +73,8 @@ export class MobileNetPayload implements PayloadCodec {
         const acc = (sum ??= take());
         let k = 0;
         for (const r of regions) {
-          const f = floatsOf(update, r).f;
-          for (let i = 0; i < f.length; i++) acc[k++] += f[i];
+          acc.add(update.subarray(r.offset, r.offset + r.length), k);
+          k += r.length / 4;
         }
         count++;
         return true;
@@ -98,16 +82,15 @@ export class MobileNetPayload implements PayloadCodec {
       get count() {
         return count;
       },
-      result() {
+      result: () => {
         const out = Buffer.from(template);
         if (!sum || count === 0) return out;
         let k = 0;
         for (const r of regions) {
-          const v = floatsOf(out, r);
-          for (let i = 0; i < v.f.length; i++) v.f[i] = sum[k++] / count;
-          v.write();
+          sum.meanInto(out.subarray(r.offset, r.offset + r.length), count, k);
+          k += r.length / 4;
         }
-        give(sum);
+        this.spareSum = sum;
         sum = null;
         return out;
       },

@@ -17,6 +17,8 @@ test('payloads', () => {
   assert.deepEqual(parsePayload('string'), { kind: 'string' });
   assert.deepEqual(parsePayload('bytes:1MiB'), { kind: 'bytes', size: 1048576 });
   assert.throws(() => parsePayload('bytes:3'), /multiple of 4/);
+  assert.throws(() => parsePayload('bytes:2GiB'), /"bytes:2GiB": at most 1GiB/);
+  assert.deepEqual(parsePayload('bytes:1GiB'), { kind: 'bytes', size: 1024 ** 3 });
   assert.deepEqual(parsePayload('mobilenetv2'), { kind: 'mobilenetv2' });
   assert.deepEqual(parsePayload('mobilenet'), { kind: 'mobilenetv2' });
   assert.throws(() => parsePayload('resnet'), /"resnet" is not a payload: use "string", "bytes:SIZE" \(e\.g\. bytes:1MiB\) or "mobilenetv2"/);

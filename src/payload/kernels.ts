@@ -1,0 +1,143 @@
+import { KERNELS_WASM_BASE64 } from './kernelsWasm.js';
+
+/**
+ * FedAvg's float loops in WebAssembly SIMD (src/payload/kernels.wat): the server's running
+ * float64 sum and mean, and the workers' perturbation of a model. Data moves between the
+ * caller's buffers and the module's memory through a 64 KiB staging area (a memcpy each way,
+ * cache-resident), so callers keep their Buffers, at any alignment.
+ */
+
+type Exports = {
+  memory: WebAssembly.Memory;
+  accumulate(acc: number, src: number, n: number): void;
+  mean(dst: number, acc: number, n: number, count: number): void;
+  addTiled(dst: number, blk: number, len: number, phase: number, n: number): number;
+};
+
+/** Floats per staging pass: 64 KiB, in the cache while a pass reads and writes it. */
+const STAGE_FLOATS = 16_384;
+const STAGE_BYTES = STAGE_FLOATS * 4;
+const PAGE = 65_536;
+/** wasm32 memory holds at most 65,536 pages (4 GiB), which bounds the running sum (8 bytes a float). */
+export const MAX_SUM_FLOATS = Math.floor((65_536 * PAGE - STAGE_BYTES) / 8);
+
+let compiled: WebAssembly.Module | null = null;
+
+function instantiate(bytes: number): { x: Exports; mem: Uint8Array } {
+  compiled ??= new WebAssembly.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64'));
+  const x = new WebAssembly.Instance(compiled, {}).exports as unknown as Exports;
+  const pages = Math.ceil(bytes / PAGE);
+  const have = x.memory.buffer.byteLength / PAGE;
+  if (pages > have) x.memory.grow(pages - have);
+  // The memory never grows again, so this view stays valid.
+  return { x, mem: new Uint8Array(x.memory.buffer) };
+}
+
+function bytesOf(a: Uint8Array | Float32Array): Uint8Array {
+  return a instanceof Uint8Array ? a : new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/**
+ * A running float64 sum of float32 vectors of `length` floats, held in its own WebAssembly
+ * memory (8 bytes a float). Reuse one with `reset()` rather than making one per round: each
+ * is a separate WebAssembly memory.
+ */
+export class Float64Sum {
+  private readonly x: Exports;
+  private readonly mem: Uint8Array;
+  private readonly stage: number;
+  private readonly sums: Float64Array;
+
+  constructor(readonly length: number) {
+    if (!Number.isInteger(length) || length < 0 || length > MAX_SUM_FLOATS) {
+      throw new RangeError(`a running sum of ${length} floats does not fit a WebAssembly memory (at most ${MAX_SUM_FLOATS})`);
+    }
+    this.stage = length * 8;
+    ({ x: this.x, mem: this.mem } = instantiate(this.stage + STAGE_BYTES));
+    this.sums = new Float64Array(this.x.memory.buffer, 0, length);
+  }
+
+  /** Sets every sum to 0. */
+  reset(): void {
+    this.sums.fill(0);
+  }
+
+  /** sum[at + i] += float32 i of `src` (little-endian, any alignment), for every float of `src`. */
+  add(src: Uint8Array | Float32Array, at = 0): void {
+    const b = bytesOf(src);
+    const n = b.length >>> 2;
+    if (b.length % 4 !== 0 || at < 0 || at + n > this.length) throw new RangeError(`add: ${b.length} bytes at float ${at} do not fit a sum of ${this.length} floats`);
+    for (let i = 0; i < n; i += STAGE_FLOATS) {
+      const k = Math.min(STAGE_FLOATS, n - i);
+      this.mem.set(b.subarray(i * 4, (i + k) * 4), this.stage);
+      this.x.accumulate((at + i) * 8, this.stage, k);
+    }
+  }
+
+  /** Writes float32(sum[at + i] / count) into `dst` (little-endian, any alignment), for every float of `dst`. */
+  meanInto(dst: Uint8Array | Float32Array, count: number, at = 0): void {
+    const b = bytesOf(dst);
+    const n = b.length >>> 2;
+    if (b.length % 4 !== 0 || at < 0 || at + n > this.length) throw new RangeError(`meanInto: ${b.length} bytes at float ${at} do not fit a sum of ${this.length} floats`);
+    for (let i = 0; i < n; i += STAGE_FLOATS) {
+      const k = Math.min(STAGE_FLOATS, n - i);
+      this.x.mean(this.stage, (at + i) * 8, k, count);
+      b.set(this.mem.subarray(this.stage, this.stage + k * 4), i * 4);
+    }
+  }
+}
+
+/** Floats of the noise block `Tiler` repeats (at most). */
+export const MAX_BLOCK_FLOATS = 16_384;
+
+/**
+ * dst = src + a float32 noise block repeated end to end: the workers' perturbation of a
+ * model. Set the block, then add it to one region after another, carrying the phase. One per
+ * process is enough (calls are synchronous): `tiler()`.
+ */
+export class Tiler {
+  private readonly x: Exports;
+  private readonly mem: Uint8Array;
+  private readonly blk = STAGE_BYTES;
+  private blockLength = 0;
+
+  constructor() {
+    ({ x: this.x, mem: this.mem } = instantiate(STAGE_BYTES + MAX_BLOCK_FLOATS * 4));
+  }
+
+  /** Copies `block` (1 to MAX_BLOCK_FLOATS floats) in: what `add` repeats until the next call. */
+  setBlock(block: Float32Array): this {
+    if (block.length < 1 || block.length > MAX_BLOCK_FLOATS) throw new RangeError(`setBlock: ${block.length} floats (1 to ${MAX_BLOCK_FLOATS})`);
+    this.mem.set(bytesOf(block), this.blk);
+    this.blockLength = block.length;
+    return this;
+  }
+
+  /**
+   * Writes src[i] + block[(phase + i) % block.length] to dst[i] for every float of `src`
+   * (`dst` as long as `src`, may be the same memory; any alignment) and returns the phase
+   * after the last float, to continue with the next region.
+   */
+  add(dst: Uint8Array | Float32Array, src: Uint8Array | Float32Array, phase = 0): number {
+    const s = bytesOf(src);
+    const d = bytesOf(dst);
+    const n = s.length >>> 2;
+    if (s.length % 4 !== 0 || d.length !== s.length) throw new RangeError(`add: ${s.length} source bytes into ${d.length}`);
+    if (this.blockLength === 0) throw new RangeError('add: no block set (setBlock first)');
+    if (phase < 0 || phase >= this.blockLength) throw new RangeError(`add: phase ${phase} outside a block of ${this.blockLength} floats`);
+    let p = phase;
+    for (let i = 0; i < n; i += STAGE_FLOATS) {
+      const k = Math.min(STAGE_FLOATS, n - i);
+      this.mem.set(s.subarray(i * 4, (i + k) * 4), 0);
+      p = this.x.addTiled(0, this.blk, this.blockLength, p, k);
+      d.set(this.mem.subarray(0, k * 4), i * 4);
+    }
+    return p;
+  }
+}
+
+let shared: Tiler | null = null;
+/** The process's Tiler. */
+export function tiler(): Tiler {
+  return (shared ??= new Tiler());
+}

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { Float64Sum, MAX_BLOCK_FLOATS, Tiler } from '../../src/payload/kernels.js';
+import { BytesPayload } from '../../src/payload/bytes.js';
+import { seededRandom } from '../../src/payload/random.js';
+
+/** `n` float32s (little-endian) at byte `offset` of a fresh buffer, so the data can sit at any alignment. */
+function randomFloats(n: number, offset: number, seed: number): Buffer {
+  const rnd = seededRandom(seed);
+  const buf = Buffer.alloc(offset + n * 4);
+  for (let i = 0; i < n; i++) buf.writeFloatLE((rnd() - 0.5) * 4, offset + i * 4);
+  return buf.subarray(offset);
+}
+
+const floatAt = (b: Uint8Array, i: number) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).readFloatLE(i * 4);
+
+// Lengths around the 4-float vectors and the 16,384-float staging passes; byte offsets 0 to 3.
+const LENGTHS = [0, 1, 3, 4, 5, 7, 64, 1023, 16_383, 16_384, 16_385, 40_001];
+
+test('Float64Sum: sums and means are bit for bit those of plain float64 loops, at any length and alignment', () => {
+  for (const n of LENGTHS) {
+    for (const offset of [0, 1, 2, 3]) {
+      const ups = [1, 2, 3].map((k) => randomFloats(n, offset, n * 7 + offset * 3 + k));
+      const sum = new Float64Sum(n + 5);
+      const ref = new Float64Array(n + 5);
+      for (const u of ups) {
+        sum.add(u, 5);
+        for (let i = 0; i < n; i++) ref[5 + i] += u.readFloatLE(i * 4);
+      }
+      const out = Buffer.alloc(offset + n * 4, 0xaa).subarray(offset);
+      sum.meanInto(out, 3, 5);
+      for (let i = 0; i < n; i++) assert.equal(out.readFloatLE(i * 4), Math.fround(ref[5 + i] / 3), `n=${n} offset=${offset} float ${i}`);
+      // The sum starts again from zero.
+      sum.reset();
+      sum.add(ups[0], 5);
+      sum.meanInto(out, 1, 5);
+      assert.deepEqual(out, ups[0]);
+    }
+  }
+});
+
+test('Float64Sum refuses data outside its length', () => {
+  const sum = new Float64Sum(4);
+  assert.throws(() => sum.add(Buffer.alloc(20)), /20 bytes at float 0 do not fit a sum of 4 floats/);
+  assert.throws(() => sum.add(Buffer.alloc(8), 3), /8 bytes at float 3/);
+  assert.throws(() => sum.add(Buffer.alloc(6)), /6 bytes/);
+  assert.throws(() => sum.meanInto(Buffer.alloc(20), 1), /do not fit/);
+  assert.throws(() => new Float64Sum(-1), /does not fit a WebAssembly memory/);
+});
+
+test('Tiler: src plus the repeated block, carrying the phase across regions, bit for bit', () => {
+  const t = new Tiler();
+  for (const blockLength of [1, 3, 4, 4099, MAX_BLOCK_FLOATS]) {
+    const rnd = seededRandom(blockLength);
+    const block = Float32Array.from({ length: blockLength }, () => rnd() - 0.5);
+    t.setBlock(block);
+    for (const n of LENGTHS) {
+      for (const offset of [0, 3]) {
+        const src = randomFloats(n, offset, n + blockLength);
+        const dst = Buffer.alloc(offset + n * 4).subarray(offset);
+        const phase0 = (n * 13) % blockLength;
+        const phase = t.add(dst, src, phase0);
+        assert.equal(phase, (phase0 + n) % blockLength, `block ${blockLength} n=${n} phase ${phase0}`);
+        for (let i = 0; i < n; i++) {
+          assert.equal(floatAt(dst, i), Math.fround(src.readFloatLE(i * 4) + block[(phase0 + i) % blockLength]), `block ${blockLength} n=${n} float ${i}`);
+        }
+        // In place gives the same bytes.
+        const copy = Buffer.from(src);
+        t.add(copy, copy, phase0);
+        assert.deepEqual(copy, dst);
+      }
+    }
+  }
+  assert.throws(() => t.setBlock(new Float32Array(0)), /0 floats/);
+  assert.throws(() => t.add(Buffer.alloc(8), Buffer.alloc(4)), /4 source bytes into 8/);
+  assert.throws(() => t.add(Buffer.alloc(4), Buffer.alloc(4), MAX_BLOCK_FLOATS), /phase 16384 outside a block of 16384 floats/);
+  assert.throws(() => new Tiler().add(Buffer.alloc(4), Buffer.alloc(4)), /no block set/);
+});
+
+test('bytes payload: an update is the global model plus its worker and round block, as the plain loop made it', () => {
+  const codec = new BytesPayload(4 * 5000);
+  const global = codec.initialModel();
+  const update = codec.makeUpdate(global, 7, 3);
+  const rnd = seededRandom((1 * 1_000_003 + 7 * 7919 + 3) >>> 0);
+  const block = new Float32Array(4096);
+  for (let i = 0; i < block.length; i++) block[i] = (rnd() - 0.5) * 0.01;
+  for (let i = 0; i < 5000; i++) assert.equal(update.readFloatLE(i * 4), Math.fround(global.readFloatLE(i * 4) + block[i % 4096]));
+  // The running sum is reused from round to round and starts each round at zero.
+  for (let round = 0; round < 3; round++) {
+    const agg = codec.createAggregator();
+    agg.fold(update);
+    assert.deepEqual(agg.result(round + 1), update);
+  }
+});
+
+test('src/payload/kernelsWasm.ts is what src/payload/kernels.wat assembles to', async () => {
+  // @ts-expect-error: a plain JS script without types
+  const { assemble, render } = (await import('../../../scripts/build-kernels.js')) as { assemble(): Promise<Buffer>; render(b: Buffer): string };
+  const checkedIn = readFileSync(new URL('../../../src/payload/kernelsWasm.ts', import.meta.url), 'utf8');
+  assert.equal(checkedIn, render(await assemble()), 'run `node scripts/build-kernels.js`');
+});
