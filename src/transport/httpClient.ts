@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
-import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
-import { fromSocketError } from './errors.js';
+import { HttpConnection, type HttpHeaders } from './httpWire.js';
 import { BodyBuffer, H } from './headers.js';
 import { EMPTY_SHA256, type RequestSigner, registrationId } from './auth.js';
 
@@ -33,32 +32,27 @@ export interface HttpClientOptions {
 
 interface Reply {
   status: number;
-  headers: http.IncomingHttpHeaders;
+  headers: HttpHeaders;
   body: Buffer;
 }
 
 /**
  * One worker's long-poll HTTP client. Each worker keeps its own keep-alive connection,
  * as a real worker process would, so a fault on one worker's link touches that worker alone.
+ * The connection is fedsim's lean HTTP/1.1 client (httpWire.ts), not node:http's.
  */
 export class HttpWorkerTransport implements WorkerTransport {
-  private readonly agent: http.Agent;
+  private readonly conn: HttpConnection;
   private readonly target: string;
 
   constructor(private readonly opts: HttpClientOptions, private readonly stats: WorkerNodeStats) {
-    this.agent = new http.Agent({ keepAlive: true, keepAliveMsecs: opts.keepaliveMs ?? 10_000, maxSockets: 1 });
     this.target = `http://${opts.host}:${opts.port}`;
-    const connect = opts.connect;
-    if (connect) (this.agent as unknown as { createConnection: () => Duplex }).createConnection = () => connect();
+    this.conn = new HttpConnection({ host: opts.host, port: opts.port, target: this.target, timeoutMs: opts.requestTimeoutMs, keepaliveMs: opts.keepaliveMs, connect: opts.connect });
     // One listener per worker, not one per request: the chunk's workers share one signal, and
     // adding to an EventTarget with hundreds of listeners walks them all (a tenth of these
     // nodes' CPU at 250 workers).
-    opts.signal?.addEventListener('abort', () => {
-      for (const req of this.inFlight) req.destroy(new TransportError('stopped', 'stopped', false));
-    }, { once: true });
+    opts.signal?.addEventListener('abort', () => this.conn.close(new TransportError('stopped', 'stopped', false)), { once: true });
   }
-
-  private readonly inFlight = new Set<http.ClientRequest>();
 
   async register(workerIndex: number): Promise<{ workerId: string; version: number }> {
     const body = Buffer.from(JSON.stringify({ workerIndex }));
@@ -96,7 +90,7 @@ export class HttpWorkerTransport implements WorkerTransport {
   }
 
   close(): void {
-    this.agent.destroy();
+    this.conn.close();
   }
 
   private expect(r: Reply, ok: number[], what: string): void {
@@ -108,51 +102,21 @@ export class HttpWorkerTransport implements WorkerTransport {
     throw new TransportError(`http-${r.status}`, `${this.target} ${what}: HTTP ${r.status} ${text}`, retryable);
   }
 
-  private request(method: string, path: string, body: Buffer | null, onHeaders?: () => void, who?: { workerId: string; round: number }): Promise<Reply> {
+  private async request(method: string, path: string, body: Buffer | null, onHeaders?: () => void, who?: { workerId: string; round: number }): Promise<Reply> {
     const signal = this.opts.signal;
-    if (signal?.aborted) return Promise.reject(new TransportError('stopped', 'stopped', false));
-    const headers: Record<string, string | number> = body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : {};
+    if (signal?.aborted) throw new TransportError('stopped', 'stopped', false);
+    const headers: Record<string, string> = body ? { 'content-type': 'application/octet-stream' } : {};
     if (this.opts.signer && who) {
       const bodySha256 = body ? createHash('sha256').update(body).digest('hex') : EMPTY_SHA256;
       Object.assign(headers, this.opts.signer({ method, path: path.split('?')[0], workerId: who.workerId, round: who.round, bodySha256 }));
     }
-    return new Promise<Reply>((resolve, reject) => {
-      const req = http.request(
-        {
-          host: this.opts.host,
-          port: this.opts.port,
-          method,
-          path,
-          agent: this.agent,
-          headers,
-        },
-        (res) => {
-          if (res.statusCode === 200) onHeaders?.();
-          // With a declared length the body goes into one buffer as it arrives (a 14 MB model is not held twice).
-          const length = Number(res.headers['content-length'] ?? -1);
-          const sha = res.statusCode === 200 ? res.headers[H.sha256] : undefined;
-          const body = new BodyBuffer(length, typeof sha === 'string' ? this.opts.heldModel?.(sha, length) : undefined);
-          res.on('data', (c: Buffer) => body.push(c));
-          res.on('end', () => {
-            const expected = res.headers['content-length'];
-            if (expected !== undefined && Number(expected) !== body.length) {
-              reject(new TransportError('truncated', `${this.target}${path}: body ended after ${body.length} of ${expected} bytes`, true));
-              return;
-            }
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: body.bytes() });
-          });
-          res.on('error', (e) => reject(fromSocketError(e, this.target)));
-          res.on('aborted', () => reject(new TransportError('reset', `${this.target}${path}: response aborted`, true)));
-        },
-      );
-      req.setTimeout(this.opts.requestTimeoutMs, () => {
-        req.destroy(new TransportError('timeout', `${this.target}${path}: no answer within ${this.opts.requestTimeoutMs} ms`, true));
-      });
-      req.on('error', (e) => reject(fromSocketError(e, this.target)));
-      this.inFlight.add(req);
-      req.on('close', () => this.inFlight.delete(req));
-      if (body) req.end(body);
-      else req.end();
+    const r = await this.conn.request(method, path, headers, body, (status, h) => {
+      if (status === 200) onHeaders?.();
+      // With a declared length the body goes into one buffer as it arrives (a 14 MB model is not held twice).
+      const length = Number(h['content-length'] ?? -1);
+      const sha = status === 200 ? h[H.sha256] : undefined;
+      return new BodyBuffer(length, sha !== undefined ? this.opts.heldModel?.(sha, length) : undefined);
     });
+    return { status: r.status, headers: r.headers, body: r.sink.bytes() };
   }
 }

@@ -140,7 +140,8 @@ test('iptables on one worker, without --netns: its virtual port is DNATed, a con
   const t0 = Date.now();
   while (Date.now() - t0 < 60_000) {
     const r = rules(ns);
-    if (/one#1/.test(r)) {
+    // The fault's two rules (each direction) go in with two iptables calls: wait for both.
+    if ((r.match(/one#1/g) ?? []).length >= 2) {
       filter = r;
       nat = natRules(ns);
       break;
