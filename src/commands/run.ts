@@ -8,7 +8,7 @@ import { requestedBackend, wholeNodeTarget } from '../netem/choose.js';
 import { NetnsTopology } from '../netem/netns.js';
 import { ChildNode } from './children.js';
 import { isBinary } from '../runtime/sea.js';
-import { childNodeFlags } from '../runtime/self.js';
+import { childNodeFlags, serverNodeFlags } from '../runtime/self.js';
 import { coordinate, defaultOutDir, metricsOf, prepareOutDir } from './coordinate.js';
 import { log, useTui } from './output.js';
 
@@ -63,7 +63,9 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
     // This process, the server and the worker nodes share the host's cores.
     // (The binary takes no node flags: docs/binary.md.)
     const nodeFlags = isBinary() ? [] : childNodeFlags(scenario.nodes + 2, availableParallelism());
+    const serverFlags = isBinary() ? [] : serverNodeFlags([scenario.payload, scenario.globalPayload ?? '', scenario.updatePayload ?? '']);
     if (nodeFlags.length > 0) log(`run: worker nodes start with ${nodeFlags.join(' ')} (${availableParallelism()} cores for ${scenario.nodes + 2} fedsim processes; FEDSIM_NODE_GC=default turns it off)`);
+    if (serverFlags.length > 0) log(`run: the server node starts with ${serverFlags.join(' ')} (fewer major GCs under large updates; FEDSIM_NODE_GC=default turns it off)`);
     const tui = useTui(flags);
     const { code, summary } = await coordinate({
       thresholds,
@@ -89,7 +91,7 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
         };
         const serverHost = topo ? topo.host('server').address : '127.0.0.1';
         const keys = (arg: string) => (flags.keys ? ['--keys', arg] : []);
-        spawnNode('server', 'server', ['--role', 'server', '--host', serverHost, ...keys(path.join(flags.keys ?? '', KEY_LIST_FILE))], 'server.log');
+        spawnNode('server', 'server', ['--role', 'server', '--host', serverHost, ...keys(path.join(flags.keys ?? '', KEY_LIST_FILE))], 'server.log', serverFlags);
         for (let i = 1; i <= scenario.nodes; i++) {
           spawnNode(`worker ${i} of ${scenario.nodes}`, `w${i}`, ['--role', 'worker', '--chunk', `${i} of ${scenario.nodes}`, ...keys(flags.keys ?? '')], `worker-${i}.log`, nodeFlags);
         }

@@ -32,6 +32,22 @@ export function childNodeFlags(processes: number, cores: number, env: NodeJS.Pro
   return [];
 }
 
+/**
+ * Node flags for the server node of `fedsim run`. `--initial-old-space-size=128` lets V8's
+ * old generation grow to 128 MB before its first major GC. With 1 MiB updates the server
+ * takes in and lets go of ~100 MiB of buffers a round, and with the default limits that
+ * started ~3 major GCs a round: 100 workers × `bytes:1MiB` over gRPC went from 0.68–0.86 to
+ * 0.49–0.56 s a round, over HTTP 0.33–0.42 to 0.29–0.34 s, for 10–30 MB more peak RSS
+ * (docs/benchmarks.md). With `mobilenetv2` either way the server's peak RSS has a target
+ * of its own (docs/payloads.md), so it keeps V8's default there, as it does with
+ * `FEDSIM_NODE_GC=default`.
+ */
+export function serverNodeFlags(payloads: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
+  if ((env.FEDSIM_NODE_GC || 'auto') === 'default') return [];
+  if (payloads.some((p) => /^mobilenet(v2)?$/i.test(p.trim()))) return [];
+  return ['--initial-old-space-size=128'];
+}
+
 /** dist/src/runtime → package root (run from source). */
 function packageRoot(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { ROOT, tempDir } from '../helpers/cli.js';
 import { cacheDir, isBinary, unpackFile } from '../../src/runtime/sea.js';
-import { childNodeFlags, selfCommand, versionLine } from '../../src/runtime/self.js';
+import { childNodeFlags, selfCommand, serverNodeFlags, versionLine } from '../../src/runtime/self.js';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -35,6 +35,14 @@ test('child nodes get --single-threaded-gc when the host has fewer cores than fe
   const self = selfCommand(['--single-threaded-gc']);
   assert.equal(self.args.filter((a) => a === '--single-threaded-gc').length, 1);
   assert.equal(self.args.indexOf('--single-threaded-gc'), self.args.length - 2, 'node flags come before the script');
+});
+
+test('the server node of fedsim run starts with a 128 MB old generation, except under mobilenetv2 or FEDSIM_NODE_GC=default', () => {
+  assert.deepEqual(serverNodeFlags(['bytes:1MiB', '', ''], {}), ['--initial-old-space-size=128']);
+  assert.deepEqual(serverNodeFlags(['string'], {}), ['--initial-old-space-size=128']);
+  assert.deepEqual(serverNodeFlags(['mobilenetv2'], {}), []);
+  assert.deepEqual(serverNodeFlags(['string', 'mobilenet', 'string'], {}), []);
+  assert.deepEqual(serverNodeFlags(['string'], { FEDSIM_NODE_GC: 'default' }), []);
 });
 
 test('unpackFile: writes once, keeps a good copy, replaces a wrong one, and says where it cannot write', () => {
