@@ -1,6 +1,6 @@
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
 import { seededRandom } from './random.js';
-import { Float64Sum, tiler } from './kernels.js';
+import { type Float64Sum, SpareSum, tiler } from './kernels.js';
 
 /**
  * SIZE bytes of float32 weights. An update is the held global model plus a small seeded
@@ -10,7 +10,7 @@ export class BytesPayload implements PayloadCodec {
   readonly name: string;
   private readonly n: number;
   /** The running sum of the last round, free again once its result is out: the next round's. */
-  private spareSum: Float64Sum | null = null;
+  private spare: SpareSum | null = null;
 
   constructor(readonly size: number, private readonly seed = 1) {
     this.name = `bytes:${size}`;
@@ -41,19 +41,11 @@ export class BytesPayload implements PayloadCodec {
     const size = this.size;
     let sum: Float64Sum | null = null;
     let count = 0;
-    const take = (): Float64Sum => {
-      const spare = this.spareSum;
-      this.spareSum = null;
-      if (spare) {
-        spare.reset();
-        return spare;
-      }
-      return new Float64Sum(this.n);
-    };
+    const spare = (this.spare ??= new SpareSum(this.n));
     return {
       fold(update: Buffer) {
         if (update.length !== size) return false;
-        (sum ??= take()).add(update);
+        (sum ??= spare.take()).add(update);
         count++;
         return true;
       },
@@ -63,7 +55,7 @@ export class BytesPayload implements PayloadCodec {
       result: () => {
         const out = Buffer.alloc(size);
         if (sum && count > 0) sum.meanInto(out, count);
-        if (sum) this.spareSum = sum;
+        if (sum) spare.give(sum);
         sum = null;
         return out;
       },

@@ -87,6 +87,29 @@ export class Float64Sum {
   }
 }
 
+/**
+ * The running sum a codec's aggregators share round after round: `take` gives the last
+ * round's, zeroed, once it was given back, so a run uses one WebAssembly memory, not one a
+ * round. An aggregator that never gives its sum back leaves it to the GC.
+ */
+export class SpareSum {
+  private spare: Float64Sum | null = null;
+
+  constructor(private readonly length: number) {}
+
+  take(): Float64Sum {
+    const s = this.spare;
+    this.spare = null;
+    if (!s) return new Float64Sum(this.length);
+    s.reset();
+    return s;
+  }
+
+  give(s: Float64Sum): void {
+    this.spare = s;
+  }
+}
+
 /** Floats of the noise block `Tiler` repeats (at most). */
 export const MAX_BLOCK_FLOATS = 16_384;
 

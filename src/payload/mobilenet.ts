@@ -1,6 +1,6 @@
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
 import { seededRandom } from './random.js';
-import { Float64Sum, tiler } from './kernels.js';
+import { type Float64Sum, SpareSum, tiler } from './kernels.js';
 import { buildMobileNetV2 } from './mobilenet/model.js';
 
 type Built = ReturnType<typeof buildMobileNetV2>;
@@ -23,7 +23,7 @@ export class MobileNetPayload implements PayloadCodec {
   readonly name = 'mobilenetv2';
 
   /** The running sum of the last round, free again once its result is out: the next round's (28 MB, not one per round). */
-  private spareSum: Float64Sum | null = null;
+  private spare: SpareSum | null = null;
 
   constructor(private readonly seed = 1) {}
 
@@ -58,19 +58,11 @@ export class MobileNetPayload implements PayloadCodec {
     const { bytes: template, floatRegions: regions, params } = this.built;
     let sum: Float64Sum | null = null;
     let count = 0;
-    const take = (): Float64Sum => {
-      const spare = this.spareSum;
-      this.spareSum = null;
-      if (spare) {
-        spare.reset();
-        return spare;
-      }
-      return new Float64Sum(params);
-    };
+    const spare = (this.spare ??= new SpareSum(params));
     return {
       fold(update: Buffer) {
         if (update.length !== template.length) return false;
-        const acc = (sum ??= take());
+        const acc = (sum ??= spare.take());
         let k = 0;
         for (const r of regions) {
           acc.add(update.subarray(r.offset, r.offset + r.length), k);
@@ -90,7 +82,7 @@ export class MobileNetPayload implements PayloadCodec {
           sum.meanInto(out.subarray(r.offset, r.offset + r.length), count, k);
           k += r.length / 4;
         }
-        this.spareSum = sum;
+        spare.give(sum);
         sum = null;
         return out;
       },
