@@ -20,7 +20,7 @@ import { type CaseDef, type CaseResult, LOOPBACK_BYTES, LOOPBACK_PASS_MS, LOOPBA
 
 const CASES: CaseDef[] = [
   { id: '1000', workers: 1000, payload: 'string', rounds: 5 },
-  { id: 'bytes', workers: 100, payload: 'bytes:1MiB', rounds: 3 },
+  { id: 'bytes', workers: 100, payload: 'bytes:1MiB', rounds: 5 },
   { id: '10000', workers: 10000, payload: 'string', rounds: 3 },
 ];
 const TRANSPORTS: Transport[] = ['http', 'grpc'];
