@@ -49,6 +49,8 @@ export interface HttpConnectionOptions {
 /** Longest status line plus headers taken before the response is refused as malformed. */
 export const MAX_HEAD_BYTES = 64 * 1024;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+/** Bodies longer than this go out in pieces of this size (see `send`). */
+export const UPLOAD_PIECE = 1024 * 1024;
 
 type BodyMode = { kind: 'none' } | { kind: 'length'; left: number } | { kind: 'chunked' } | { kind: 'close' };
 
@@ -65,6 +67,8 @@ interface Pending<S extends BodySink> {
   /** Bytes of the body received so far (for the error when the connection ends early). */
   got: number;
   timer: NodeJS.Timeout | null;
+  /** False while a large body is still going out (an answer can come before it is all sent). */
+  bodyDone: boolean;
 }
 
 export class HttpConnection {
@@ -122,6 +126,7 @@ export class HttpConnection {
         body: { kind: 'none' },
         got: 0,
         timer: null,
+        bodyDone: true,
       };
       pending.timer = setTimeout(() => {
         this.drop(new TransportError('timeout', `${this.opts.target}${path}: no answer within ${this.opts.timeoutMs} ms`, true));
@@ -135,7 +140,25 @@ export class HttpConnection {
       head += '\r\n';
       socket.cork();
       socket.write(head, 'latin1');
-      if (body && body.length > 0) socket.write(body);
+      if (body && body.length > UPLOAD_PIECE) {
+        // In pieces, each written when the last is out: every piece counts as activity for the
+        // request timeout, as node:http's idle timeout counts writes, so a slow link (a
+        // bandwidth fault under a 14 MB update) is not taken for a dead one.
+        pending.bodyDone = false;
+        const from = (at: number): void => {
+          if (socket.destroyed) return;
+          if (this.current === (pending as unknown as Pending<BodySink>)) pending.timer?.refresh();
+          if (at >= body.length) {
+            pending.bodyDone = true;
+            return;
+          }
+          const end = Math.min(at + UPLOAD_PIECE, body.length);
+          socket.write(body.subarray(at, end), (err) => {
+            if (!err) from(end);
+          });
+        };
+        from(0);
+      } else if (body && body.length > 0) socket.write(body);
       socket.uncork();
     });
   }
@@ -340,7 +363,8 @@ export class HttpConnection {
   private finish(p: Pending<BodySink>, keepAlive: boolean): void {
     this.current = null;
     if (p.timer) clearTimeout(p.timer);
-    if (!keepAlive) {
+    // An answer that came before the whole body went out leaves the connection mid-request.
+    if (!keepAlive || !p.bodyDone) {
       const socket = this.socket;
       this.socket = null;
       socket?.destroy();

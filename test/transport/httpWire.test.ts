@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { TransportError } from '../../src/sim/ports.js';
-import { HttpConnection, MAX_HEAD_BYTES, type BodySink } from '../../src/transport/httpWire.js';
+import { HttpConnection, MAX_HEAD_BYTES, UPLOAD_PIECE, type BodySink } from '../../src/transport/httpWire.js';
 
 // A raw TCP server that answers each request with the bytes the test scripts, in pieces
 // (each a separate write, a few ms apart, so the client sees them split), and records what it
@@ -209,4 +210,46 @@ test('against node:http: large bodies both ways, and a 14 MB body in pieces', as
   assert.ok(Buffer.concat(down.sink.parts).equals(big));
   c.close();
   srv.close();
+});
+
+test('a slow upload that keeps going is not a timeout; an answer before the body is all out ends the connection', async () => {
+  // A link that takes 60 ms per MiB written (a bandwidth fault): 8 pieces take ~480 ms, the timeout is 150 ms.
+  const opened: Duplex[] = [];
+  const slowServer = (early: boolean) => () => {
+    let got = 0;
+    let head = -1;
+    const d: Duplex = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        got += chunk.length;
+        if (head < 0) {
+          const i = chunk.indexOf('\r\n\r\n');
+          if (i >= 0) head = i + 4;
+        }
+        const total = head + 8 * UPLOAD_PIECE;
+        if (early && got >= head && head > 0) {
+          // Answers at once, keep-alive, before reading the body.
+          if (!(d as unknown as { answered?: boolean }).answered) d.push('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly');
+          (d as unknown as { answered?: boolean }).answered = true;
+        }
+        setTimeout(() => {
+          if (!early && got === total) d.push('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone');
+          cb();
+        }, 60 * Math.max(1, Math.round(chunk.length / UPLOAD_PIECE)));
+      },
+    });
+    opened.push(d);
+    return d;
+  };
+  const body = Buffer.alloc(8 * UPLOAD_PIECE, 3);
+  const slow = new HttpConnection({ host: 'h', port: 1, target: 'slow', timeoutMs: 150, connect: slowServer(false) });
+  const r = await slow.request('POST', '/up', {}, body, () => new Collect());
+  assert.equal(r.sink.text, 'done');
+  slow.close();
+
+  const early = new HttpConnection({ host: 'h', port: 1, target: 'early', timeoutMs: 5000, connect: slowServer(true) });
+  const before = opened.length;
+  assert.equal((await early.request('POST', '/up', {}, body, () => new Collect())).sink.text, 'early');
+  assert.ok(opened[before].destroyed, 'the connection with half a body in it is not reused');
+  early.close();
 });
