@@ -9,6 +9,7 @@ import { NetnsTopology } from '../netem/netns.js';
 import { ChildNode } from './children.js';
 import { isBinary } from '../runtime/sea.js';
 import { childNodeFlags, serverNodeFlags } from '../runtime/self.js';
+import { payloadDirections, payloadOf } from '../config/payload.js';
 import { coordinate, defaultOutDir, metricsOf, prepareOutDir } from './coordinate.js';
 import { log, useTui } from './output.js';
 
@@ -63,7 +64,8 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
     // This process, the server and the worker nodes share the host's cores.
     // (The binary takes no node flags: docs/binary.md.)
     const nodeFlags = isBinary() ? [] : childNodeFlags(scenario.nodes + 2, availableParallelism());
-    const serverFlags = isBinary() ? [] : serverNodeFlags([scenario.payload, scenario.globalPayload ?? '', scenario.updatePayload ?? '']);
+    const carriesMobilenet = payloadDirections(payloadOf(scenario)).some((d) => d.kind === 'mobilenetv2');
+    const serverFlags = isBinary() ? [] : serverNodeFlags(carriesMobilenet);
     if (nodeFlags.length > 0) log(`run: worker nodes start with ${nodeFlags.join(' ')} (${availableParallelism()} cores for ${scenario.nodes + 2} fedsim processes; FEDSIM_NODE_GC=default turns it off)`);
     if (serverFlags.length > 0) log(`run: the server node starts with ${serverFlags.join(' ')} (fewer major GCs under large updates; FEDSIM_NODE_GC=default turns it off)`);
     const tui = useTui(flags);

@@ -29,6 +29,11 @@ export function payloadOf(s: { payload: string; globalPayload?: string | null; u
   return formatPayload(g) === formatPayload(u) ? g : { kind: 'pair', global: g, update: u };
 }
 
+/** What moves each way: one payload both ways, or the global model's and the update's. */
+export function payloadDirections(p: PayloadSpec): SinglePayload[] {
+  return p.kind === 'pair' ? [p.global, p.update] : [p];
+}
+
 export function formatPayload(p: PayloadSpec): string {
   switch (p.kind) {
     case 'string':

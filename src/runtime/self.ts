@@ -42,9 +42,8 @@ export function childNodeFlags(processes: number, cores: number, env: NodeJS.Pro
  * of its own (docs/payloads.md), so it keeps V8's default there, as it does with
  * `FEDSIM_NODE_GC=default`.
  */
-export function serverNodeFlags(payloads: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
-  if ((env.FEDSIM_NODE_GC || 'auto') === 'default') return [];
-  if (payloads.some((p) => /^mobilenet(v2)?$/i.test(p.trim()))) return [];
+export function serverNodeFlags(carriesMobilenet: boolean, env: NodeJS.ProcessEnv = process.env): string[] {
+  if ((env.FEDSIM_NODE_GC || 'auto') === 'default' || carriesMobilenet) return [];
   return ['--initial-old-space-size=128'];
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parsePayload, payloadOf } from '../../src/config/payload.js';
+import { parsePayload, payloadDirections, payloadOf } from '../../src/config/payload.js';
 import { parseHostPort, parseRange, parseSize } from '../../src/config/values.js';
 import { UsageError } from '../../src/errors.js';
 
@@ -24,6 +24,8 @@ test('payloads', () => {
   assert.throws(() => parsePayload('resnet'), /"resnet" is not a payload: use "string", "bytes:SIZE" \(e\.g\. bytes:1MiB\) or "mobilenetv2"/);
   assert.deepEqual(payloadOf({ payload: 'string' }), { kind: 'string' });
   assert.deepEqual(payloadOf({ payload: 'string', globalPayload: 'mobilenetv2' }), { kind: 'pair', global: { kind: 'mobilenetv2' }, update: { kind: 'string' } });
+  assert.deepEqual(payloadDirections(payloadOf({ payload: 'string', globalPayload: 'mobilenetv2' })), [{ kind: 'mobilenetv2' }, { kind: 'string' }]);
+  assert.deepEqual(payloadDirections(payloadOf({ payload: 'bytes:4' })), [{ kind: 'bytes', size: 4 }]);
 });
 
 test('ranges and addresses', () => {
