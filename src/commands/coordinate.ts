@@ -8,7 +8,7 @@ import type { TlsFiles } from '../control/protocol.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { HeadlessSink } from '../report/headless.js';
 import { handFaultsOn, withHandFaults } from '../config/handFaults.js';
-import { parseIntFlag } from '../config/values.js';
+import { formatHostPort, parseIntFlag } from '../config/values.js';
 import { buildSummary, formatSummaryTable, type Summary } from '../report/summary.js';
 import { type Threshold, evaluateThresholds, junitXml } from '../report/thresholds.js';
 import { RunRecorder } from '../report/history.js';
@@ -114,7 +114,7 @@ export async function coordinate(o: CoordinateOptions): Promise<{ code: number; 
     metrics = new MetricsEndpoint(store, { name: sc.name, transport: sc.transport, payload: formatPayload(payloadOf(sc)), version: fedsimVersion() });
     try {
       const mport = await metrics.listen(o.metrics.host, o.metrics.port);
-      const line = `metrics: http://${o.metrics.host.includes(':') ? `[${o.metrics.host}]` : o.metrics.host}:${mport}/metrics (Prometheus text format)`;
+      const line = `metrics: http://${formatHostPort(o.metrics.host, mport)}/metrics (Prometheus text format)`;
       if (tui) store.apply({ type: 'notable', text: line });
       else log(line);
     } catch (e) {

@@ -42,6 +42,11 @@ export function parseRange(input: string, what: string): { min: number; max: num
   return { min, max };
 }
 
+/** host and port → "host:port", an IPv6 host in brackets ("[::1]:7070"): parseHostPort's inverse. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** "host:port" → parts; a bare port means 127.0.0.1. Port 0 only where `allowZero` (listen addresses). */
 export function parseHostPort(input: string, what: string, allowZero = false): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(input.trim()) ?? (/^\d+$/.test(input.trim()) ? [input, undefined, '127.0.0.1', input.trim()] : null);

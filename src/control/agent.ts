@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ControlClient, type Assign, type CoordinatorMessage, type NodeMessage, type Welcome } from '../proto/gen/control.js';
 import { RunError, UsageError } from '../errors.js';
 import { CONTROL_CHANNEL_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA, type TlsFiles, channelCredentials, proofMatches } from './protocol.js';
+import { formatHostPort } from '../config/values.js';
 
 export interface AgentHandlers {
   /** Prepare the role; resolve with what Ready carries. */
@@ -53,7 +54,7 @@ export class NodeAgent {
 
   constructor(private readonly opts: AgentOptions) {
     const { host, port } = opts.coordinator;
-    const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    const target = formatHostPort(host, port);
     this.client = new ControlClient(target, channelCredentials(opts.tls), CONTROL_CHANNEL_OPTIONS);
     this.ended$ = new Promise((resolve) => (this.endResolve = resolve));
   }

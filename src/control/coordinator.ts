@@ -10,6 +10,7 @@ import type { WorkerNodeReport } from '../sim/workerStats.js';
 import type { FaultInstanceReport } from '../sim/faults.js';
 import { shutdownGrpcServer } from '../runtime/grpc.js';
 import { CONTROL_CHANNEL_OPTIONS, PROTOCOL_VERSION, TOKEN_METADATA, type TlsFiles, serverCredentials, tokenMatches, tokenProof } from './protocol.js';
+import { formatHostPort } from '../config/values.js';
 
 export interface CoordinatorOptions {
   readonly scenario: Scenario;
@@ -90,7 +91,7 @@ export class Coordinator {
 
   async listen(): Promise<number> {
     const { host, port } = this.opts.listen;
-    const addr = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    const addr = formatHostPort(host, port);
     const creds = serverCredentials(this.opts.tls);
     return new Promise((resolve, reject) => {
       this.server.bindAsync(addr, creds, (err, bound) => {

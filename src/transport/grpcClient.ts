@@ -8,6 +8,7 @@ import { EMPTY_SHA256, GRPC_AUTH_PATH, type RequestSigner, registerBody, registr
 import { GRPC_MAX_MESSAGE_BYTES, type GrpcCall, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, codeName, frame, framePrefix, varint, wholeMessages } from './grpcWire.js';
 import type { Duplex } from 'node:stream';
 import { fedsimVersion } from '../runtime/self.js';
+import { formatHostPort } from '../config/values.js';
 
 export interface GrpcClientOptions {
   readonly host: string;
@@ -82,7 +83,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
   private readonly target: string;
 
   constructor(private readonly opts: GrpcClientOptions, private readonly stats: WorkerNodeStats) {
-    this.target = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
+    this.target = formatHostPort(opts.host, opts.port);
     this.conn = new GrpcConnection({
       host: opts.host,
       port: opts.port,

@@ -17,6 +17,7 @@
  */
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { formatHostPort } from '../config/values.js';
 
 /** Both sides allow messages of 8 MiB: chunks are 1 MiB (docs/protocols.md). */
 export const GRPC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -301,7 +302,7 @@ export class GrpcConnection {
   private readonly authority: string;
 
   constructor(private readonly opts: GrpcConnectionOptions) {
-    this.authority = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
+    this.authority = `http://${formatHostPort(opts.host, opts.port)}`;
     // One listener per connection, not one per call.
     opts.signal?.addEventListener('abort', () => this.stop(), { once: true });
   }

@@ -2,6 +2,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TransportError } from '../sim/ports.js';
 import { fromSocketError } from './errors.js';
+import { formatHostPort } from '../config/values.js';
 
 /**
  * A lean HTTP/1.1 client connection: one keep-alive connection, one request at a time (a
@@ -83,7 +84,7 @@ export class HttpConnection {
   private readonly hostHeader: string;
 
   constructor(private readonly opts: HttpConnectionOptions) {
-    this.hostHeader = `${net.isIPv6(opts.host) ? `[${opts.host}]` : opts.host}:${opts.port}`;
+    this.hostHeader = formatHostPort(opts.host, opts.port);
   }
 
   /**

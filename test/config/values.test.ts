@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parsePayload, payloadDirections, payloadOf } from '../../src/config/payload.js';
-import { parseHostPort, parseRange, parseSize } from '../../src/config/values.js';
+import { formatHostPort, parseHostPort, parseRange, parseSize } from '../../src/config/values.js';
 import { UsageError } from '../../src/errors.js';
 
 test('sizes', () => {
@@ -34,6 +34,9 @@ test('ranges and addresses', () => {
   assert.throws(() => parseRange('9..1', 'x'), UsageError);
   assert.deepEqual(parseHostPort('127.0.0.1:7070', 'x'), { host: '127.0.0.1', port: 7070 });
   assert.deepEqual(parseHostPort('[::1]:80', 'x'), { host: '::1', port: 80 });
+  assert.equal(formatHostPort('::1', 80), '[::1]:80');
+  assert.equal(formatHostPort('127.0.0.1', 7070), '127.0.0.1:7070');
+  assert.deepEqual(parseHostPort(formatHostPort('fe80::2', 9), 'x'), { host: 'fe80::2', port: 9 });
   assert.deepEqual(parseHostPort('7070', 'x'), { host: '127.0.0.1', port: 7070 });
   assert.throws(() => parseHostPort('nowhere', 'x'), /HOST:PORT/);
   assert.throws(() => parseHostPort('h:70000', 'x'), UsageError);
