@@ -1,5 +1,5 @@
 /**
- * The client side of gRPC over HTTP/2, on node:http2 directly: what a fedsim worker needs
+ * The client side of gRPC over HTTP/2, on fedsim's own HTTP/2 session (http2Session.ts): what a fedsim worker needs
  * of it and no more (unary, client-streaming and server-streaming calls; deadlines;
  * keepalive pings; cancellation; statuses from trailers, trailers-only answers, HTTP
  * statuses and RST_STREAM codes as gRPC's HTTP/2 protocol document maps them).
@@ -15,9 +15,11 @@
  * TLS (fedsim's FL protocol runs in clear, docs/protocols.md), name resolution beyond one
  * address, retries (fedsim's retry policy is the only one).
  */
-import http2 from 'node:http2';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatHostPort } from '../config/values.js';
+import { type HeaderList, encodeIndexed, encodeLiterals } from './hpack.js';
+import { H2Error, Http2ClientSession, type Http2Stream, type StreamHandler } from './http2Session.js';
 
 /** Both sides allow messages of 8 MiB: chunks are 1 MiB (docs/protocols.md). */
 export const GRPC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -221,13 +223,13 @@ function httpStatusCode(status: number): number {
 /** gRPC's mapping of a RST_STREAM error code that ended a call before its status. */
 function rstCode(code: number): number {
   switch (code) {
-    case http2.constants.NGHTTP2_REFUSED_STREAM:
+    case H2Error.REFUSED_STREAM:
       return GrpcCode.UNAVAILABLE;
-    case http2.constants.NGHTTP2_CANCEL:
+    case H2Error.CANCEL:
       return GrpcCode.CANCELLED;
-    case http2.constants.NGHTTP2_ENHANCE_YOUR_CALM:
+    case H2Error.ENHANCE_YOUR_CALM:
       return GrpcCode.RESOURCE_EXHAUSTED;
-    case http2.constants.NGHTTP2_INADEQUATE_SECURITY:
+    case H2Error.INADEQUATE_SECURITY:
       return GrpcCode.PERMISSION_DENIED;
     default:
       return GrpcCode.INTERNAL;
@@ -235,14 +237,19 @@ function rstCode(code: number): number {
 }
 
 /** grpc-message is percent-encoded (grpc/doc/PROTOCOL-HTTP2.md). */
-function decodeMessage(raw: string | string[] | undefined): string {
-  const s = Array.isArray(raw) ? raw[0] : raw;
-  if (!s) return '';
+function decodeMessage(raw: string | undefined): string {
+  if (!raw) return '';
   try {
-    return decodeURIComponent(s);
+    return decodeURIComponent(raw);
   } catch {
-    return s;
+    return raw;
   }
+}
+
+/** The first value of a header in a decoded list. */
+function field(fields: HeaderList, name: string): string | undefined {
+  for (const [n, v] of fields) if (n === name) return v;
+  return undefined;
 }
 
 export interface GrpcConnectionOptions {
@@ -285,24 +292,38 @@ interface LiveCall {
   cancel(): void;
 }
 
+function failedCall(status: Promise<void>): GrpcCall {
+  return { write: () => false, onDrain: () => {}, end: () => {}, status };
+}
+
 /**
- * One HTTP/2 connection to a gRPC server for one worker, opened on first use and opened
- * again by the next call after it died. A dead connection fails the calls on it with
- * UNAVAILABLE at once; pacing reconnects is the caller's retry policy.
+ * One HTTP/2 connection to a gRPC server for one worker (http2Session.ts), opened on first
+ * use and opened again by the next call after it died. A dead connection fails the calls on
+ * it with UNAVAILABLE at once; pacing reconnects is the caller's retry policy.
  */
 export class GrpcConnection {
-  private session: http2.ClientHttp2Session | null = null;
-  /** Why the current session died, for the calls it takes with it. */
-  private readonly deathOf = new WeakMap<http2.ClientHttp2Session, string>();
-  private readonly connected = new WeakSet<http2.ClientHttp2Session>();
+  private session: Http2ClientSession | null = null;
   private readonly calls = new Set<LiveCall>();
   private pingTimer: NodeJS.Timeout | null = null;
   private pingDeadline: NodeJS.Timeout | null = null;
   private closed = false;
-  private readonly authority: string;
+  /** The header fields every call starts with, encoded once: before :path, and after it. */
+  private readonly headPrefix: Buffer;
+  private readonly headSuffix: Buffer;
 
   constructor(private readonly opts: GrpcConnectionOptions) {
-    this.authority = `http://${formatHostPort(opts.host, opts.port)}`;
+    const prefix: number[] = [];
+    encodeIndexed(prefix, 3); // :method: POST
+    encodeIndexed(prefix, 6); // :scheme: http
+    encodeLiterals(prefix, [[':authority', formatHostPort(opts.host, opts.port)]]);
+    this.headPrefix = Buffer.from(prefix);
+    const suffix: number[] = [];
+    encodeLiterals(suffix, [
+      ['content-type', 'application/grpc'],
+      ['te', 'trailers'],
+    ]);
+    if (opts.userAgent) encodeLiterals(suffix, [['user-agent', opts.userAgent]]);
+    this.headSuffix = Buffer.from(suffix);
     // One listener per connection, not one per call.
     opts.signal?.addEventListener('abort', () => this.stop(), { once: true });
   }
@@ -311,36 +332,27 @@ export class GrpcConnection {
     for (const c of [...this.calls]) c.cancel();
   }
 
-  private open(): http2.ClientHttp2Session {
+  private open(): Http2ClientSession {
     const current = this.session;
-    if (current && !current.closed && !current.destroyed) return current;
-    const createConnection = this.opts.createConnection;
-    const s = http2.connect(this.authority, {
+    if (current && current.usable) return current;
+    const socket = this.opts.createConnection
+      ? this.opts.createConnection()
+      : net.connect({ host: this.opts.host, port: this.opts.port, noDelay: true });
+    const s = new Http2ClientSession(socket, {
       // A model streams to the worker in 1 MiB messages: a 1 MiB stream window (HTTP/2's
       // default is 64 KiB) lets one go out without waiting on WINDOW_UPDATEs. The worker reads
       // at once, so nothing piles up here. (The server keeps the default for uploads: updates
       // that wait for a slot would otherwise sit in its memory, 1 MiB each.)
-      settings: { enablePush: false, initialWindowSize: DOWNLOAD_WINDOW_BYTES },
-      ...(createConnection ? { createConnection: () => createConnection() } : {}),
+      streamWindow: DOWNLOAD_WINDOW_BYTES,
+      onClosed: (dead) => {
+        if (this.session === dead) {
+          this.session = null;
+          this.stopPings();
+        }
+      },
     });
-    s.once('connect', () => this.connected.add(s));
-    // Errors reach the calls through their streams; the session's own is noted for them.
-    s.on('error', (err: Error) => {
-      if (!this.deathOf.has(s)) this.deathOf.set(s, this.connected.has(s) ? `connection dropped: ${err.message}` : `could not connect: ${err.message}`);
-    });
-    s.on('goaway', (code: number) => {
-      if (!this.deathOf.has(s)) this.deathOf.set(s, `the server closed the connection (GOAWAY code ${code})`);
-      this.forget(s);
-    });
-    s.on('close', () => this.forget(s));
     this.session = s;
     return s;
-  }
-
-  private forget(s: http2.ClientHttp2Session): void {
-    if (this.session !== s) return;
-    this.session = null;
-    this.stopPings();
   }
 
   /** Pings while calls are in flight (a long-poll on a black-holed link is noticed). */
@@ -359,36 +371,35 @@ export class GrpcConnection {
 
   private ping(): void {
     const s = this.session;
-    if (!s || s.destroyed || this.pingDeadline) return;
+    if (!s || s.dead || this.pingDeadline) return;
     const timeoutMs = this.opts.keepaliveTimeoutMs;
-    this.pingDeadline = setTimeout(() => {
-      this.pingDeadline = null;
-      this.deathOf.set(s, `connection dropped: keepalive ping unanswered for ${timeoutMs} ms`);
-      s.destroy();
+    const deadline = setTimeout(() => {
+      if (this.pingDeadline === deadline) this.pingDeadline = null;
+      s.destroy(`connection dropped: keepalive ping unanswered for ${timeoutMs} ms`);
     }, timeoutMs);
-    this.pingDeadline.unref();
+    deadline.unref();
+    this.pingDeadline = deadline;
     const sent = s.ping(() => {
-      if (this.pingDeadline) clearTimeout(this.pingDeadline);
-      this.pingDeadline = null;
+      clearTimeout(deadline);
+      if (this.pingDeadline === deadline) this.pingDeadline = null;
     });
     if (!sent) {
-      clearTimeout(this.pingDeadline);
+      clearTimeout(deadline);
       this.pingDeadline = null;
     }
   }
 
+  private headerBlock(o: CallOptions): Buffer {
+    const path: number[] = [];
+    encodeLiterals(path, [[':path', o.path]]);
+    const rest: number[] = [];
+    encodeLiterals(rest, [['grpc-timeout', grpcTimeout(o.timeoutMs)]]);
+    if (o.metadata) encodeLiterals(rest, Object.entries(o.metadata));
+    return Buffer.concat([this.headPrefix, Buffer.from(path), this.headSuffix, Buffer.from(rest)]);
+  }
+
   /** Starts a call. Never throws: a failure to start shows in `status`. */
   call(o: CallOptions): GrpcCall {
-    const headers: http2.OutgoingHttpHeaders = {
-      ':method': 'POST',
-      ':path': o.path,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      'grpc-timeout': grpcTimeout(o.timeoutMs),
-    };
-    if (this.opts.userAgent) headers['user-agent'] = this.opts.userAgent;
-    if (o.metadata) for (const k in o.metadata) headers[k] = o.metadata[k];
-
     let settle!: (err: Error | null) => void;
     const status = new Promise<void>((resolve, reject) => {
       let done = false;
@@ -401,112 +412,84 @@ export class GrpcConnection {
     });
     if (this.closed) {
       settle(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the connection is closed'));
-      return { write: () => false, onDrain: () => {}, end: () => {}, status };
+      return failedCall(status);
     }
     if (this.opts.signal?.aborted) {
       settle(new GrpcStoppedError());
-      return { write: () => false, onDrain: () => {}, end: () => {}, status };
-    }
-
-    let session: http2.ClientHttp2Session;
-    let stream: http2.ClientHttp2Stream;
-    try {
-      session = this.open();
-      stream = session.request(headers, { endStream: false });
-    } catch (e) {
-      settle(new GrpcStatusError(GrpcCode.UNAVAILABLE, (e as Error).message));
-      return { write: () => false, onDrain: () => {}, end: () => {}, status };
+      return failedCall(status);
     }
 
     const decoder = new FrameDecoder(o.sink, this.opts.maxMessageBytes);
-    let result: Error | null | undefined; // undefined: no status yet
-    let streamError: Error | null = null;
     let responded = false;
-    const live: LiveCall = {
-      cancel: () => {
-        if (result === undefined) result = new GrpcStoppedError();
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-      },
-    };
-    this.calls.add(live);
-    this.startPings();
-    const deadline = setTimeout(() => {
-      if (result === undefined) result = new GrpcStatusError(GrpcCode.DEADLINE_EXCEEDED, `no answer within the deadline of ${o.timeoutMs} ms`);
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-    }, o.timeoutMs);
-
-    const statusFrom = (h: http2.IncomingHttpHeaders): Error | null => {
-      const raw = h['grpc-status'];
-      const code = Number(Array.isArray(raw) ? raw[0] : raw);
-      if (!Number.isInteger(code)) return new GrpcStatusError(GrpcCode.UNKNOWN, `the server sent a grpc-status that is not a number (${String(raw)})`);
-      if (code === GrpcCode.OK) return null;
-      return new GrpcStatusError(code, decodeMessage(h['grpc-message']));
-    };
-    const fail = (err: Error) => {
-      if (result === undefined) result = err;
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-    };
-
-    stream.on('response', (h) => {
-      responded = true;
-      const httpStatus = Number(h[':status']);
-      if (httpStatus !== 200) return fail(new GrpcStatusError(httpStatusCode(httpStatus), `the server answered HTTP ${httpStatus}`));
-      const ct = String(h['content-type'] ?? '');
-      if (!ct.startsWith('application/grpc')) return fail(new GrpcStatusError(GrpcCode.UNKNOWN, `the server answered content-type "${ct}", not application/grpc`));
-      // Trailers-only: the status is in the headers and nothing follows.
-      if (h['grpc-status'] !== undefined && result === undefined) {
-        result = statusFrom(h);
-        stream.close();
-      }
-    });
-    stream.on('data', (chunk: Buffer) => {
-      if (result !== undefined) return;
-      try {
-        decoder.push(chunk);
-      } catch (e) {
-        fail(e instanceof GrpcStatusError ? e : new GrpcStatusError(GrpcCode.INTERNAL, `a response message could not be read: ${(e as Error).message}`));
-      }
-    });
-    stream.on('trailers', (h) => {
-      if (result !== undefined) return;
-      const s = statusFrom(h);
-      result = s === null && !decoder.atBoundary ? new GrpcStatusError(GrpcCode.INTERNAL, 'the stream ended inside a message') : s;
-      // The call is over even if the request was still going out (a refused update).
-      stream.close();
-    });
-    stream.on('error', (err: Error) => {
-      streamError = err;
-    });
-    stream.on('close', () => {
-      clearTimeout(deadline);
-      this.calls.delete(live);
+    let stream: Http2Stream | null = null;
+    let deadline: NodeJS.Timeout | null = null;
+    const live: LiveCall = { cancel: () => finish(new GrpcStoppedError(), H2Error.CANCEL) };
+    /** The call is over: the stream is reset if it is still open (`code`), the status settles. */
+    const finish = (result: Error | null, code: number = H2Error.CANCEL) => {
+      if (!this.calls.delete(live)) return;
+      if (deadline) clearTimeout(deadline);
       if (this.calls.size === 0) this.stopPings();
-      if (result === undefined) {
-        const died = this.deathOf.get(session);
-        if (died !== undefined || session.destroyed || session.closed) {
-          // A stream cancelled with its session carries the session's error as its cause.
-          const cause = ((streamError as { cause?: Error } | null)?.cause ?? streamError)?.message ?? 'the connection closed';
-          result = new GrpcStatusError(GrpcCode.UNAVAILABLE, died ?? (this.connected.has(session) ? `connection dropped: ${cause}` : `could not connect: ${cause}`));
-        } else if (stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
-          result = new GrpcStatusError(rstCode(stream.rstCode), `the server reset the stream (RST_STREAM code ${stream.rstCode})`);
-        } else if (streamError) {
-          result = new GrpcStatusError(GrpcCode.UNAVAILABLE, streamError.message);
-        } else {
-          result = new GrpcStatusError(GrpcCode.UNKNOWN, responded ? 'the stream ended without a status' : 'the stream ended without an answer');
-        }
-      }
+      stream?.cancel(code);
       settle(result);
-    });
+    };
+    const statusFrom = (h: HeaderList): Error | null => {
+      const raw = field(h, 'grpc-status');
+      const code = Number(raw);
+      if (raw === undefined || raw === '' || !Number.isInteger(code)) return new GrpcStatusError(GrpcCode.UNKNOWN, `the server sent a grpc-status that is not a number (${String(raw)})`);
+      if (code === GrpcCode.OK) return null;
+      return new GrpcStatusError(code, decodeMessage(field(h, 'grpc-message')));
+    };
 
+    const handler: StreamHandler = {
+      headers: (h, end) => {
+        if (!responded) {
+          responded = true;
+          const httpStatus = Number(field(h, ':status'));
+          if (httpStatus !== 200) return finish(new GrpcStatusError(httpStatusCode(httpStatus), `the server answered HTTP ${httpStatus}`));
+          const ct = field(h, 'content-type') ?? '';
+          if (!ct.startsWith('application/grpc')) return finish(new GrpcStatusError(GrpcCode.UNKNOWN, `the server answered content-type "${ct}", not application/grpc`));
+          // Trailers-only: the status is in the headers and nothing follows.
+          if (field(h, 'grpc-status') !== undefined) return finish(statusFrom(h), H2Error.NO_ERROR);
+          if (end) finish(new GrpcStatusError(GrpcCode.UNKNOWN, 'the stream ended without a status'));
+          return;
+        }
+        // Trailers. The call is over even if the request was still going out (a refused update).
+        const s = statusFrom(h);
+        finish(s === null && !decoder.atBoundary ? new GrpcStatusError(GrpcCode.INTERNAL, 'the stream ended inside a message') : s, H2Error.NO_ERROR);
+      },
+      data: (chunk) => {
+        if (!responded) return finish(new GrpcStatusError(GrpcCode.INTERNAL, 'the server sent data before its headers'));
+        try {
+          decoder.push(chunk);
+        } catch (e) {
+          finish(e instanceof GrpcStatusError ? e : new GrpcStatusError(GrpcCode.INTERNAL, `a response message could not be read: ${(e as Error).message}`));
+        }
+      },
+      end: () => finish(new GrpcStatusError(GrpcCode.UNKNOWN, responded ? 'the stream ended without a status' : 'the stream ended without an answer')),
+      reset: (code) =>
+        finish(
+          code === H2Error.NO_ERROR
+            ? new GrpcStatusError(GrpcCode.UNKNOWN, responded ? 'the stream ended without a status' : 'the stream ended without an answer')
+            : new GrpcStatusError(rstCode(code), `the server reset the stream (RST_STREAM code ${code})`),
+        ),
+      died: (reason) => finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, reason)),
+    };
+
+    this.calls.add(live);
+    try {
+      stream = this.open().request(this.headerBlock(o), handler);
+    } catch (e) {
+      finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, (e as Error).message));
+      return failedCall(status);
+    }
+    this.startPings();
+    deadline = setTimeout(() => finish(new GrpcStatusError(GrpcCode.DEADLINE_EXCEEDED, `no answer within the deadline of ${o.timeoutMs} ms`)), o.timeoutMs);
+
+    const s = stream;
     return {
-      write: (bytes) => stream.write(bytes),
-      onDrain: (fn) => {
-        stream.once('drain', fn);
-      },
-      end: (bytes) => {
-        if (bytes) stream.end(bytes);
-        else stream.end();
-      },
+      write: (bytes) => s.write(bytes),
+      onDrain: (fn) => s.onDrain(fn),
+      end: (bytes) => s.end(bytes),
       status,
     };
   }
@@ -517,7 +500,7 @@ export class GrpcConnection {
     this.stopPings();
     const s = this.session;
     this.session = null;
-    if (s && !s.destroyed) s.destroy();
+    s?.destroy('the connection is closed');
   }
 }
 

@@ -1,0 +1,733 @@
+/**
+ * The client side of one HTTP/2 connection (RFC 9113): framing, flow control both ways,
+ * SETTINGS, PING, GOAWAY, RST_STREAM and HPACK (./hpack.ts). It carries fedsim's gRPC client
+ * (grpcWire.ts); it knows nothing of gRPC.
+ *
+ * Why not node:http2: on a worker node with a thousand simulated workers, node:http2's
+ * per-request machinery (header objects built and validated, async resources bound per
+ * stream, a JS stream wrapper around an in-process socket) cost more CPU than the calls'
+ * own work, and that CPU is taken from the server under test on the same machine
+ * (docs/benchmarks.md, session 17). This session writes frames straight onto the socket
+ * and hands received DATA on as views of what the socket read, without copying.
+ *
+ * What is left out on purpose: TLS and ALPN (fedsim's FL protocol runs in clear h2c with
+ * prior knowledge), server push (refused in SETTINGS), priorities (ignored, as RFC 9113
+ * allows), the Upgrade from HTTP/1.1, and an HPACK dynamic table for what we send.
+ */
+import type { Duplex } from 'node:stream';
+import { type HeaderList, HpackDecoder, HpackError } from './hpack.js';
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+const enum Type {
+  DATA = 0,
+  HEADERS = 1,
+  PRIORITY = 2,
+  RST_STREAM = 3,
+  SETTINGS = 4,
+  PUSH_PROMISE = 5,
+  PING = 6,
+  GOAWAY = 7,
+  WINDOW_UPDATE = 8,
+  CONTINUATION = 9,
+}
+
+const enum Flag {
+  END_STREAM = 0x1,
+  ACK = 0x1,
+  END_HEADERS = 0x4,
+  PADDED = 0x8,
+  PRIORITY = 0x20,
+}
+
+/** HTTP/2 error codes (RFC 9113 §7). */
+export const H2Error = {
+  NO_ERROR: 0,
+  PROTOCOL_ERROR: 1,
+  INTERNAL_ERROR: 2,
+  FLOW_CONTROL_ERROR: 3,
+  SETTINGS_TIMEOUT: 4,
+  STREAM_CLOSED: 5,
+  FRAME_SIZE_ERROR: 6,
+  REFUSED_STREAM: 7,
+  CANCEL: 8,
+  COMPRESSION_ERROR: 9,
+  CONNECT_ERROR: 10,
+  ENHANCE_YOUR_CALM: 11,
+  INADEQUATE_SECURITY: 12,
+  HTTP_1_1_REQUIRED: 13,
+} as const;
+
+const enum Setting {
+  HEADER_TABLE_SIZE = 1,
+  ENABLE_PUSH = 2,
+  MAX_CONCURRENT_STREAMS = 3,
+  INITIAL_WINDOW_SIZE = 4,
+  MAX_FRAME_SIZE = 5,
+  MAX_HEADER_LIST_SIZE = 6,
+}
+
+const DEFAULT_WINDOW = 65_535;
+const MAX_WINDOW = 2 ** 31 - 1;
+/** The largest frame we accept: the default, which we never raise. */
+const MAX_RECEIVED_FRAME = 16_384;
+/** A response's header block may be this large, CONTINUATIONs included. */
+const MAX_HEADER_BLOCK = 64 * 1024;
+/** Connection-level receive window: room for the stream windows of a worker's few calls. */
+const CONNECTION_WINDOW = 4 * 1024 * 1024;
+
+/** What a stream hears from its connection. */
+export interface StreamHandler {
+  /** A header block: the response headers, or trailers. `end`: the server's side is closed. */
+  headers(fields: HeaderList, end: boolean): void;
+  /** Response bytes: a view of what the socket read (copy to keep). */
+  data(chunk: Buffer): void;
+  /** The server closed its side after DATA (END_STREAM on a DATA frame). */
+  end(): void;
+  /** The server reset the stream with this error code. */
+  reset(code: number): void;
+  /** The connection died (or went away before this stream was taken): the reason, for the call's error. */
+  died(reason: string): void;
+}
+
+export interface SessionOptions {
+  /** The stream receive window this side grants (SETTINGS_INITIAL_WINDOW_SIZE). */
+  readonly streamWindow: number;
+  /** Called once, when the session has died and holds no streams any more. */
+  readonly onClosed: (session: Http2ClientSession) => void;
+}
+
+/** One request on the connection. */
+export class Http2Stream {
+  sendWindow: number;
+  recvUnacked = 0;
+  private readonly queue: Buffer[] = [];
+  queued = 0;
+  private endQueued = false;
+  /** END_STREAM sent. */
+  localClosed = false;
+  /** END_STREAM or RST received. */
+  remoteClosed = false;
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly id: number,
+    private readonly session: Http2ClientSession,
+    readonly handler: StreamHandler,
+    sendWindow: number,
+  ) {
+    this.sendWindow = sendWindow;
+  }
+
+  /** Queues request bytes; false: wait for `onDrain` before writing more. */
+  write(bytes: Buffer): boolean {
+    if (this.localClosed || this.endQueued) return false;
+    if (bytes.length > 0) {
+      this.queue.push(bytes);
+      this.queued += bytes.length;
+      this.session.flush(this);
+    }
+    return this.queued === 0 && !this.session.needsDrain();
+  }
+
+  onDrain(fn: () => void): void {
+    this.drainWaiters.push(fn);
+    this.session.flush(this);
+  }
+
+  /** Sends the last bytes (if any) and END_STREAM. */
+  end(bytes?: Buffer): void {
+    if (this.localClosed || this.endQueued) return;
+    if (bytes && bytes.length > 0) {
+      this.queue.push(bytes);
+      this.queued += bytes.length;
+    }
+    this.endQueued = true;
+    this.session.flush(this);
+  }
+
+  /** Sends RST_STREAM (unless the stream is over on both sides) and forgets the stream. */
+  cancel(code: number): void {
+    this.session.resetStream(this, code);
+  }
+
+  /** Writes what the windows allow; called by the session. Returns bytes of DATA written. */
+  pump(maxFrame: number, connectionWindow: number, out: (header: Buffer, body: Buffer | null) => void): number {
+    let sent = 0;
+    while (this.queue.length > 0) {
+      const room = Math.min(this.sendWindow, connectionWindow - sent, maxFrame);
+      if (room <= 0) break;
+      const head = this.queue[0];
+      let piece: Buffer;
+      if (head.length <= room) {
+        piece = head;
+        this.queue.shift();
+      } else {
+        piece = head.subarray(0, room);
+        this.queue[0] = head.subarray(room);
+      }
+      this.queued -= piece.length;
+      this.sendWindow -= piece.length;
+      sent += piece.length;
+      const last = this.endQueued && this.queue.length === 0;
+      out(frameHeader(piece.length, Type.DATA, last ? Flag.END_STREAM : 0, this.id), piece);
+      if (last) this.localClosed = true;
+    }
+    if (this.endQueued && this.queue.length === 0 && !this.localClosed) {
+      out(frameHeader(0, Type.DATA, Flag.END_STREAM, this.id), null);
+      this.localClosed = true;
+    }
+    return sent;
+  }
+
+  /** Calls the drain waiters once nothing waits for a window or the socket. */
+  drained(needsDrain: boolean): boolean {
+    if (this.queued > 0 || needsDrain || this.drainWaiters.length === 0) return false;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const fn of waiters) fn();
+    return true;
+  }
+
+  get waitsForDrain(): boolean {
+    return this.drainWaiters.length > 0;
+  }
+}
+
+function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
+  const h = Buffer.allocUnsafe(9);
+  h[0] = (length >>> 16) & 0xff;
+  h[1] = (length >>> 8) & 0xff;
+  h[2] = length & 0xff;
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(streamId, 5);
+  return h;
+}
+
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const f = Buffer.allocUnsafe(9 + payload.length);
+  f[0] = (payload.length >>> 16) & 0xff;
+  f[1] = (payload.length >>> 8) & 0xff;
+  f[2] = payload.length & 0xff;
+  f[3] = type;
+  f[4] = flags;
+  f.writeUInt32BE(streamId, 5);
+  payload.copy(f, 9);
+  return f;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+/** A connection error: the session sends GOAWAY with `code` and dies. */
+class ConnectionError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const enum Read {
+  Header,
+  Payload,
+  DataPadLength,
+  Data,
+  DataPadding,
+}
+
+/**
+ * One client HTTP/2 connection over a connected (or connecting) socket. Streams are taken
+ * with `request`; the session dies on a socket error or close, a protocol error, `destroy`,
+ * or GOAWAY (after which the streams the server took run to their end).
+ */
+export class Http2ClientSession {
+  private readonly streams = new Map<number, Http2Stream>();
+  private nextStreamId = 1;
+  private connectionSendWindow = DEFAULT_WINDOW;
+  private connectionRecvUnacked = 0;
+  private peerInitialWindow = DEFAULT_WINDOW;
+  private peerMaxFrame = 16_384;
+  private peerMaxStreams = Infinity;
+  private readonly decoder = new HpackDecoder();
+  /** Streams with bytes waiting for a window. */
+  private readonly blocked = new Set<Http2Stream>();
+  private corked = false;
+  /** Why the session died; null while it lives. */
+  private deathReason: string | null = null;
+  /** A GOAWAY came: no new streams; those above this id were not taken. */
+  private goawayLastStream = -1;
+  private connected = false;
+  private closedNotified = false;
+  private readonly pings: (() => void)[] = [];
+
+  // The reader's state.
+  private state = Read.Header;
+  private readonly header = Buffer.alloc(9);
+  private headerHave = 0;
+  private frameLength = 0;
+  private frameType = 0;
+  private frameFlags = 0;
+  private frameStream = 0;
+  private payload: Buffer = Buffer.alloc(0);
+  private payloadHave = 0;
+  private dataLeft = 0;
+  private padLeft = 0;
+  private dataStream: Http2Stream | undefined;
+  /** A header block waiting for CONTINUATION frames. */
+  private block: { stream: number; end: boolean; parts: Buffer[]; bytes: number } | null = null;
+
+  constructor(
+    private readonly socket: Duplex,
+    private readonly opts: SessionOptions,
+  ) {
+    socket.on('connect', () => (this.connected = true));
+    socket.on('data', (chunk: Buffer) => {
+      this.connected = true;
+      try {
+        this.read(chunk);
+      } catch (e) {
+        if (e instanceof ConnectionError) this.fail(e.code, e.message);
+        else if (e instanceof HpackError) this.fail(H2Error.COMPRESSION_ERROR, e.message);
+        else throw e;
+      }
+    });
+    socket.on('error', (err: Error) => this.die(this.connected ? `connection dropped: ${err.message}` : `could not connect: ${err.message}`));
+    socket.on('end', () => this.die(this.connected ? 'connection dropped: the server closed the connection' : 'could not connect: the connection closed before the server answered'));
+    socket.on('close', () => this.die(this.connected ? 'connection dropped: the connection closed' : 'could not connect: the connection closed'));
+    // The preface, our SETTINGS (no push; our stream window) and the connection window.
+    this.write(PREFACE);
+    const settings = Buffer.allocUnsafe(12);
+    settings.writeUInt16BE(Setting.ENABLE_PUSH, 0);
+    settings.writeUInt32BE(0, 2);
+    settings.writeUInt16BE(Setting.INITIAL_WINDOW_SIZE, 6);
+    settings.writeUInt32BE(opts.streamWindow, 8);
+    this.write(frame(Type.SETTINGS, 0, 0, settings));
+    this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(CONNECTION_WINDOW - DEFAULT_WINDOW)));
+  }
+
+  /** True while new streams may be opened here. */
+  get usable(): boolean {
+    return this.deathReason === null && this.goawayLastStream < 0 && this.nextStreamId < MAX_WINDOW && !this.socket.destroyed;
+  }
+
+  get dead(): boolean {
+    return this.deathReason !== null;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * Opens a stream and sends its HEADERS (the encoded header block). Throws when the session
+   * cannot take one (check `usable`) or the server's MAX_CONCURRENT_STREAMS is reached.
+   */
+  request(block: Buffer, handler: StreamHandler, endStream = false): Http2Stream {
+    if (!this.usable) throw new Error(this.deathReason ?? 'the connection is closing');
+    if (this.streams.size >= this.peerMaxStreams) throw new Error(`the server allows at most ${this.peerMaxStreams} concurrent calls on a connection`);
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const stream = new Http2Stream(id, this, handler, this.peerInitialWindow);
+    this.streams.set(id, stream);
+    // HEADERS, then CONTINUATIONs if the block is larger than a frame.
+    const max = this.peerMaxFrame;
+    let off = 0;
+    let first = true;
+    do {
+      const piece = block.subarray(off, off + max);
+      off += piece.length;
+      const last = off >= block.length;
+      const flags = (last ? Flag.END_HEADERS : 0) | (first && endStream ? Flag.END_STREAM : 0);
+      this.write(frameHeader(piece.length, first ? Type.HEADERS : Type.CONTINUATION, flags, id));
+      this.write(piece);
+      first = false;
+    } while (off < block.length);
+    if (endStream) stream.localClosed = true;
+    return stream;
+  }
+
+  /** Sends a PING; `onAck` runs when it is answered. False if the session is dead. */
+  ping(onAck: () => void): boolean {
+    if (this.deathReason !== null) return false;
+    this.pings.push(onAck);
+    this.write(frame(Type.PING, 0, 0, Buffer.alloc(8)));
+    return true;
+  }
+
+  /** Kills the connection: every stream hears `died(reason)`. */
+  destroy(reason: string): void {
+    if (this.deathReason === null && !this.socket.destroyed) {
+      // The server opens no streams, so the last one it opened is 0.
+      this.write(frame(Type.GOAWAY, 0, 0, Buffer.concat([u32(0), u32(H2Error.NO_ERROR)])));
+      this.uncork();
+    }
+    this.die(reason);
+  }
+
+  needsDrain(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
+  // ---- writing ----
+
+  private write(bytes: Buffer): void {
+    if (this.socket.destroyed) return;
+    if (!this.corked) {
+      // Everything written in this turn of the event loop goes out in one writev.
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => this.uncork());
+    }
+    this.socket.write(bytes);
+  }
+
+  private uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  /** Writes what the stream's and the connection's windows allow, then tells waiting writers. */
+  flush(stream: Http2Stream): void {
+    if (this.deathReason !== null) return;
+    if (stream.queued > 0 || !stream.localClosed) {
+      const sent = stream.pump(this.peerMaxFrame, this.connectionSendWindow, (h, b) => {
+        this.write(h);
+        if (b) this.write(b);
+      });
+      this.connectionSendWindow -= sent;
+    }
+    if (stream.queued > 0) this.blocked.add(stream);
+    else this.blocked.delete(stream);
+    if (stream.localClosed && stream.remoteClosed) this.forget(stream);
+    this.notifyDrain(stream);
+  }
+
+  private notifyDrain(stream: Http2Stream): void {
+    if (!stream.waitsForDrain || stream.queued > 0) return;
+    if (!this.socket.writableNeedDrain) {
+      stream.drained(false);
+      return;
+    }
+    this.socket.once('drain', () => stream.drained(this.socket.writableNeedDrain) || this.notifyDrain(stream));
+  }
+
+  /** RST_STREAM (unless the stream is over both ways), and the stream is forgotten. */
+  resetStream(stream: Http2Stream, code: number): void {
+    if (!this.streams.has(stream.id)) return;
+    if (!(stream.localClosed && stream.remoteClosed) && this.deathReason === null) this.write(frame(Type.RST_STREAM, 0, stream.id, u32(code)));
+    stream.localClosed = true;
+    stream.remoteClosed = true;
+    this.forget(stream);
+  }
+
+  private forget(stream: Http2Stream): void {
+    this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+    if (this.streams.size === 0 && this.goawayLastStream >= 0 && this.deathReason === null) this.destroy('the server closed the connection (GOAWAY)');
+    this.maybeClosed();
+  }
+
+  private maybeClosed(): void {
+    if (this.deathReason !== null && this.streams.size === 0 && !this.closedNotified) {
+      this.closedNotified = true;
+      this.opts.onClosed(this);
+    }
+  }
+
+  // ---- dying ----
+
+  private fail(code: number, message: string): void {
+    if (this.deathReason !== null) return;
+    this.write(frame(Type.GOAWAY, 0, 0, Buffer.concat([u32(0), u32(code), Buffer.from(message, 'utf8')])));
+    this.uncork();
+    this.die(`connection dropped: the server broke HTTP/2: ${message}`);
+  }
+
+  private die(reason: string): void {
+    if (this.deathReason !== null) return;
+    this.deathReason = reason;
+    const streams = [...this.streams.values()];
+    this.streams.clear();
+    this.blocked.clear();
+    if (!this.socket.destroyed) {
+      this.socket.end();
+      this.socket.destroy();
+    }
+    this.pings.length = 0;
+    for (const s of streams) s.handler.died(reason);
+    this.maybeClosed();
+  }
+
+  // ---- reading ----
+
+  private read(chunk: Buffer): void {
+    let off = 0;
+    const n = chunk.length;
+    while (off < n && this.deathReason === null) {
+      switch (this.state) {
+        case Read.Header: {
+          const take = Math.min(9 - this.headerHave, n - off);
+          chunk.copy(this.header, this.headerHave, off, off + take);
+          this.headerHave += take;
+          off += take;
+          if (this.headerHave < 9) return;
+          this.headerHave = 0;
+          this.startFrame();
+          break;
+        }
+        case Read.Payload: {
+          const take = Math.min(this.frameLength - this.payloadHave, n - off);
+          chunk.copy(this.payload, this.payloadHave, off, off + take);
+          this.payloadHave += take;
+          off += take;
+          if (this.payloadHave === this.frameLength) {
+            this.state = Read.Header;
+            this.onFrame(this.payload);
+          }
+          break;
+        }
+        case Read.DataPadLength: {
+          this.padLeft = chunk[off++];
+          this.dataLeft = this.frameLength - 1 - this.padLeft;
+          if (this.dataLeft < 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a DATA frame with more padding than payload');
+          this.state = Read.Data;
+          if (this.dataLeft === 0) this.afterData();
+          break;
+        }
+        case Read.Data: {
+          const take = Math.min(this.dataLeft, n - off);
+          const s = this.dataStream;
+          if (s && !s.remoteClosed) s.handler.data(off === 0 && take === n ? chunk : chunk.subarray(off, off + take));
+          off += take;
+          this.dataLeft -= take;
+          if (this.dataLeft === 0) this.afterData();
+          break;
+        }
+        case Read.DataPadding: {
+          const take = Math.min(this.padLeft, n - off);
+          off += take;
+          this.padLeft -= take;
+          if (this.padLeft === 0) this.endData();
+          break;
+        }
+      }
+    }
+  }
+
+  private startFrame(): void {
+    const h = this.header;
+    this.frameLength = (h[0] << 16) | (h[1] << 8) | h[2];
+    this.frameType = h[3];
+    this.frameFlags = h[4];
+    this.frameStream = h.readUInt32BE(5) & 0x7fffffff;
+    if (this.frameLength > MAX_RECEIVED_FRAME) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, `a frame of ${this.frameLength} bytes, over the ${MAX_RECEIVED_FRAME} allowed`);
+    if (this.block && this.frameType !== Type.CONTINUATION) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a header block was interrupted by another frame');
+    if (this.frameType === Type.DATA) {
+      if (this.frameStream === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
+      // Flow control counts the whole frame, padding included.
+      this.connectionRecvUnacked += this.frameLength;
+      if (this.connectionRecvUnacked > CONNECTION_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'the server sent more than the connection window');
+      const s = this.streams.get(this.frameStream);
+      this.dataStream = s;
+      if (s) {
+        if (s.remoteClosed) throw new ConnectionError(H2Error.STREAM_CLOSED, `DATA on stream ${s.id} after its end`);
+        s.recvUnacked += this.frameLength;
+        if (s.recvUnacked > this.opts.streamWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `the server sent more than stream ${s.id}'s window`);
+      } else if (this.frameStream >= this.nextStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `DATA on stream ${this.frameStream}, which was never opened`);
+      if (this.frameFlags & Flag.PADDED) {
+        if (this.frameLength === 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a padded DATA frame without its pad length');
+        this.state = Read.DataPadLength;
+      } else {
+        this.padLeft = 0;
+        this.dataLeft = this.frameLength;
+        this.state = Read.Data;
+        if (this.frameLength === 0) this.afterData();
+      }
+      return;
+    }
+    if (this.payload.length < this.frameLength) this.payload = Buffer.allocUnsafe(Math.max(this.frameLength, 256));
+    this.payloadHave = 0;
+    if (this.frameLength === 0) this.onFrame(this.payload);
+    else this.state = Read.Payload;
+  }
+
+  private afterData(): void {
+    if (this.padLeft > 0) this.state = Read.DataPadding;
+    else this.endData();
+  }
+
+  /** The DATA frame is all read: END_STREAM, and windows given back. */
+  private endData(): void {
+    this.state = Read.Header;
+    const s = this.dataStream;
+    this.dataStream = undefined;
+    if (this.connectionRecvUnacked >= CONNECTION_WINDOW / 2) {
+      this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(this.connectionRecvUnacked)));
+      this.connectionRecvUnacked = 0;
+    }
+    if (!s || !this.streams.has(s.id)) return;
+    if (this.frameFlags & Flag.END_STREAM) {
+      s.remoteClosed = true;
+      s.handler.end();
+      if (this.streams.has(s.id) && s.localClosed) this.forget(s);
+      return;
+    }
+    if (s.recvUnacked >= this.opts.streamWindow / 2) {
+      this.write(frame(Type.WINDOW_UPDATE, 0, s.id, u32(s.recvUnacked)));
+      s.recvUnacked = 0;
+    }
+  }
+
+  private onFrame(buf: Buffer): void {
+    const p = buf.subarray(0, this.frameLength);
+    this.state = Read.Header;
+    const id = this.frameStream;
+    switch (this.frameType) {
+      case Type.HEADERS: {
+        if (id === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS on stream 0');
+        let start = 0;
+        let end = p.length;
+        if (this.frameFlags & Flag.PADDED) {
+          if (p.length < 1) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a padded HEADERS frame without its pad length');
+          start = 1;
+          end -= p[0];
+        }
+        if (this.frameFlags & Flag.PRIORITY) start += 5;
+        if (end < start) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a HEADERS frame with more padding than payload');
+        const fragment = Buffer.from(p.subarray(start, end)); // the payload buffer is reused
+        this.block = { stream: id, end: (this.frameFlags & Flag.END_STREAM) !== 0, parts: [fragment], bytes: fragment.length };
+        if (this.frameFlags & Flag.END_HEADERS) this.endBlock();
+        return;
+      }
+      case Type.CONTINUATION: {
+        const b = this.block;
+        if (!b || b.stream !== id) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a CONTINUATION frame without its HEADERS');
+        b.parts.push(Buffer.from(p));
+        b.bytes += p.length;
+        if (b.bytes > MAX_HEADER_BLOCK) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, `a header block over ${MAX_HEADER_BLOCK} bytes`);
+        if (this.frameFlags & Flag.END_HEADERS) this.endBlock();
+        return;
+      }
+      case Type.RST_STREAM: {
+        if (id === 0 || p.length !== 4) throw new ConnectionError(id === 0 ? H2Error.PROTOCOL_ERROR : H2Error.FRAME_SIZE_ERROR, 'a malformed RST_STREAM');
+        const s = this.streams.get(id);
+        if (!s) return;
+        s.remoteClosed = true;
+        s.localClosed = true;
+        this.forget(s);
+        s.handler.reset(p.readUInt32BE(0));
+        return;
+      }
+      case Type.SETTINGS: {
+        if (id !== 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'SETTINGS on a stream');
+        if (this.frameFlags & Flag.ACK) return;
+        if (p.length % 6 !== 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a SETTINGS frame whose length is not a multiple of 6');
+        for (let i = 0; i < p.length; i += 6) this.applySetting(p.readUInt16BE(i), p.readUInt32BE(i + 2));
+        this.write(frameHeader(0, Type.SETTINGS, Flag.ACK, 0));
+        return;
+      }
+      case Type.PING: {
+        if (id !== 0 || p.length !== 8) throw new ConnectionError(id !== 0 ? H2Error.PROTOCOL_ERROR : H2Error.FRAME_SIZE_ERROR, 'a malformed PING');
+        if (this.frameFlags & Flag.ACK) this.pings.shift()?.();
+        else this.write(frame(Type.PING, Flag.ACK, 0, p));
+        return;
+      }
+      case Type.GOAWAY: {
+        if (id !== 0 || p.length < 8) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a malformed GOAWAY');
+        const last = p.readUInt32BE(0) & 0x7fffffff;
+        const code = p.readUInt32BE(4);
+        this.goawayLastStream = last;
+        // Streams the server did not take fail now; the others run to their end.
+        for (const s of [...this.streams.values()]) {
+          if (s.id > last) {
+            this.streams.delete(s.id);
+            this.blocked.delete(s);
+            s.handler.died(`the server closed the connection (GOAWAY code ${code})`);
+          }
+        }
+        if (this.streams.size === 0) this.die(`the server closed the connection (GOAWAY code ${code})`);
+        return;
+      }
+      case Type.WINDOW_UPDATE: {
+        if (p.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a malformed WINDOW_UPDATE');
+        const inc = p.readUInt32BE(0) & 0x7fffffff;
+        if (id === 0) {
+          if (inc === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a WINDOW_UPDATE of 0 for the connection');
+          this.connectionSendWindow += inc;
+          if (this.connectionSendWindow > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'the connection window overflowed');
+          for (const s of [...this.blocked]) this.flush(s);
+        } else {
+          const s = this.streams.get(id);
+          if (!s) return;
+          if (inc === 0) {
+            this.resetStream(s, H2Error.PROTOCOL_ERROR);
+            s.handler.reset(H2Error.PROTOCOL_ERROR);
+            return;
+          }
+          s.sendWindow += inc;
+          if (s.sendWindow > MAX_WINDOW) {
+            this.resetStream(s, H2Error.FLOW_CONTROL_ERROR);
+            s.handler.reset(H2Error.FLOW_CONTROL_ERROR);
+            return;
+          }
+          this.flush(s);
+        }
+        return;
+      }
+      case Type.PUSH_PROMISE:
+        throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'PUSH_PROMISE, though push was disabled');
+      default:
+        // PRIORITY and unknown frame types are ignored (RFC 9113 §5.5).
+        return;
+    }
+  }
+
+  private endBlock(): void {
+    const b = this.block!;
+    this.block = null;
+    // Decoded even for a stream we no longer hold: the decoder's table must stay in step.
+    const fields = this.decoder.decode(b.parts.length === 1 ? b.parts[0] : Buffer.concat(b.parts));
+    const s = this.streams.get(b.stream);
+    if (!s) {
+      if (b.stream >= this.nextStreamId || b.stream % 2 === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `HEADERS on stream ${b.stream}, which was never opened`);
+      return;
+    }
+    if (s.remoteClosed) throw new ConnectionError(H2Error.STREAM_CLOSED, `HEADERS on stream ${s.id} after its end`);
+    if (b.end) s.remoteClosed = true;
+    s.handler.headers(fields, b.end);
+    if (b.end && this.streams.has(s.id) && s.localClosed) this.forget(s);
+  }
+
+  private applySetting(key: number, value: number): void {
+    switch (key) {
+      case Setting.ENABLE_PUSH:
+        if (value > 1) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `ENABLE_PUSH ${value}`);
+        return;
+      case Setting.MAX_CONCURRENT_STREAMS:
+        this.peerMaxStreams = value;
+        return;
+      case Setting.INITIAL_WINDOW_SIZE: {
+        if (value > MAX_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `INITIAL_WINDOW_SIZE ${value}`);
+        const delta = value - this.peerInitialWindow;
+        this.peerInitialWindow = value;
+        for (const s of this.streams.values()) s.sendWindow += delta;
+        if (delta > 0) for (const s of [...this.blocked]) this.flush(s);
+        return;
+      }
+      case Setting.MAX_FRAME_SIZE:
+        if (value < 16_384 || value > 16_777_215) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `MAX_FRAME_SIZE ${value}`);
+        this.peerMaxFrame = value;
+        return;
+      default:
+        // HEADER_TABLE_SIZE: our encoder keeps no table. MAX_HEADER_LIST_SIZE: advisory. Others: unknown, ignored.
+        return;
+    }
+  }
+}
