@@ -375,7 +375,7 @@ export class GrpcConnection {
     const timeoutMs = this.opts.keepaliveTimeoutMs;
     const deadline = setTimeout(() => {
       if (this.pingDeadline === deadline) this.pingDeadline = null;
-      s.destroy(`connection dropped: keepalive ping unanswered for ${timeoutMs} ms`);
+      s.destroy(`connection dropped: keepalive ping unanswered for ${timeoutMs} ms`, false);
     }, timeoutMs);
     deadline.unref();
     this.pingDeadline = deadline;

@@ -360,14 +360,17 @@ export class Http2ClientSession {
     return true;
   }
 
-  /** Kills the connection: every stream hears `died(reason)`. */
-  destroy(reason: string): void {
-    if (this.deathReason === null && !this.socket.destroyed) {
+  /**
+   * Ends the connection: every stream hears `died(reason)`. `graceful`: GOAWAY goes out and
+   * the socket is ended (a link that does not answer pings is cut at once instead).
+   */
+  destroy(reason: string, graceful = true): void {
+    if (graceful && this.deathReason === null && !this.socket.destroyed) {
       // The server opens no streams, so the last one it opened is 0.
       this.write(frame(Type.GOAWAY, 0, 0, Buffer.concat([u32(0), u32(H2Error.NO_ERROR)])));
       this.uncork();
     }
-    this.die(reason);
+    this.die(reason, graceful);
   }
 
   needsDrain(): boolean {
@@ -447,18 +450,22 @@ export class Http2ClientSession {
     if (this.deathReason !== null) return;
     this.write(frame(Type.GOAWAY, 0, 0, Buffer.concat([u32(0), u32(code), Buffer.from(message, 'utf8')])));
     this.uncork();
-    this.die(`connection dropped: the server broke HTTP/2: ${message}`);
+    this.die(`connection dropped: the server broke HTTP/2: ${message}`, true);
   }
 
-  private die(reason: string): void {
+  /** `graceful`: what was written (GOAWAY) goes out before the socket closes; else it is cut. */
+  private die(reason: string, graceful = false): void {
     if (this.deathReason !== null) return;
     this.deathReason = reason;
     const streams = [...this.streams.values()];
     this.streams.clear();
     this.blocked.clear();
-    if (!this.socket.destroyed) {
-      this.socket.end();
-      this.socket.destroy();
+    const socket = this.socket;
+    if (!socket.destroyed) {
+      if (graceful) {
+        socket.end();
+        setTimeout(() => socket.destroy(), 1000).unref();
+      } else socket.destroy();
     }
     this.pings.length = 0;
     for (const s of streams) s.handler.died(reason);
@@ -652,7 +659,7 @@ export class Http2ClientSession {
             s.handler.died(`the server closed the connection (GOAWAY code ${code})`);
           }
         }
-        if (this.streams.size === 0) this.die(`the server closed the connection (GOAWAY code ${code})`);
+        if (this.streams.size === 0) this.die(`the server closed the connection (GOAWAY code ${code})`, true);
         return;
       }
       case Type.WINDOW_UPDATE: {
