@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
+import { pipePair } from '../../src/netem/proxy/pipe.js';
 import { WorkerProxy } from '../../src/netem/proxy/proxy.js';
 import { type FaultSpec, parseFault } from '../../src/netem/spec.js';
 
@@ -225,4 +226,30 @@ test('in-process backend: each targeted worker gets a route whose connections go
   await roundTrip(s, 1000);
   s.destroy();
   await b.close();
+});
+
+test('the in-memory pipe joins queued small writes (frame headers and 16 KiB pieces) into chunks of up to 256 KiB, in order, and passes large ones as they are', async () => {
+  const { worker, proxy } = pipePair();
+  const got: Buffer[] = [];
+  proxy.on('data', (c: Buffer) => got.push(c));
+  const sent: Buffer[] = [];
+  worker.cork();
+  for (let i = 0; i < 64; i++) {
+    const head = Buffer.alloc(9, i);
+    const piece = Buffer.alloc(16_384, 255 - i);
+    sent.push(head, piece);
+    worker.write(head);
+    worker.write(piece);
+  }
+  const big = Buffer.alloc(512 * 1024, 7);
+  sent.push(big);
+  worker.write(big);
+  worker.uncork();
+  await new Promise<void>((r) => worker.write(Buffer.alloc(0), () => r()));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(Buffer.concat(got), Buffer.concat(sent));
+  // 64 × (9 + 16,384) bytes is four 256 KiB runs and a bit; the large write goes whole.
+  assert.ok(got.length <= 7, `${got.length} chunks`);
+  assert.ok(got.some((c) => c === big));
+  worker.destroy();
 });

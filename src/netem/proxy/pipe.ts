@@ -9,6 +9,9 @@ export function socketError(code: 'ECONNRESET' | 'ECONNREFUSED', what: string): 
 /** How much one direction of the pipe holds before its writer waits (as a socket buffer would). */
 const PIPE_BUFFER_BYTES = 1024 * 1024;
 
+/** Queued small writes are joined into chunks of up to this size (`_writev`). */
+const WRITEV_JOIN_BYTES = 256 * 1024;
+
 /**
  * One end of an in-memory connection: what is written on one end is read on the other. A
  * write completes when the other end has taken the chunk, so a slow reader slows the writer
@@ -41,6 +44,41 @@ class PipeEnd extends Duplex {
     this.activity();
     this.other.push(chunk);
     this.other.pendingWrite = callback;
+  }
+
+  /**
+   * Writes that queued while the reader was busy go across together: small ones (an HTTP/2
+   * frame header and its 16 KiB of DATA, many to a megabyte) joined into one chunk of up to
+   * WRITEV_JOIN_BYTES, larger ones as they are. The proxy then forwards one chunk where it
+   * would have forwarded a hundred, as the kernel joins a socket's queued writes.
+   */
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    this.other.activity();
+    this.activity();
+    let run: Buffer[] = [];
+    let runBytes = 0;
+    let pushed = false;
+    const flushRun = () => {
+      if (runBytes > 0) pushed = true;
+      if (runBytes > 0) this.other.push(run.length === 1 ? run[0] : Buffer.concat(run, runBytes));
+      run = [];
+      runBytes = 0;
+    };
+    for (const { chunk } of chunks) {
+      if (chunk.length === 0) continue;
+      if (chunk.length >= WRITEV_JOIN_BYTES) {
+        flushRun();
+        this.other.push(chunk);
+        pushed = true;
+        continue;
+      }
+      if (runBytes + chunk.length > WRITEV_JOIN_BYTES) flushRun();
+      run.push(chunk);
+      runBytes += chunk.length;
+    }
+    flushRun();
+    if (pushed) this.other.pendingWrite = callback;
+    else process.nextTick(callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
