@@ -1,6 +1,6 @@
 /**
- * The gRPC face of the FL server (fedsim.v1.Fedsim, src/proto/fedsim.proto) on node:http2
- * directly, on the same round engine as HTTP.
+ * The gRPC face of the FL server (fedsim.v1.Fedsim, src/proto/fedsim.proto) on fedsim's
+ * own HTTP/2 session (http2Session.ts), on the same round engine as HTTP.
  *
  * Why not @grpc/grpc-js here (it served this until session 15): measured per round of
  * 1,000 workers, the grpc-js server spent 0.61 CPU-seconds where the HTTP server spends
@@ -11,14 +11,15 @@
  * grpc-js's own client as well as fedsim's. docs/architecture.md records the choice.
  */
 import { createHash } from 'node:crypto';
-import http2 from 'node:http2';
-import type net from 'node:net';
+import net from 'node:net';
 import { ModelChunk, PullRequest, RegisterReply, RegisterRequest, UpdateAck, UpdateHeader } from '../proto/gen/fedsim.js';
 import type { UpdateSlot } from '../sim/updateSlots.js';
 import type { FlServer } from '../sim/flServer.js';
 import type { PublishedModel } from '../sim/ports.js';
 import { CHUNK_BYTES } from './headers.js';
 import { AUTH, GRPC_AUTH_PATH, registerBody, registrationId } from './auth.js';
+import { type HeaderList, encodeIndexed, encodeLiterals, headerValue } from './hpack.js';
+import { type Http2Stream, Http2Session } from './http2Session.js';
 import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, HeaderDataReader, encodeGrpcMessage, frame, parseGrpcTimeout, wholeMessages } from './grpcWire.js';
 
 const PATH = {
@@ -59,23 +60,55 @@ function ackMessage(outcome: string, reason: string): Buffer {
   return m;
 }
 
+/** `:status: 200` and `content-type: application/grpc`, encoded once. */
+const RESPONSE_HEADERS = (() => {
+  const out: number[] = [];
+  encodeIndexed(out, 8);
+  encodeLiterals(out, [['content-type', 'application/grpc']]);
+  return Buffer.from(out);
+})();
+
+/** A status as a header block: trailers, or (with the response headers first) trailers-only. */
+function statusBlock(code: number, message: string, withResponseHeaders: boolean): Buffer {
+  const out: number[] = [];
+  const fields: [string, string][] = [['grpc-status', String(code)]];
+  if (message) fields.push(['grpc-message', encodeGrpcMessage(message)]);
+  encodeLiterals(out, fields);
+  return withResponseHeaders ? Buffer.concat([RESPONSE_HEADERS, Buffer.from(out)]) : Buffer.from(out);
+}
+
+const OK_TRAILERS = statusBlock(GrpcCode.OK, '', false);
+
 /** One call on the server: its metadata, its deadline, and how it answers. */
 class ServerCall {
   /** The call ended before it was answered (the client cancelled, the connection died, or the deadline passed). */
   cancelled = false;
   private answered = false;
   private headersSent = false;
-  private trailers: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
   private readonly timer: NodeJS.Timeout | null;
   private readonly onCancel: (() => void)[] = [];
+  private drainWaiters: (() => void)[] = [];
+  private onData: ((chunk: Buffer) => void) | null = null;
+  private onEnd: (() => void) | null = null;
 
   constructor(
-    readonly stream: http2.ServerHttp2Stream,
-    private readonly headers: http2.IncomingHttpHeaders,
+    readonly stream: Http2Stream,
+    private readonly headers: HeaderList,
+    endAtHeaders: boolean,
   ) {
-    stream.on('error', () => undefined); // a reset stream ends the call through 'close'
-    stream.on('close', () => this.cancel());
-    const timeoutMs = parseGrpcTimeout(headers['grpc-timeout']);
+    // The request's bytes wait (and flow control holds the client) until `read` is called.
+    stream.pause();
+    stream.handler = {
+      headers: (_fields, end) => {
+        if (end) this.onEnd?.();
+      },
+      data: (chunk) => this.onData?.(chunk),
+      end: () => this.onEnd?.(),
+      reset: () => this.cancel(),
+      died: () => this.cancel(),
+    };
+    if (endAtHeaders) stream.deliverEnd();
+    const timeoutMs = parseGrpcTimeout(this.meta('grpc-timeout'));
     this.timer =
       timeoutMs === undefined
         ? null
@@ -88,8 +121,14 @@ class ServerCall {
   }
 
   meta(name: string): string | undefined {
-    const v = this.headers[name];
-    return Array.isArray(v) ? v[0] : v;
+    return headerValue(this.headers, name);
+  }
+
+  /** Reads the request: its bytes as they come (views: copy to keep), then its end. */
+  read(onData: (chunk: Buffer) => void, onEnd: () => void): void {
+    this.onData = onData;
+    this.onEnd = onEnd;
+    this.stream.resume();
   }
 
   /** Runs `fn` if the call ends unanswered. */
@@ -100,6 +139,7 @@ class ServerCall {
 
   private cancel(): void {
     if (this.timer) clearTimeout(this.timer);
+    for (const fn of this.drainWaiters.splice(0)) fn();
     if (this.answered || this.cancelled) return;
     this.cancelled = true;
     for (const fn of this.onCancel.splice(0)) fn();
@@ -109,8 +149,7 @@ class ServerCall {
   send(bytes: Buffer): boolean {
     if (!this.headersSent) {
       this.headersSent = true;
-      this.stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
-      this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
+      this.stream.respond(RESPONSE_HEADERS);
     }
     return this.stream.write(bytes);
   }
@@ -118,13 +157,15 @@ class ServerCall {
   /** Resolves when the stream can take more, or the call ended. */
   drained(): Promise<void> {
     return new Promise((resolve) => {
-      const done = () => {
-        this.stream.off('drain', done);
-        this.stream.off('close', done);
+      if (this.cancelled) return resolve();
+      let done = false;
+      const once = () => {
+        if (done) return;
+        done = true;
         resolve();
       };
-      this.stream.once('drain', done);
-      this.stream.once('close', done);
+      this.drainWaiters.push(once);
+      this.stream.onDrain(once);
     });
   }
 
@@ -137,15 +178,9 @@ class ServerCall {
   }
 
   private sendStatus(code: number, message: string): void {
-    if (this.stream.destroyed || this.stream.closed) return;
-    const status: http2.OutgoingHttpHeaders = { 'grpc-status': String(code) };
-    if (message) status['grpc-message'] = encodeGrpcMessage(message);
-    if (this.headersSent) {
-      this.trailers = status;
-      this.stream.end();
-    } else {
-      this.stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true });
-    }
+    if (this.stream.localClosed) return;
+    if (this.headersSent) this.stream.endWithTrailers(code === GrpcCode.OK && !message ? OK_TRAILERS : statusBlock(code, message, false));
+    else this.stream.respond(statusBlock(code, message, true), true);
   }
 
   fail(err: GrpcStatusError): void {
@@ -169,54 +204,66 @@ function readRequest(call: ServerCall): Promise<Buffer> {
       GRPC_MAX_MESSAGE_BYTES,
     );
     // After a failure the rest is read and dropped, so the client is not held by flow control.
-    call.stream.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      try {
-        decoder.push(chunk);
-      } catch (e) {
-        failed = true;
-        reject(e);
-      }
-    });
-    call.stream.once('end', () => {
-      if (failed) return;
-      if (message && decoder.atBoundary) resolve(message);
-      else reject(new GrpcStatusError(GrpcCode.INTERNAL, message ? 'the request ended inside a message' : 'the request carried no message'));
-    });
+    call.read(
+      (chunk) => {
+        if (failed) return;
+        try {
+          decoder.push(chunk);
+        } catch (e) {
+          failed = true;
+          reject(e);
+        }
+      },
+      () => {
+        if (failed) return;
+        if (message && decoder.atBoundary) resolve(message);
+        else reject(new GrpcStatusError(GrpcCode.INTERNAL, message ? 'the request ended inside a message' : 'the request carried no message'));
+      },
+    );
   });
 }
 
 /** The gRPC face of the FL server (fedsim.v1.Fedsim), on the same round engine as HTTP. */
 export class GrpcFlServer {
-  private readonly server: http2.Http2Server;
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly server: net.Server;
+  private readonly sessions = new Set<Http2Session>();
 
   constructor(private readonly fl: FlServer, private readonly maxBodyBytes: number) {
-    this.server = http2.createServer();
-    this.server.on('session', (s: http2.ServerHttp2Session) => {
-      this.sessions.add(s);
-      s.on('error', () => undefined); // a dead connection ends its calls through their streams
-      s.once('close', () => this.sessions.delete(s));
+    this.server = net.createServer((socket) => {
+      socket.setNoDelay(true);
+      const session = new Http2Session(socket, {
+        role: 'server',
+        // HTTP/2's default stream window for uploads: an update that waits for a slot holds
+        // at most this much here, not its whole megabytes.
+        streamWindow: 65_535,
+        connectionWindow: 1024 * 1024,
+        onStream: (stream, fields, end) => this.dispatch(stream, fields, end),
+        // A dead connection ends its calls through their streams.
+        onClosed: (s) => this.sessions.delete(s),
+      });
+      this.sessions.add(session);
     });
-    this.server.on('stream', (stream, headers) => this.dispatch(stream, headers));
   }
 
-  private dispatch(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const contentType = String(headers['content-type'] ?? '');
-    if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
+  private dispatch(stream: Http2Stream, headers: HeaderList, end: boolean): void {
+    const method = headerValue(headers, ':method');
+    const contentType = headerValue(headers, 'content-type') ?? '';
+    if (method !== 'POST' || !contentType.startsWith('application/grpc')) {
       // Not a gRPC request: an HTTP answer, as gRPC's protocol asks.
-      stream.on('error', () => undefined);
-      stream.respond({ ':status': headers[':method'] !== 'POST' ? 405 : 415 }, { endStream: true });
+      const out: number[] = [];
+      encodeLiterals(out, [[':status', method !== 'POST' ? '405' : '415']]);
+      stream.respond(Buffer.from(out), true);
       return;
     }
-    const call = new ServerCall(stream, headers);
+    const call = new ServerCall(stream, headers, end);
+    const path = headerValue(headers, ':path');
     const failed = (e: unknown) => {
       if (e instanceof GrpcStatusError) {
         if (e.code === GrpcCode.RESOURCE_EXHAUSTED || e.code === GrpcCode.INTERNAL) this.fl.error(e.code === GrpcCode.RESOURCE_EXHAUSTED ? 'too-large' : 'bad-request');
         call.fail(e);
       } else call.fail(new GrpcStatusError(GrpcCode.INTERNAL, (e as Error).message));
     };
-    switch (headers[':path']) {
+    switch (path) {
       case PATH.register:
         this.register(call).catch(failed);
         return;
@@ -227,7 +274,7 @@ export class GrpcFlServer {
         this.pull(call).catch(failed);
         return;
       default:
-        call.finish(GrpcCode.UNIMPLEMENTED, `method ${String(headers[':path'])} is not served here (fedsim.v1.Fedsim has Register, PushUpdate and PullModel)`);
+        call.finish(GrpcCode.UNIMPLEMENTED, `method ${String(path)} is not served here (fedsim.v1.Fedsim has Register, PushUpdate and PullModel)`);
     }
   }
 
@@ -256,8 +303,6 @@ export class GrpcFlServer {
    * holds the worker.
    */
   private pushUpdate(call: ServerCall, failed: (e: unknown) => void): void {
-    const stream = call.stream;
-    stream.pause();
     let slot: UpdateSlot | null = null;
     let over = false;
     const release = () => {
@@ -310,15 +355,15 @@ export class GrpcFlServer {
         },
       );
       const decoder = new FrameDecoder(reader, GRPC_MAX_MESSAGE_BYTES);
-      stream.on('data', (chunk: Buffer) => {
+      const onData = (chunk: Buffer) => {
         if (over) return;
         try {
           decoder.push(chunk);
         } catch (e) {
           stop(e instanceof GrpcStatusError ? e : new GrpcStatusError(GrpcCode.INTERNAL, `an update chunk could not be read: ${(e as Error).message}`));
         }
-      });
-      stream.once('end', () => {
+      };
+      call.read(onData, () => {
         void (async () => {
           if (!(await authorized) || over || !slot || call.cancelled) return;
           const h = header as UpdateHeader | null;
@@ -349,7 +394,6 @@ export class GrpcFlServer {
           call.finish(GrpcCode.OK);
         })();
       });
-      stream.resume();
     });
   }
 
@@ -400,19 +444,19 @@ export class GrpcFlServer {
   close(graceMs = 1000): Promise<void> {
     return new Promise((resolve) => {
       if (!this.server.listening) {
-        for (const s of this.sessions) s.destroy();
+        for (const s of this.sessions) s.destroy('the server is closing', false);
         resolve();
         return;
       }
       const timer = setTimeout(() => {
-        for (const s of this.sessions) s.destroy();
+        for (const s of this.sessions) s.destroy('the server is closing', false);
       }, graceMs);
       timer.unref();
       this.server.close(() => {
         clearTimeout(timer);
         resolve();
       });
-      for (const s of this.sessions) s.close();
+      for (const s of this.sessions) s.shutdown();
     });
   }
 }

@@ -18,8 +18,8 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatHostPort } from '../config/values.js';
-import { type HeaderList, encodeIndexed, encodeLiterals } from './hpack.js';
-import { H2Error, Http2ClientSession, type Http2Stream, type StreamHandler } from './http2Session.js';
+import { type HeaderList, encodeIndexed, encodeLiterals, headerValue } from './hpack.js';
+import { H2Error, Http2Session, type Http2Stream, type StreamHandler } from './http2Session.js';
 
 /** Both sides allow messages of 8 MiB: chunks are 1 MiB (docs/protocols.md). */
 export const GRPC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -246,12 +246,6 @@ function decodeMessage(raw: string | undefined): string {
   }
 }
 
-/** The first value of a header in a decoded list. */
-function field(fields: HeaderList, name: string): string | undefined {
-  for (const [n, v] of fields) if (n === name) return v;
-  return undefined;
-}
-
 export interface GrpcConnectionOptions {
   /** host:port for the :authority header (and the TCP connection unless `createConnection`). */
   readonly host: string;
@@ -302,7 +296,7 @@ function failedCall(status: Promise<void>): GrpcCall {
  * it with UNAVAILABLE at once; pacing reconnects is the caller's retry policy.
  */
 export class GrpcConnection {
-  private session: Http2ClientSession | null = null;
+  private session: Http2Session | null = null;
   private readonly calls = new Set<LiveCall>();
   private pingTimer: NodeJS.Timeout | null = null;
   private pingDeadline: NodeJS.Timeout | null = null;
@@ -332,18 +326,21 @@ export class GrpcConnection {
     for (const c of [...this.calls]) c.cancel();
   }
 
-  private open(): Http2ClientSession {
+  private open(): Http2Session {
     const current = this.session;
     if (current && current.usable) return current;
     const socket = this.opts.createConnection
       ? this.opts.createConnection()
       : net.connect({ host: this.opts.host, port: this.opts.port, noDelay: true });
-    const s = new Http2ClientSession(socket, {
+    const s = new Http2Session(socket, {
+      role: 'client',
       // A model streams to the worker in 1 MiB messages: a 1 MiB stream window (HTTP/2's
       // default is 64 KiB) lets one go out without waiting on WINDOW_UPDATEs. The worker reads
       // at once, so nothing piles up here. (The server keeps the default for uploads: updates
       // that wait for a slot would otherwise sit in its memory, 1 MiB each.)
       streamWindow: DOWNLOAD_WINDOW_BYTES,
+      // Room for the stream windows of a worker's few calls.
+      connectionWindow: 4 * DOWNLOAD_WINDOW_BYTES,
       onClosed: (dead) => {
         if (this.session === dead) {
           this.session = null;
@@ -433,23 +430,23 @@ export class GrpcConnection {
       settle(result);
     };
     const statusFrom = (h: HeaderList): Error | null => {
-      const raw = field(h, 'grpc-status');
+      const raw = headerValue(h, 'grpc-status');
       const code = Number(raw);
       if (raw === undefined || raw === '' || !Number.isInteger(code)) return new GrpcStatusError(GrpcCode.UNKNOWN, `the server sent a grpc-status that is not a number (${String(raw)})`);
       if (code === GrpcCode.OK) return null;
-      return new GrpcStatusError(code, decodeMessage(field(h, 'grpc-message')));
+      return new GrpcStatusError(code, decodeMessage(headerValue(h, 'grpc-message')));
     };
 
     const handler: StreamHandler = {
       headers: (h, end) => {
         if (!responded) {
           responded = true;
-          const httpStatus = Number(field(h, ':status'));
+          const httpStatus = Number(headerValue(h, ':status'));
           if (httpStatus !== 200) return finish(new GrpcStatusError(httpStatusCode(httpStatus), `the server answered HTTP ${httpStatus}`));
-          const ct = field(h, 'content-type') ?? '';
+          const ct = headerValue(h, 'content-type') ?? '';
           if (!ct.startsWith('application/grpc')) return finish(new GrpcStatusError(GrpcCode.UNKNOWN, `the server answered content-type "${ct}", not application/grpc`));
           // Trailers-only: the status is in the headers and nothing follows.
-          if (field(h, 'grpc-status') !== undefined) return finish(statusFrom(h), H2Error.NO_ERROR);
+          if (headerValue(h, 'grpc-status') !== undefined) return finish(statusFrom(h), H2Error.NO_ERROR);
           if (end) finish(new GrpcStatusError(GrpcCode.UNKNOWN, 'the stream ended without a status'));
           return;
         }

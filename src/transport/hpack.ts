@@ -148,6 +148,12 @@ export function huffmanEncode(s: string): Buffer {
 /** A header list as decoded: names lower-case (HTTP/2 requires it), in order, repeats kept. */
 export type HeaderList = (readonly [name: string, value: string])[];
 
+/** The first value of a header in a decoded list. */
+export function headerValue(fields: HeaderList, name: string): string | undefined {
+  for (const [n, v] of fields) if (n === name) return v;
+  return undefined;
+}
+
 /**
  * Decodes header blocks, keeping the dynamic table across them (one decoder per
  * connection and direction). `maxTableSize` is what this side allowed in its SETTINGS

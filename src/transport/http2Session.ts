@@ -1,14 +1,14 @@
 /**
- * The client side of one HTTP/2 connection (RFC 9113): framing, flow control both ways,
- * SETTINGS, PING, GOAWAY, RST_STREAM and HPACK (./hpack.ts). It carries fedsim's gRPC client
- * (grpcWire.ts); it knows nothing of gRPC.
+ * One HTTP/2 connection (RFC 9113), either side: framing, flow control both ways, SETTINGS,
+ * PING, GOAWAY, RST_STREAM and HPACK (./hpack.ts). It carries fedsim's gRPC client
+ * (grpcWire.ts) and gRPC server (grpcServer.ts); it knows nothing of gRPC.
  *
- * Why not node:http2: on a worker node with a thousand simulated workers, node:http2's
- * per-request machinery (header objects built and validated, async resources bound per
- * stream, a JS stream wrapper around an in-process socket) cost more CPU than the calls'
- * own work, and that CPU is taken from the server under test on the same machine
- * (docs/benchmarks.md, session 17). This session writes frames straight onto the socket
- * and hands received DATA on as views of what the socket read, without copying.
+ * Why not node:http2: with a thousand simulated workers, node:http2's per-request machinery
+ * (header objects built and validated, async resources bound per stream, a JS stream
+ * wrapper around an in-process socket) cost more CPU than the calls' own work, on the
+ * worker nodes and on the server, and all of it shares the machine with the server under
+ * test (docs/benchmarks.md, session 17). This session writes frames straight onto the
+ * socket and hands received DATA on as views of what the socket read, without copying.
  *
  * What is left out on purpose: TLS and ALPN (fedsim's FL protocol runs in clear h2c with
  * prior knowledge), server push (refused in SETTINGS), priorities (ignored, as RFC 9113
@@ -73,8 +73,6 @@ const MAX_WINDOW = 2 ** 31 - 1;
 const MAX_RECEIVED_FRAME = 16_384;
 /** A response's header block may be this large, CONTINUATIONs included. */
 const MAX_HEADER_BLOCK = 64 * 1024;
-/** Connection-level receive window: room for the stream windows of a worker's few calls. */
-const CONNECTION_WINDOW = 4 * 1024 * 1024;
 
 /** What a stream hears from its connection. */
 export interface StreamHandler {
@@ -91,11 +89,19 @@ export interface StreamHandler {
 }
 
 export interface SessionOptions {
+  /** The client sends the connection preface and opens streams; the server takes them. */
+  readonly role: 'client' | 'server';
   /** The stream receive window this side grants (SETTINGS_INITIAL_WINDOW_SIZE). */
   readonly streamWindow: number;
+  /** This side's connection receive window. */
+  readonly connectionWindow: number;
   /** Called once, when the session has died and holds no streams any more. */
-  readonly onClosed: (session: Http2ClientSession) => void;
+  readonly onClosed: (session: Http2Session) => void;
+  /** Server: a client opened a stream with these request headers; set `stream.handler` here. */
+  readonly onStream?: (stream: Http2Stream, fields: HeaderList, end: boolean) => void;
 }
+
+const NO_HANDLER: StreamHandler = { headers: () => {}, data: () => {}, end: () => {}, reset: () => {}, died: () => {} };
 
 /** One request on the connection. */
 export class Http2Stream {
@@ -109,14 +115,64 @@ export class Http2Stream {
   /** END_STREAM or RST received. */
   remoteClosed = false;
   private drainWaiters: (() => void)[] = [];
+  /** A header block to end the stream with, after the queued DATA (the server's trailers). */
+  trailers: Buffer | null = null;
+  /** While paused, received DATA is held here and its window is not given back. */
+  paused = false;
+  private held: Buffer[] = [];
+  private heldEnd = false;
 
   constructor(
     readonly id: number,
-    private readonly session: Http2ClientSession,
-    readonly handler: StreamHandler,
+    private readonly session: Http2Session,
+    public handler: StreamHandler,
     sendWindow: number,
   ) {
     this.sendWindow = sendWindow;
+  }
+
+  /** Server: sends the response headers (before any DATA). */
+  respond(block: Buffer, endStream = false): void {
+    if (this.localClosed || this.endQueued) return;
+    this.session.sendHeaders(this, block, endStream);
+  }
+
+  /** Server: ends the response with trailers once the queued DATA is out. */
+  endWithTrailers(block: Buffer): void {
+    if (this.localClosed || this.endQueued) return;
+    this.trailers = block;
+    this.endQueued = true;
+    this.session.flush(this);
+  }
+
+  /** Holds received DATA (and its window: HTTP/2 flow control holds the peer) until `resume`. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    for (const c of this.held.splice(0)) {
+      if (this.paused) return;
+      this.handler.data(c);
+    }
+    if (this.heldEnd) {
+      this.heldEnd = false;
+      this.handler.end();
+    }
+    this.session.giveBack(this);
+  }
+
+  /** Received DATA: to the handler, or held while paused. */
+  deliver(chunk: Buffer): void {
+    if (this.paused) this.held.push(chunk);
+    else this.handler.data(chunk);
+  }
+
+  deliverEnd(): void {
+    if (this.paused) this.heldEnd = true;
+    else this.handler.end();
   }
 
   /** Queues request bytes; false: wait for `onDrain` before writing more. */
@@ -169,11 +225,11 @@ export class Http2Stream {
       this.queued -= piece.length;
       this.sendWindow -= piece.length;
       sent += piece.length;
-      const last = this.endQueued && this.queue.length === 0;
+      const last = this.endQueued && this.queue.length === 0 && !this.trailers;
       out(frameHeader(piece.length, Type.DATA, last ? Flag.END_STREAM : 0, this.id), piece);
       if (last) this.localClosed = true;
     }
-    if (this.endQueued && this.queue.length === 0 && !this.localClosed) {
+    if (this.endQueued && this.queue.length === 0 && !this.localClosed && !this.trailers) {
       out(frameHeader(0, Type.DATA, Flag.END_STREAM, this.id), null);
       this.localClosed = true;
     }
@@ -234,6 +290,7 @@ class ConnectionError extends Error {
 }
 
 const enum Read {
+  Preface,
   Header,
   Payload,
   DataPadLength,
@@ -242,13 +299,19 @@ const enum Read {
 }
 
 /**
- * One client HTTP/2 connection over a connected (or connecting) socket. Streams are taken
- * with `request`; the session dies on a socket error or close, a protocol error, `destroy`,
- * or GOAWAY (after which the streams the server took run to their end).
+ * One HTTP/2 connection over a connected (or connecting) socket. A client opens streams
+ * with `request`; a server hears of them through `onStream`. The session dies on a socket
+ * error or close, a protocol error, `destroy`, or GOAWAY (after which the streams the peer
+ * took run to their end).
  */
-export class Http2ClientSession {
+export class Http2Session {
   private readonly streams = new Map<number, Http2Stream>();
   private nextStreamId = 1;
+  /** Server: the highest stream id a client opened. */
+  private lastPeerStream = 0;
+  /** Server: GOAWAY sent (`shutdown`), no new streams are taken. */
+  private shuttingDown = false;
+  private readonly server: boolean;
   private connectionSendWindow = DEFAULT_WINDOW;
   private connectionRecvUnacked = 0;
   private peerInitialWindow = DEFAULT_WINDOW;
@@ -267,7 +330,8 @@ export class Http2ClientSession {
   private readonly pings: (() => void)[] = [];
 
   // The reader's state.
-  private state = Read.Header;
+  private state: Read;
+  private prefaceHave = 0;
   private readonly header = Buffer.alloc(9);
   private headerHave = 0;
   private frameLength = 0;
@@ -286,6 +350,8 @@ export class Http2ClientSession {
     private readonly socket: Duplex,
     private readonly opts: SessionOptions,
   ) {
+    this.server = opts.role === 'server';
+    this.state = this.server ? Read.Preface : Read.Header;
     socket.on('connect', () => (this.connected = true));
     socket.on('data', (chunk: Buffer) => {
       this.connected = true;
@@ -297,23 +363,26 @@ export class Http2ClientSession {
         else throw e;
       }
     });
+    const peer = this.server ? 'client' : 'server';
     socket.on('error', (err: Error) => this.die(this.connected ? `connection dropped: ${err.message}` : `could not connect: ${err.message}`));
-    socket.on('end', () => this.die(this.connected ? 'connection dropped: the server closed the connection' : 'could not connect: the connection closed before the server answered'));
+    socket.on('end', () => this.die(this.connected ? `connection dropped: the ${peer} closed the connection` : 'could not connect: the connection closed before the server answered'));
     socket.on('close', () => this.die(this.connected ? 'connection dropped: the connection closed' : 'could not connect: the connection closed'));
-    // The preface, our SETTINGS (no push; our stream window) and the connection window.
-    this.write(PREFACE);
+    // The client's preface, then either side's SETTINGS (no push; our stream window) and
+    // the connection window.
+    if (!this.server) this.write(PREFACE);
     const settings = Buffer.allocUnsafe(12);
     settings.writeUInt16BE(Setting.ENABLE_PUSH, 0);
     settings.writeUInt32BE(0, 2);
     settings.writeUInt16BE(Setting.INITIAL_WINDOW_SIZE, 6);
     settings.writeUInt32BE(opts.streamWindow, 8);
-    this.write(frame(Type.SETTINGS, 0, 0, settings));
-    this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(CONNECTION_WINDOW - DEFAULT_WINDOW)));
+    // A server must not send ENABLE_PUSH (RFC 9113 §6.5.2).
+    this.write(frame(Type.SETTINGS, 0, 0, this.server ? settings.subarray(6) : settings));
+    if (opts.connectionWindow > DEFAULT_WINDOW) this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(opts.connectionWindow - DEFAULT_WINDOW)));
   }
 
   /** True while new streams may be opened here. */
   get usable(): boolean {
-    return this.deathReason === null && this.goawayLastStream < 0 && this.nextStreamId < MAX_WINDOW && !this.socket.destroyed;
+    return !this.server && this.deathReason === null && this.goawayLastStream < 0 && this.nextStreamId < MAX_WINDOW && !this.socket.destroyed;
   }
 
   get dead(): boolean {
@@ -335,7 +404,13 @@ export class Http2ClientSession {
     this.nextStreamId += 2;
     const stream = new Http2Stream(id, this, handler, this.peerInitialWindow);
     this.streams.set(id, stream);
-    // HEADERS, then CONTINUATIONs if the block is larger than a frame.
+    this.sendHeaders(stream, block, endStream);
+    return stream;
+  }
+
+  /** HEADERS, then CONTINUATIONs if the block is larger than a frame. */
+  sendHeaders(stream: Http2Stream, block: Buffer, endStream: boolean): void {
+    if (this.deathReason !== null || !this.streams.has(stream.id)) return;
     const max = this.peerMaxFrame;
     let off = 0;
     let first = true;
@@ -344,12 +419,26 @@ export class Http2ClientSession {
       off += piece.length;
       const last = off >= block.length;
       const flags = (last ? Flag.END_HEADERS : 0) | (first && endStream ? Flag.END_STREAM : 0);
-      this.write(frameHeader(piece.length, first ? Type.HEADERS : Type.CONTINUATION, flags, id));
+      this.write(frameHeader(piece.length, first ? Type.HEADERS : Type.CONTINUATION, flags, stream.id));
       this.write(piece);
       first = false;
     } while (off < block.length);
-    if (endStream) stream.localClosed = true;
-    return stream;
+    if (endStream) this.localEnded(stream);
+  }
+
+  /** This side sent END_STREAM. A server that answered before the request was all in resets it (NO_ERROR): the client need send no more. */
+  private localEnded(stream: Http2Stream): void {
+    stream.localClosed = true;
+    if (stream.remoteClosed) this.forget(stream);
+    else if (this.server) this.resetStream(stream, H2Error.NO_ERROR);
+  }
+
+  /** Server: GOAWAY now (streams in flight go on, new ones are refused); the connection ends with its last stream. */
+  shutdown(): void {
+    if (!this.server || this.shuttingDown || this.deathReason !== null) return;
+    this.shuttingDown = true;
+    this.write(frame(Type.GOAWAY, 0, 0, Buffer.concat([u32(this.lastPeerStream), u32(H2Error.NO_ERROR)])));
+    if (this.streams.size === 0) this.die('the server is closing', true);
   }
 
   /** Sends a PING; `onAck` runs when it is answered. False if the session is dead. */
@@ -366,8 +455,8 @@ export class Http2ClientSession {
    */
   destroy(reason: string, graceful = true): void {
     if (graceful && this.deathReason === null && !this.socket.destroyed) {
-      // The server opens no streams, so the last one it opened is 0.
-      this.write(frame(Type.GOAWAY, 0, 0, Buffer.concat([u32(0), u32(H2Error.NO_ERROR)])));
+      // The last stream the peer opened (a server opens none, so a client says 0).
+      this.write(frame(Type.GOAWAY, 0, 0, Buffer.concat([u32(this.lastPeerStream), u32(H2Error.NO_ERROR)])));
       this.uncork();
     }
     this.die(reason, graceful);
@@ -407,9 +496,24 @@ export class Http2ClientSession {
       this.connectionSendWindow -= sent;
     }
     if (stream.queued > 0) this.blocked.add(stream);
-    else this.blocked.delete(stream);
-    if (stream.localClosed && stream.remoteClosed) this.forget(stream);
+    else {
+      this.blocked.delete(stream);
+      const trailers = stream.trailers;
+      if (trailers && !stream.localClosed) {
+        stream.trailers = null;
+        this.sendHeaders(stream, trailers, true);
+      } else if (stream.localClosed && stream.remoteClosed) this.forget(stream);
+    }
     this.notifyDrain(stream);
+  }
+
+  /** A resumed stream gives back the window of what it held. */
+  giveBack(stream: Http2Stream): void {
+    if (this.deathReason !== null || stream.remoteClosed || !this.streams.has(stream.id)) return;
+    if (stream.recvUnacked >= this.opts.streamWindow / 2) {
+      this.write(frame(Type.WINDOW_UPDATE, 0, stream.id, u32(stream.recvUnacked)));
+      stream.recvUnacked = 0;
+    }
   }
 
   private notifyDrain(stream: Http2Stream): void {
@@ -433,7 +537,10 @@ export class Http2ClientSession {
   private forget(stream: Http2Stream): void {
     this.streams.delete(stream.id);
     this.blocked.delete(stream);
-    if (this.streams.size === 0 && this.goawayLastStream >= 0 && this.deathReason === null) this.destroy('the server closed the connection (GOAWAY)');
+    if (this.streams.size === 0 && this.deathReason === null) {
+      if (this.goawayLastStream >= 0) this.destroy(`the ${this.server ? 'client' : 'server'} closed the connection (GOAWAY)`);
+      else if (this.shuttingDown) this.die('the server is closing', true);
+    }
     this.maybeClosed();
   }
 
@@ -450,7 +557,7 @@ export class Http2ClientSession {
     if (this.deathReason !== null) return;
     this.write(frame(Type.GOAWAY, 0, 0, Buffer.concat([u32(0), u32(code), Buffer.from(message, 'utf8')])));
     this.uncork();
-    this.die(`connection dropped: the server broke HTTP/2: ${message}`, true);
+    this.die(`connection dropped: the ${this.server ? 'client' : 'server'} broke HTTP/2: ${message}`, true);
   }
 
   /** `graceful`: what was written (GOAWAY) goes out before the socket closes; else it is cut. */
@@ -479,6 +586,17 @@ export class Http2ClientSession {
     const n = chunk.length;
     while (off < n && this.deathReason === null) {
       switch (this.state) {
+        case Read.Preface: {
+          const take = Math.min(PREFACE.length - this.prefaceHave, n - off);
+          if (chunk.compare(PREFACE, this.prefaceHave, this.prefaceHave + take, off, off + take) !== 0) {
+            // Not HTTP/2 with prior knowledge (an HTTP/1.1 request, say): nothing to answer in.
+            throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'the connection did not start with the HTTP/2 preface');
+          }
+          this.prefaceHave += take;
+          off += take;
+          if (this.prefaceHave === PREFACE.length) this.state = Read.Header;
+          break;
+        }
         case Read.Header: {
           const take = Math.min(9 - this.headerHave, n - off);
           chunk.copy(this.header, this.headerHave, off, off + take);
@@ -511,7 +629,7 @@ export class Http2ClientSession {
         case Read.Data: {
           const take = Math.min(this.dataLeft, n - off);
           const s = this.dataStream;
-          if (s && !s.remoteClosed) s.handler.data(off === 0 && take === n ? chunk : chunk.subarray(off, off + take));
+          if (s && !s.remoteClosed) s.deliver(off === 0 && take === n ? chunk : chunk.subarray(off, off + take));
           off += take;
           this.dataLeft -= take;
           if (this.dataLeft === 0) this.afterData();
@@ -540,14 +658,14 @@ export class Http2ClientSession {
       if (this.frameStream === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
       // Flow control counts the whole frame, padding included.
       this.connectionRecvUnacked += this.frameLength;
-      if (this.connectionRecvUnacked > CONNECTION_WINDOW) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'the server sent more than the connection window');
+      if (this.connectionRecvUnacked > this.opts.connectionWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'the server sent more than the connection window');
       const s = this.streams.get(this.frameStream);
       this.dataStream = s;
       if (s) {
         if (s.remoteClosed) throw new ConnectionError(H2Error.STREAM_CLOSED, `DATA on stream ${s.id} after its end`);
         s.recvUnacked += this.frameLength;
         if (s.recvUnacked > this.opts.streamWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `the server sent more than stream ${s.id}'s window`);
-      } else if (this.frameStream >= this.nextStreamId) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `DATA on stream ${this.frameStream}, which was never opened`);
+      } else if (this.idle(this.frameStream)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `DATA on stream ${this.frameStream}, which was never opened`);
       if (this.frameFlags & Flag.PADDED) {
         if (this.frameLength === 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a padded DATA frame without its pad length');
         this.state = Read.DataPadLength;
@@ -575,18 +693,18 @@ export class Http2ClientSession {
     this.state = Read.Header;
     const s = this.dataStream;
     this.dataStream = undefined;
-    if (this.connectionRecvUnacked >= CONNECTION_WINDOW / 2) {
+    if (this.connectionRecvUnacked >= this.opts.connectionWindow / 2) {
       this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(this.connectionRecvUnacked)));
       this.connectionRecvUnacked = 0;
     }
     if (!s || !this.streams.has(s.id)) return;
     if (this.frameFlags & Flag.END_STREAM) {
       s.remoteClosed = true;
-      s.handler.end();
+      s.deliverEnd();
       if (this.streams.has(s.id) && s.localClosed) this.forget(s);
       return;
     }
-    if (s.recvUnacked >= this.opts.streamWindow / 2) {
+    if (!s.paused && s.recvUnacked >= this.opts.streamWindow / 2) {
       this.write(frame(Type.WINDOW_UPDATE, 0, s.id, u32(s.recvUnacked)));
       s.recvUnacked = 0;
     }
@@ -703,13 +821,32 @@ export class Http2ClientSession {
     const fields = this.decoder.decode(b.parts.length === 1 ? b.parts[0] : Buffer.concat(b.parts));
     const s = this.streams.get(b.stream);
     if (!s) {
-      if (b.stream >= this.nextStreamId || b.stream % 2 === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `HEADERS on stream ${b.stream}, which was never opened`);
+      if (this.server && b.stream % 2 === 1 && b.stream > this.lastPeerStream) return this.newStream(b.stream, fields, b.end);
+      if (this.idle(b.stream)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `HEADERS on stream ${b.stream}, which was never opened`);
       return;
     }
     if (s.remoteClosed) throw new ConnectionError(H2Error.STREAM_CLOSED, `HEADERS on stream ${s.id} after its end`);
     if (b.end) s.remoteClosed = true;
     s.handler.headers(fields, b.end);
     if (b.end && this.streams.has(s.id) && s.localClosed) this.forget(s);
+  }
+
+  /** A stream id this side never saw opened. */
+  private idle(id: number): boolean {
+    return this.server ? id > this.lastPeerStream : id >= this.nextStreamId || id % 2 === 0;
+  }
+
+  /** Server: a client's new stream. Refused (REFUSED_STREAM) once GOAWAY went out. */
+  private newStream(id: number, fields: HeaderList, end: boolean): void {
+    this.lastPeerStream = id;
+    const stream = new Http2Stream(id, this, NO_HANDLER, this.peerInitialWindow);
+    if (this.shuttingDown || !this.opts.onStream) {
+      this.write(frame(Type.RST_STREAM, 0, id, u32(H2Error.REFUSED_STREAM)));
+      return;
+    }
+    this.streams.set(id, stream);
+    if (end) stream.remoteClosed = true;
+    this.opts.onStream(stream, fields, end);
   }
 
   private applySetting(key: number, value: number): void {

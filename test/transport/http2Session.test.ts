@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
 import { HpackDecoder, type HeaderList, encodeIndexed, encodeLiterals } from '../../src/transport/hpack.js';
-import { Http2ClientSession, type StreamHandler } from '../../src/transport/http2Session.js';
+import { Http2Session, type Http2Stream, type StreamHandler } from '../../src/transport/http2Session.js';
 
 // fedsim's HTTP/2 client session against a peer that writes every frame by hand: the forms
 // node's server never sends (padding, priority, CONTINUATION, GOAWAY mid-call, broken frames).
@@ -32,7 +32,11 @@ class Peer {
   private prefaceSeen = false;
   ended = false;
 
-  constructor(readonly socket: net.Socket) {
+  constructor(
+    readonly socket: net.Socket,
+    expectPreface = true,
+  ) {
+    this.prefaceSeen = !expectPreface;
     socket.on('data', (c: Buffer) => {
       this.buf = Buffer.concat([this.buf, c]);
       if (!this.prefaceSeen) {
@@ -90,14 +94,14 @@ class Peer {
   }
 }
 
-async function pair(streamWindow = 65_536): Promise<{ peer: Peer; session: Http2ClientSession; closed: Promise<void>; server: net.Server }> {
+async function pair(streamWindow = 65_536): Promise<{ peer: Peer; session: Http2Session; closed: Promise<void>; server: net.Server }> {
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as net.AddressInfo;
   const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
   let onClosed!: () => void;
   const closed = new Promise<void>((r) => (onClosed = r));
-  const session = new Http2ClientSession(net.connect({ host: '127.0.0.1', port }), { streamWindow, onClosed: () => onClosed() });
+  const session = new Http2Session(net.connect({ host: '127.0.0.1', port }), { role: 'client', streamWindow, connectionWindow: 4 * 1024 * 1024, onClosed: () => onClosed() });
   const peer = new Peer(await accepted);
   peer.send(SETTINGS, 0, 0);
   return { peer, session, closed, server };
@@ -284,3 +288,104 @@ for (const [name, send, code] of [
     server.close();
   });
 }
+
+// ---- the server side ----
+
+/** A server session on a real socket, and a hand-written client (preface sent) talking to it. */
+async function serverPair(onStream: (stream: Http2Stream, fields: HeaderList, end: boolean) => void, preface = true): Promise<{ peer: Peer; session: () => Http2Session; closed: Promise<void>; server: net.Server }> {
+  let session!: Http2Session;
+  let onClosed!: () => void;
+  const closed = new Promise<void>((r) => (onClosed = r));
+  const server = net.createServer((socket) => {
+    session = new Http2Session(socket, { role: 'server', streamWindow: 65_535, connectionWindow: 1024 * 1024, onStream, onClosed: () => onClosed() });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  const socket = net.connect({ host: '127.0.0.1', port });
+  await new Promise((r) => socket.once('connect', r));
+  const peer = new Peer(socket, false);
+  if (preface) socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+  return { peer, session: () => session, closed, server };
+}
+
+test('server: a connection that does not open with the preface (an HTTP/1.1 request) gets GOAWAY PROTOCOL_ERROR and is closed', async () => {
+  const { peer, closed, server } = await serverPair(() => assert.fail('no stream'), false);
+  peer.socket.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+  await closed;
+  const settings = await peer.take((f) => f.type === SETTINGS, 'the server SETTINGS');
+  assert.equal(settings.payload.length % 6, 0);
+  for (let i = 0; i < settings.payload.length; i += 6) assert.notEqual(settings.payload.readUInt16BE(i), 2, 'a server sends no ENABLE_PUSH');
+  const goaway = await peer.take((f) => f.type === GOAWAY, 'GOAWAY');
+  assert.equal(goaway.payload.readUInt32BE(4), 1);
+  server.close();
+});
+
+test('server: a paused stream holds its DATA and window until resumed; trailers follow the queued DATA; an early answer resets the rest (NO_ERROR)', async () => {
+  const streams: { stream: Http2Stream; fields: HeaderList; got: Buffer[]; ended: boolean }[] = [];
+  const { peer, session, server } = await serverPair((stream, fields) => {
+    const rec = { stream, fields, got: [] as Buffer[], ended: false };
+    streams.push(rec);
+    stream.pause();
+    stream.handler = { headers: () => {}, data: (c) => rec.got.push(Buffer.from(c)), end: () => (rec.ended = true), reset: () => {}, died: () => {} };
+  });
+  peer.send(HEADERS, 0x4, 1, requestBlock('/up'));
+  // 48 KiB in three frames, more than half the 64 KiB window.
+  for (let i = 0; i < 3; i++) peer.send(DATA, i === 2 ? 1 : 0, 1, Buffer.alloc(16_384, i + 1));
+  await peer.take(() => false, 'nothing').catch(() => undefined);
+  const a = streams[0];
+  assert.deepEqual(a.fields.find(([n]) => n === ':path'), [':path', '/up']);
+  assert.equal(a.got.length, 0, 'held while paused');
+  assert.equal(peer.frames.filter((f) => f.type === WINDOW_UPDATE && f.stream === 1).length, 0, 'no window given back while paused');
+  a.stream.resume();
+  assert.equal(Buffer.concat(a.got).length, 49_152);
+  assert.ok(a.ended);
+  // The client ended the stream, so its window is not given back (nothing more may come).
+  const respond = Buffer.from([0x88]);
+  a.stream.respond(respond);
+  assert.equal(a.stream.write(Buffer.alloc(40_000, 9)), false);
+  a.stream.endWithTrailers(Buffer.from([0x00, 0x0b, ...Buffer.from('grpc-status'), 0x01, 0x30]));
+  const headers = await peer.take((f) => f.type === HEADERS && f.stream === 1, 'the response HEADERS');
+  assert.equal(headers.flags, 0x4);
+  let data = 0;
+  while (data < 40_000) data += (await peer.take((f) => f.type === DATA && f.stream === 1, 'DATA')).payload.length;
+  const trailers = await peer.take((f) => f.type === HEADERS && f.stream === 1, 'the trailers');
+  assert.equal(trailers.flags, 0x4 | 0x1);
+  assert.deepEqual(new HpackDecoder().decode(trailers.payload), [['grpc-status', '0']]);
+  assert.equal(session().streamCount, 0);
+
+  // An answer before the request is all in: trailers-only, then RST_STREAM NO_ERROR.
+  peer.send(HEADERS, 0x4, 3, requestBlock('/early'));
+  peer.send(DATA, 0, 3, Buffer.alloc(100));
+  await peer.take(() => false, 'nothing').catch(() => undefined);
+  const b = streams[1];
+  b.stream.respond(Buffer.from([0x88, 0x00, 0x0b, ...Buffer.from('grpc-status'), 0x01, 0x38]), true);
+  const only = await peer.take((f) => f.type === HEADERS && f.stream === 3, 'the trailers-only answer');
+  assert.equal(only.flags, 0x4 | 0x1);
+  const rst = await peer.take((f) => f.type === RST_STREAM && f.stream === 3, 'RST_STREAM');
+  assert.equal(rst.payload.readUInt32BE(0), 0);
+  session().destroy('done');
+  server.close();
+});
+
+test('server: shutdown sends GOAWAY naming the last stream, refuses new ones, and closes when the last one ends', async () => {
+  const streams: Http2Stream[] = [];
+  const { peer, session, closed, server } = await serverPair((stream) => {
+    streams.push(stream);
+  });
+  peer.send(SETTINGS, 0, 0);
+  peer.send(HEADERS, 0x4 | 0x1, 1, requestBlock('/a'));
+  await peer.take((f) => f.type === SETTINGS && f.flags === 1, 'SETTINGS ACK');
+  await peer.take(() => false, 'nothing').catch(() => undefined);
+  session().shutdown();
+  const goaway = await peer.take((f) => f.type === GOAWAY, 'GOAWAY');
+  assert.equal(goaway.payload.readUInt32BE(0), 1);
+  peer.send(HEADERS, 0x4 | 0x1, 3, requestBlock('/b'));
+  const refused = await peer.take((f) => f.type === RST_STREAM && f.stream === 3, 'REFUSED_STREAM');
+  assert.equal(refused.payload.readUInt32BE(0), 7);
+  assert.equal(streams.length, 1);
+  streams[0].respond(Buffer.from([0x88]), true);
+  await closed;
+  await peer.take(() => peer.ended, 'the connection to end').catch(() => undefined);
+  assert.ok(peer.ended);
+  server.close();
+});
