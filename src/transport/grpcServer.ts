@@ -22,6 +22,13 @@ import { type HeaderList, encodeIndexed, encodeLiterals, headerValue } from './h
 import { type Http2Stream, Http2Session } from './http2Session.js';
 import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, HeaderDataReader, encodeGrpcMessage, frame, parseGrpcTimeout, wholeMessages } from './grpcWire.js';
 
+/**
+ * The window an update's stream gets once it has a slot (it starts with HTTP/2's default
+ * 64 KiB, all an update waiting for a slot may hold here): room for a whole 1 MiB chunk in
+ * flight, so the worker does not wait for a WINDOW_UPDATE every 32 KiB.
+ */
+const UPLOAD_WINDOW_BYTES = 1024 * 1024;
+
 const PATH = {
   register: '/fedsim.v1.Fedsim/Register',
   pushUpdate: '/fedsim.v1.Fedsim/PushUpdate',
@@ -236,7 +243,7 @@ export class GrpcFlServer {
         // HTTP/2's default stream window for uploads: an update that waits for a slot holds
         // at most this much here, not its whole megabytes.
         streamWindow: 65_535,
-        connectionWindow: 1024 * 1024,
+        connectionWindow: 2 * UPLOAD_WINDOW_BYTES,
         onStream: (stream, fields, end) => this.dispatch(stream, fields, end),
         // A dead connection ends its calls through their streams.
         onClosed: (s) => this.sessions.delete(s),
@@ -355,6 +362,7 @@ export class GrpcFlServer {
         },
       );
       const decoder = new FrameDecoder(reader, GRPC_MAX_MESSAGE_BYTES);
+      call.stream.growWindow(UPLOAD_WINDOW_BYTES);
       const onData = (chunk: Buffer) => {
         if (over) return;
         try {

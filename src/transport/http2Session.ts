@@ -69,8 +69,13 @@ const enum Setting {
 
 const DEFAULT_WINDOW = 65_535;
 const MAX_WINDOW = 2 ** 31 - 1;
-/** The largest frame we accept: the default, which we never raise. */
-const MAX_RECEIVED_FRAME = 16_384;
+/**
+ * The largest frame either side of fedsim accepts (SETTINGS_MAX_FRAME_SIZE; HTTP/2's default
+ * is 16 KiB). A 1 MiB model chunk then crosses as one DATA frame instead of 64: the frame
+ * headers, writes and reads per megabyte drop with it. DATA is read as it streams in, so a
+ * large frame is never gathered; other frames are bounded by MAX_HEADER_BLOCK.
+ */
+const MAX_FRAME = 1024 * 1024;
 /** A response's header block may be this large, CONTINUATIONs included. */
 const MAX_HEADER_BLOCK = 64 * 1024;
 
@@ -106,6 +111,8 @@ const NO_HANDLER: StreamHandler = { headers: () => {}, data: () => {}, end: () =
 /** One request on the connection. */
 export class Http2Stream {
   sendWindow: number;
+  /** The receive window this side granted the stream (SETTINGS, or more through `growWindow`). */
+  recvWindow: number;
   recvUnacked = 0;
   private readonly queue: Buffer[] = [];
   queued = 0;
@@ -127,8 +134,15 @@ export class Http2Stream {
     private readonly session: Http2Session,
     public handler: StreamHandler,
     sendWindow: number,
+    recvWindow: number,
   ) {
     this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+  }
+
+  /** Grants the peer a larger receive window on this stream (a WINDOW_UPDATE for the difference). */
+  growWindow(bytes: number): void {
+    this.session.growWindow(this, bytes);
   }
 
   /** Server: sends the response headers (before any DATA). */
@@ -370,11 +384,13 @@ export class Http2Session {
     // The client's preface, then either side's SETTINGS (no push; our stream window) and
     // the connection window.
     if (!this.server) this.write(PREFACE);
-    const settings = Buffer.allocUnsafe(12);
+    const settings = Buffer.allocUnsafe(18);
     settings.writeUInt16BE(Setting.ENABLE_PUSH, 0);
     settings.writeUInt32BE(0, 2);
     settings.writeUInt16BE(Setting.INITIAL_WINDOW_SIZE, 6);
     settings.writeUInt32BE(opts.streamWindow, 8);
+    settings.writeUInt16BE(Setting.MAX_FRAME_SIZE, 12);
+    settings.writeUInt32BE(MAX_FRAME, 14);
     // A server must not send ENABLE_PUSH (RFC 9113 §6.5.2).
     this.write(frame(Type.SETTINGS, 0, 0, this.server ? settings.subarray(6) : settings));
     if (opts.connectionWindow > DEFAULT_WINDOW) this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(opts.connectionWindow - DEFAULT_WINDOW)));
@@ -402,7 +418,7 @@ export class Http2Session {
     if (this.streams.size >= this.peerMaxStreams) throw new Error(`the server allows at most ${this.peerMaxStreams} concurrent calls on a connection`);
     const id = this.nextStreamId;
     this.nextStreamId += 2;
-    const stream = new Http2Stream(id, this, handler, this.peerInitialWindow);
+    const stream = new Http2Stream(id, this, handler, this.peerInitialWindow, this.opts.streamWindow);
     this.streams.set(id, stream);
     this.sendHeaders(stream, block, endStream);
     return stream;
@@ -510,10 +526,16 @@ export class Http2Session {
   /** A resumed stream gives back the window of what it held. */
   giveBack(stream: Http2Stream): void {
     if (this.deathReason !== null || stream.remoteClosed || !this.streams.has(stream.id)) return;
-    if (stream.recvUnacked >= this.opts.streamWindow / 2) {
+    if (stream.recvUnacked >= stream.recvWindow / 2) {
       this.write(frame(Type.WINDOW_UPDATE, 0, stream.id, u32(stream.recvUnacked)));
       stream.recvUnacked = 0;
     }
+  }
+
+  growWindow(stream: Http2Stream, bytes: number): void {
+    if (this.deathReason !== null || stream.remoteClosed || bytes <= stream.recvWindow || !this.streams.has(stream.id)) return;
+    this.write(frame(Type.WINDOW_UPDATE, 0, stream.id, u32(bytes - stream.recvWindow)));
+    stream.recvWindow = bytes;
   }
 
   private notifyDrain(stream: Http2Stream): void {
@@ -652,7 +674,8 @@ export class Http2Session {
     this.frameType = h[3];
     this.frameFlags = h[4];
     this.frameStream = h.readUInt32BE(5) & 0x7fffffff;
-    if (this.frameLength > MAX_RECEIVED_FRAME) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, `a frame of ${this.frameLength} bytes, over the ${MAX_RECEIVED_FRAME} allowed`);
+    if (this.frameLength > MAX_FRAME) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, `a frame of ${this.frameLength} bytes, over the ${MAX_FRAME} allowed`);
+    if (this.frameType !== Type.DATA && this.frameLength > MAX_HEADER_BLOCK) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, `a ${this.frameType === Type.HEADERS || this.frameType === Type.CONTINUATION ? 'header block' : 'control frame'} of ${this.frameLength} bytes, over the ${MAX_HEADER_BLOCK} allowed`);
     if (this.block && this.frameType !== Type.CONTINUATION) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a header block was interrupted by another frame');
     if (this.frameType === Type.DATA) {
       if (this.frameStream === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
@@ -664,7 +687,7 @@ export class Http2Session {
       if (s) {
         if (s.remoteClosed) throw new ConnectionError(H2Error.STREAM_CLOSED, `DATA on stream ${s.id} after its end`);
         s.recvUnacked += this.frameLength;
-        if (s.recvUnacked > this.opts.streamWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `the server sent more than stream ${s.id}'s window`);
+        if (s.recvUnacked > s.recvWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `the server sent more than stream ${s.id}'s window`);
       } else if (this.idle(this.frameStream)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `DATA on stream ${this.frameStream}, which was never opened`);
       if (this.frameFlags & Flag.PADDED) {
         if (this.frameLength === 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a padded DATA frame without its pad length');
@@ -704,7 +727,7 @@ export class Http2Session {
       if (this.streams.has(s.id) && s.localClosed) this.forget(s);
       return;
     }
-    if (!s.paused && s.recvUnacked >= this.opts.streamWindow / 2) {
+    if (!s.paused && s.recvUnacked >= s.recvWindow / 2) {
       this.write(frame(Type.WINDOW_UPDATE, 0, s.id, u32(s.recvUnacked)));
       s.recvUnacked = 0;
     }
@@ -839,7 +862,7 @@ export class Http2Session {
   /** Server: a client's new stream. Refused (REFUSED_STREAM) once GOAWAY went out. */
   private newStream(id: number, fields: HeaderList, end: boolean): void {
     this.lastPeerStream = id;
-    const stream = new Http2Stream(id, this, NO_HANDLER, this.peerInitialWindow);
+    const stream = new Http2Stream(id, this, NO_HANDLER, this.peerInitialWindow, this.opts.streamWindow);
     if (this.shuttingDown || !this.opts.onStream) {
       this.write(frame(Type.RST_STREAM, 0, id, u32(H2Error.REFUSED_STREAM)));
       return;

@@ -267,7 +267,8 @@ test('GOAWAY: a stream above the last id fails with the code, the one below runs
 });
 
 for (const [name, send, code] of [
-  ['a frame over 16 KiB', (p: Peer) => p.sendHeaderOnly(DATA, 20_000, 1), 6],
+  ['a frame over 1 MiB', (p: Peer) => p.sendHeaderOnly(DATA, 2 * 1024 * 1024, 1), 6],
+  ['a HEADERS frame over 64 KiB', (p: Peer) => p.sendHeaderOnly(HEADERS, 100_000, 1), 11],
   ['DATA on a stream never opened', (p: Peer) => p.send(DATA, 0, 7, Buffer.from('x')), 1],
   ['PUSH_PROMISE', (p: Peer) => p.send(PUSH_PROMISE, 0x4, 1, Buffer.from([0, 0, 0, 2, 0x88])), 1],
   ['a header block that does not decode', (p: Peer) => p.send(HEADERS, 0x4, 1, Buffer.from([0x80])), 9],
