@@ -21,6 +21,7 @@ import { WorkerNodeStats, type WorkerNodeReport } from '../sim/workerStats.js';
 import type { WorkerSnapshotIn } from '../sim/runStore.js';
 import { GrpcWorkerTransport } from '../transport/grpcClient.js';
 import { HttpWorkerTransport } from '../transport/httpClient.js';
+import { SharedBody } from '../transport/headers.js';
 import { emitEvent, log } from './output.js';
 
 export interface WorkerFlags {
@@ -121,6 +122,9 @@ export interface ChunkHandle {
   stop(): void;
 }
 
+/** The largest body a node's pulls share a buffer for (BodyBuffer's own bound). */
+const MAX_SHARED_BODY = 2 ** 31;
+
 /**
  * SHA-256 of the models this node's workers receive, computed once per distinct body: a body
  * byte-equal to one already hashed has that hash (Buffer.equals is a memcmp, several times
@@ -182,7 +186,10 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       const admit = limiter(REGISTER_CONCURRENCY);
       // One copy of each model version per node (the last few), however many workers hold it.
       const models = new Map<string, Buffer>();
+      /** Versions this node's pulls are receiving now, filled together (SharedBody). */
+      const receiving = new Map<string, SharedBody>();
       const intern = (m: PulledModel): PulledModel => {
+        receiving.delete(m.sha256);
         const have = models.get(m.sha256);
         if (have) return { ...m, body: have };
         models.set(m.sha256, m.body);
@@ -192,9 +199,19 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       // A version the node holds (checked against its SHA-256 when it first came) is compared
       // with each new copy in place: 25 workers receiving one 1 MiB version allocate and copy
       // it once, not 25 times (the allocations alone cost these nodes a third of their CPU in GC).
-      const heldModel = (sha: string, bytes: number): Buffer | undefined => {
+      // A version no pull has finished yet is received into one buffer that all its pulls
+      // share: they arrive together, so this is the common case.
+      const heldModel = (sha: string, bytes: number): Buffer | SharedBody | undefined => {
         const have = models.get(sha);
-        return have && have.length === bytes ? have : undefined;
+        if (have && have.length === bytes) return have;
+        if (bytes < 64 * 1024 || bytes > MAX_SHARED_BODY) return undefined;
+        let body = receiving.get(sha);
+        if (!body || body.buffer.length !== bytes) {
+          body = new SharedBody(Buffer.allocUnsafe(bytes));
+          receiving.set(sha, body);
+          if (receiving.size > 2) receiving.delete(receiving.keys().next().value as string);
+        }
+        return body;
       };
       const signers = s.keys ? workerSigners(s.keys, Array.from({ length: count }, (_, i) => first + i)) : null;
       if (signers) log(`worker node ${name}: safe mode: ${signers.size} of ${count} workers have a key in ${s.keys}${signers.size < count ? ' (the others send unsigned requests, which a safe-mode server refuses)' : ''}`);

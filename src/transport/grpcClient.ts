@@ -3,7 +3,7 @@ import { ModelHeader, RegisterReply, RegisterRequest, UpdateAck, UpdateHeader, P
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
-import { BodyBuffer, CHUNK_BYTES } from './headers.js';
+import { BodyBuffer, CHUNK_BYTES, type SharedBody } from './headers.js';
 import { EMPTY_SHA256, GRPC_AUTH_PATH, type RequestSigner, registerBody, registrationId } from './auth.js';
 import { GRPC_MAX_MESSAGE_BYTES, type GrpcCall, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, codeName, frame, framePrefix, varint, wholeMessages } from './grpcWire.js';
 import type { Duplex } from 'node:stream';
@@ -23,9 +23,10 @@ export interface GrpcClientOptions {
   readonly signer?: RequestSigner;
   /**
    * A copy of the model with this SHA-256 and size that the node already holds and has
-   * checked: a received body is compared with it in place instead of copied (BodyBuffer).
+   * checked, or that the node's pulls are receiving now: a received body is compared with it
+   * (and fills it) in place instead of being copied (BodyBuffer).
    */
-  readonly heldModel?: (sha256: string, bytes: number) => Buffer | undefined;
+  readonly heldModel?: (sha256: string, bytes: number) => Buffer | SharedBody | undefined;
   /** Opens the worker's connection instead of a socket of its own (the in-process fault proxy). */
   readonly connect?: () => Duplex;
 }

@@ -4,7 +4,7 @@ import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.j
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { HttpConnection, type HttpHeaders } from './httpWire.js';
-import { BodyBuffer, H } from './headers.js';
+import { BodyBuffer, H, type SharedBody } from './headers.js';
 import { EMPTY_SHA256, type RequestSigner, registrationId } from './auth.js';
 
 export interface HttpClientOptions {
@@ -20,9 +20,10 @@ export interface HttpClientOptions {
   readonly signer?: RequestSigner;
   /**
    * A copy of the model with this SHA-256 and size that the node already holds and has
-   * checked: a received body is compared with it in place instead of copied (BodyBuffer).
+   * checked, or that the node's pulls are receiving now: a received body is compared with it
+   * (and fills it) in place instead of being copied (BodyBuffer).
    */
-  readonly heldModel?: (sha256: string, bytes: number) => Buffer | undefined;
+  readonly heldModel?: (sha256: string, bytes: number) => Buffer | SharedBody | undefined;
   /**
    * Opens the worker's connection instead of a TCP socket of its own (the in-process fault
    * proxy, src/netem/proxy/pipe.ts).

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { BodyBuffer } from '../../src/transport/headers.js';
+import { BodyBuffer, SharedBody } from '../../src/transport/headers.js';
 
 const chunks = (b: Buffer, size: number) => Array.from({ length: Math.ceil(b.length / size) }, (_, i) => b.subarray(i * size, (i + 1) * size));
 
@@ -90,4 +90,44 @@ test('HTTP client: a pulled copy of a held version is compared in place; a corru
   } finally {
     server.close();
   }
+});
+
+test('BodyBuffer: pulls sharing a SharedBody in step fill it together (the first to reach a byte writes it) and are all that one buffer', () => {
+  const data = randomBytes(300_000);
+  const shared = new SharedBody(Buffer.alloc(data.length));
+  const a = new BodyBuffer(data.length, shared);
+  const b = new BodyBuffer(data.length, shared);
+  const c = new BodyBuffer(data.length, shared);
+  // a leads, then b overtakes it; c follows behind both.
+  a.push(data.subarray(0, 70_000));
+  b.push(data.subarray(0, 50_000));
+  b.push(data.subarray(50_000, 200_000));
+  assert.equal(shared.filled, 200_000);
+  a.push(data.subarray(70_000, 250_000));
+  c.push(data.subarray(0, 250_000));
+  a.push(data.subarray(250_000));
+  b.push(data.subarray(200_000));
+  c.push(data.subarray(250_000));
+  for (const body of [a, b, c]) {
+    assert.ok(body.matchesReference);
+    assert.equal(body.bytes(), shared.buffer);
+  }
+  assert.deepEqual(shared.buffer, data);
+});
+
+test('BodyBuffer: a pull that differs from what another wrote into the SharedBody gets its own exact bytes, and the shared bytes stay as written', () => {
+  const data = randomBytes(200_000);
+  const other = Buffer.from(data);
+  other[150_000] ^= 1;
+  const shared = new SharedBody(Buffer.alloc(data.length));
+  const first = new BodyBuffer(data.length, shared);
+  const second = new BodyBuffer(data.length, shared);
+  first.push(data);
+  second.push(other.subarray(0, 100_000));
+  second.push(other.subarray(100_000));
+  assert.ok(!second.matchesReference);
+  assert.deepEqual(second.bytes(), other);
+  assert.notEqual(second.bytes().buffer, shared.buffer.buffer);
+  assert.deepEqual(first.bytes(), data);
+  assert.deepEqual(shared.buffer, data);
 });
