@@ -16,6 +16,7 @@
  * address, retries (fedsim's retry policy is the only one).
  */
 import net from 'node:net';
+import { sharedRead } from './readBuffer.js';
 import type { Duplex } from 'node:stream';
 import { formatHostPort } from '../config/values.js';
 import { type HeaderList, encodeIndexed, encodeLiterals, headerValue } from './hpack.js';
@@ -329,9 +330,13 @@ export class GrpcConnection {
   private open(): Http2Session {
     const current = this.session;
     if (current && current.usable) return current;
+    // A TCP socket reads into the process's one read buffer (readBuffer.ts): nothing is
+    // allocated per read; the session parses each read, and its streams copy or compare
+    // what they keep, before the next.
+    let session: Http2Session | null = null;
     const socket = this.opts.createConnection
       ? this.opts.createConnection()
-      : net.connect({ host: this.opts.host, port: this.opts.port, noDelay: true });
+      : net.connect({ host: this.opts.host, port: this.opts.port, noDelay: true, onread: sharedRead((c) => session?.received(c)) });
     const s = new Http2Session(socket, {
       role: 'client',
       // A model streams to the worker in 1 MiB messages: a 1 MiB stream window (HTTP/2's
@@ -348,6 +353,7 @@ export class GrpcConnection {
         }
       },
     });
+    session = s;
     this.session = s;
     return s;
   }

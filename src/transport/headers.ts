@@ -82,7 +82,7 @@ export class BodyBuffer {
     if (this.whole && this.parts.length === 0 && this.filled + c.length <= this.whole.length) {
       c.copy(this.whole, this.filled);
       this.filled += c.length;
-    } else this.parts.push(c);
+    } else this.parts.push(Buffer.from(c)); // `c` may be a view of a read buffer that is reused
     this.n += c.length;
   }
 

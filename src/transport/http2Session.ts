@@ -180,7 +180,7 @@ export class Http2Stream {
 
   /** Received DATA: to the handler, or held while paused. */
   deliver(chunk: Buffer): void {
-    if (this.paused) this.held.push(chunk);
+    if (this.paused) this.held.push(Buffer.from(chunk)); // the socket's read buffer may be reused
     else this.handler.data(chunk);
   }
 
@@ -367,16 +367,7 @@ export class Http2Session {
     this.server = opts.role === 'server';
     this.state = this.server ? Read.Preface : Read.Header;
     socket.on('connect', () => (this.connected = true));
-    socket.on('data', (chunk: Buffer) => {
-      this.connected = true;
-      try {
-        this.read(chunk);
-      } catch (e) {
-        if (e instanceof ConnectionError) this.fail(e.code, e.message);
-        else if (e instanceof HpackError) this.fail(H2Error.COMPRESSION_ERROR, e.message);
-        else throw e;
-      }
-    });
+    socket.on('data', (chunk: Buffer) => this.received(chunk));
     const peer = this.server ? 'client' : 'server';
     socket.on('error', (err: Error) => this.die(this.connected ? `connection dropped: ${err.message}` : `could not connect: ${err.message}`));
     socket.on('end', () => this.die(this.connected ? `connection dropped: the ${peer} closed the connection` : 'could not connect: the connection closed before the server answered'));
@@ -394,6 +385,22 @@ export class Http2Session {
     // A server must not send ENABLE_PUSH (RFC 9113 §6.5.2).
     this.write(frame(Type.SETTINGS, 0, 0, this.server ? settings.subarray(6) : settings));
     if (opts.connectionWindow > DEFAULT_WINDOW) this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(opts.connectionWindow - DEFAULT_WINDOW)));
+  }
+
+  /**
+   * Bytes from the socket, by its 'data' event or by the caller (a socket opened with
+   * `onread`). Everything read is parsed, and handed on as views, before this returns: the
+   * caller may reuse `chunk` afterwards.
+   */
+  received(chunk: Buffer): void {
+    this.connected = true;
+    try {
+      this.read(chunk);
+    } catch (e) {
+      if (e instanceof ConnectionError) this.fail(e.code, e.message);
+      else if (e instanceof HpackError) this.fail(H2Error.COMPRESSION_ERROR, e.message);
+      else throw e;
+    }
   }
 
   /** True while new streams may be opened here. */

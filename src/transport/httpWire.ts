@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { sharedRead } from './readBuffer.js';
 import type { Duplex } from 'node:stream';
 import { TransportError } from '../sim/ports.js';
 import { fromSocketError } from './errors.js';
@@ -22,7 +23,11 @@ import { formatHostPort } from '../config/values.js';
 
 export type HttpHeaders = Record<string, string>;
 
-/** Where a response's body goes: `push` each piece as it arrives. */
+/**
+ * Where a response's body goes: `push` each piece as it arrives. A piece is valid only
+ * during the call (it may be a view of the socket's read buffer, readBuffer.ts): copy,
+ * compare or parse it, never keep it.
+ */
 export interface BodySink {
   push(c: Buffer): void;
 }
@@ -166,11 +171,16 @@ export class HttpConnection {
 
   private open(): Duplex {
     const o = this.opts;
-    const socket = o.connect ? o.connect() : net.connect({ host: o.host, port: o.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: o.keepaliveMs ?? 10_000 });
-    this.socket = socket;
-    socket.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       if (this.socket === socket) this.onData(c);
-    });
+    };
+    // A TCP socket reads into the process's one read buffer (readBuffer.ts): nothing is
+    // allocated per read. What is read is parsed, compared or copied before the next read.
+    const socket = o.connect
+      ? o.connect()
+      : net.connect({ host: o.host, port: o.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: o.keepaliveMs ?? 10_000, onread: sharedRead(onData) });
+    this.socket = socket;
+    if (o.connect) socket.on('data', onData);
     socket.on('end', () => {
       if (this.socket === socket) this.onEnd();
     });
@@ -227,7 +237,7 @@ export class HttpConnection {
         const end = buf.indexOf(CRLFCRLF);
         if (end < 0) {
           if (buf.length > MAX_HEAD_BYTES) return this.protocolError(`a response head longer than ${MAX_HEAD_BYTES} bytes`);
-          this.held = buf;
+          this.held = Buffer.from(buf); // the socket's read buffer is reused after this call
           return;
         }
         if (!this.parseHead(p, buf.toString('latin1', 0, end))) return;
@@ -284,7 +294,7 @@ export class HttpConnection {
           this.protocolError('a chunk-size line longer than 64 KiB');
           return null;
         }
-        this.held = buf;
+        this.held = Buffer.from(buf); // the socket's read buffer is reused after this call
         return null;
       }
       const line = buf.toString('latin1', 0, eol);

@@ -49,7 +49,8 @@ after(() => server.close());
 class Collect implements BodySink {
   parts: Buffer[] = [];
   push(c: Buffer): void {
-    this.parts.push(c);
+    // A view of the socket's read buffer, valid only during this call (BodySink).
+    this.parts.push(Buffer.from(c));
   }
   get text(): string {
     return Buffer.concat(this.parts).toString();
