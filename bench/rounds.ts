@@ -18,9 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { type CaseDef, type CaseResult, LOOPBACK_BYTES, LOOPBACK_PASS_MS, LOOPBACK_PASSES, MiB, ROOT, type Transport, makeTempRoot, mb, measureLoopback, runCase, sec, table, runBench } from './lib.js';
 
+// Rounds 2 to 5 carry every process's warm-up (JIT tiers, heap growth) and run up to twice
+// as long as later ones; 10 rounds weigh them as a run of some length would, and every
+// round's time is printed below the table.
 const CASES: CaseDef[] = [
-  { id: '1000', workers: 1000, payload: 'string', rounds: 5 },
-  { id: 'bytes', workers: 100, payload: 'bytes:1MiB', rounds: 5 },
+  { id: '1000', workers: 1000, payload: 'string', rounds: 10 },
+  { id: 'bytes', workers: 100, payload: 'bytes:1MiB', rounds: 10 },
   { id: '10000', workers: 10000, payload: 'string', rounds: 3 },
 ];
 const TRANSPORTS: Transport[] = ['http', 'grpc'];
@@ -106,6 +109,11 @@ async function main(): Promise<number> {
       [true, false, false, true, false, true, true, true, true, true, true, true, true],
     ),
   );
+  console.log('every round, in seconds (round 1 first):');
+  for (const r of results) {
+    const lines = r.summary?.roundLines ?? [];
+    console.log(`  ${String(r.def.workers).padStart(5)} ${r.def.payload.padEnd(10)} ${r.transport.padEnd(4)}  ${lines.map((l) => (l.durationMs / 1000).toFixed(2)).join(' ')}`);
+  }
   console.log(`loopback TCP: ${loopback === null ? 'n/a (failed)' : `${loopback.toFixed(0)} MB/s`}`);
   console.log('MB/s (bytes:1MiB only) = (R-1) × 100 workers × 2 × 1 MiB (update up + model down) / sum of durations of rounds 2..R');
   console.log('RSS = peak resident set size of the server node and of the largest of the 4 worker nodes');

@@ -94,7 +94,6 @@ class ServerCall {
   private headersSent = false;
   private readonly timer: NodeJS.Timeout | null;
   private readonly onCancel: (() => void)[] = [];
-  private drainWaiters: (() => void)[] = [];
   private onData: ((chunk: Buffer) => void) | null = null;
   private onEnd: (() => void) | null = null;
 
@@ -146,13 +145,12 @@ class ServerCall {
 
   private cancel(): void {
     if (this.timer) clearTimeout(this.timer);
-    for (const fn of this.drainWaiters.splice(0)) fn();
     if (this.answered || this.cancelled) return;
     this.cancelled = true;
     for (const fn of this.onCancel.splice(0)) fn();
   }
 
-  /** Writes framed response bytes; false: wait for `drained()`. */
+  /** Queues framed response bytes (views: they must not change); they go out as flow control allows. */
   send(bytes: Buffer): boolean {
     if (!this.headersSent) {
       this.headersSent = true;
@@ -161,26 +159,16 @@ class ServerCall {
     return this.stream.write(bytes);
   }
 
-  /** Resolves when the stream can take more, or the call ended. */
-  drained(): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.cancelled) return resolve();
-      let done = false;
-      const once = () => {
-        if (done) return;
-        done = true;
-        resolve();
-      };
-      this.drainWaiters.push(once);
-      this.stream.onDrain(once);
-    });
-  }
-
-  /** Ends the call with a status: in the trailers, or trailers-only when nothing was sent. */
-  finish(code: number, message = ''): void {
+  /**
+   * Ends the call with a status: in the trailers, or trailers-only when nothing was sent.
+   * `sent` runs once the status is written, behind everything queued before it (not if the
+   * call is cut first).
+   */
+  finish(code: number, message = '', sent?: () => void): void {
     if (this.answered || this.cancelled) return;
     this.answered = true;
     if (this.timer) clearTimeout(this.timer);
+    if (sent) this.stream.onEnded = sent;
     this.sendStatus(code, message);
   }
 
@@ -426,15 +414,12 @@ export class GrpcFlServer {
       call.finish(GrpcCode.OK);
       return;
     }
-    // From the model's one framing, a chunk at a time as flow control lets it go: memory per
-    // pull stays at what the stream's window holds, not the model times the workers.
-    for (const chunk of framedModel(model)) {
-      if (call.cancelled) return;
-      if (!call.send(chunk)) await call.drained();
-    }
-    if (call.cancelled) return;
-    this.fl.out('model', model.body.length);
-    call.finish(GrpcCode.OK);
+    // The model's one framing, queued whole on the stream with the status behind it: the
+    // queue holds views of the shared chunks (nothing is copied per pull), and the session
+    // writes them as the worker's window lets them go, then the trailers at once. Waiting for
+    // the socket to drain before the status cost each pull a turn of this busy event loop.
+    for (const chunk of framedModel(model)) call.send(chunk);
+    call.finish(GrpcCode.OK, '', () => this.fl.out('model', model.body.length));
   }
 
   listen(host: string, port: number): Promise<number> {

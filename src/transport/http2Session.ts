@@ -113,6 +113,9 @@ export class Http2Stream {
   sendWindow: number;
   /** The receive window this side granted the stream (SETTINGS, or more through `growWindow`). */
   recvWindow: number;
+  /** What the peer may still send on the stream. */
+  recvAvailable: number;
+  /** Bytes read (and handed on) since the last WINDOW_UPDATE. */
   recvUnacked = 0;
   private readonly queue: Buffer[] = [];
   queued = 0;
@@ -122,6 +125,8 @@ export class Http2Stream {
   /** END_STREAM or RST received. */
   remoteClosed = false;
   private drainWaiters: (() => void)[] = [];
+  /** Runs once this side's END_STREAM is written. */
+  onEnded: (() => void) | null = null;
   /** A header block to end the stream with, after the queued DATA (the server's trailers). */
   trailers: Buffer | null = null;
   /** While paused, received DATA is held here and its window is not given back. */
@@ -138,6 +143,7 @@ export class Http2Stream {
   ) {
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
+    this.recvAvailable = recvWindow;
   }
 
   /** Grants the peer a larger receive window on this stream (a WINDOW_UPDATE for the difference). */
@@ -167,21 +173,25 @@ export class Http2Stream {
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
-    for (const c of this.held.splice(0)) {
+    while (this.held.length > 0) {
       if (this.paused) return;
+      const c = this.held.shift()!;
       this.handler.data(c);
+      this.session.credit(this, c.length);
     }
     if (this.heldEnd) {
       this.heldEnd = false;
       this.handler.end();
     }
-    this.session.giveBack(this);
   }
 
-  /** Received DATA: to the handler, or held while paused. */
+  /** Received DATA: to the handler (its window given back as it is read), or held while paused. */
   deliver(chunk: Buffer): void {
     if (this.paused) this.held.push(Buffer.from(chunk)); // the socket's read buffer may be reused
-    else this.handler.data(chunk);
+    else {
+      this.handler.data(chunk);
+      this.session.credit(this, chunk.length);
+    }
   }
 
   deliverEnd(): void {
@@ -327,6 +337,7 @@ export class Http2Session {
   private shuttingDown = false;
   private readonly server: boolean;
   private connectionSendWindow = DEFAULT_WINDOW;
+  private connectionRecvAvailable: number;
   private connectionRecvUnacked = 0;
   private peerInitialWindow = DEFAULT_WINDOW;
   private peerMaxFrame = 16_384;
@@ -366,6 +377,7 @@ export class Http2Session {
   ) {
     this.server = opts.role === 'server';
     this.state = this.server ? Read.Preface : Read.Header;
+    this.connectionRecvAvailable = Math.max(DEFAULT_WINDOW, opts.connectionWindow);
     socket.on('connect', () => (this.connected = true));
     socket.on('data', (chunk: Buffer) => this.received(chunk));
     const peer = this.server ? 'client' : 'server';
@@ -452,6 +464,9 @@ export class Http2Session {
   /** This side sent END_STREAM. A server that answered before the request was all in resets it (NO_ERROR): the client need send no more. */
   private localEnded(stream: Http2Stream): void {
     stream.localClosed = true;
+    const ended = stream.onEnded;
+    stream.onEnded = null;
+    ended?.();
     if (stream.remoteClosed) this.forget(stream);
     else if (this.server) this.resetStream(stream, H2Error.NO_ERROR);
   }
@@ -517,6 +532,11 @@ export class Http2Session {
         if (b) this.write(b);
       });
       this.connectionSendWindow -= sent;
+      if (stream.localClosed && stream.onEnded) {
+        const ended = stream.onEnded;
+        stream.onEnded = null;
+        ended();
+      }
     }
     if (stream.queued > 0) this.blocked.add(stream);
     else {
@@ -530,18 +550,32 @@ export class Http2Session {
     this.notifyDrain(stream);
   }
 
-  /** A resumed stream gives back the window of what it held. */
-  giveBack(stream: Http2Stream): void {
-    if (this.deathReason !== null || stream.remoteClosed || !this.streams.has(stream.id)) return;
-    if (stream.recvUnacked >= stream.recvWindow / 2) {
-      this.write(frame(Type.WINDOW_UPDATE, 0, stream.id, u32(stream.recvUnacked)));
-      stream.recvUnacked = 0;
-    }
+  /**
+   * `bytes` of the stream's DATA were read (handed on, or padding): its window is given back
+   * once a quarter of it was, even in the middle of a frame. With a frame as large as the
+   * window, waiting for the frame's end would make the sender stop and wait every frame.
+   */
+  credit(stream: Http2Stream, bytes: number): void {
+    stream.recvUnacked += bytes;
+    if (stream.recvUnacked < stream.recvWindow / 4 || stream.remoteClosed || this.deathReason !== null || !this.streams.has(stream.id)) return;
+    this.write(frame(Type.WINDOW_UPDATE, 0, stream.id, u32(stream.recvUnacked)));
+    stream.recvAvailable += stream.recvUnacked;
+    stream.recvUnacked = 0;
+  }
+
+  /** The connection's window is given back as bytes are read off the socket (the streams' windows bound what is held). */
+  private creditConnection(bytes: number): void {
+    this.connectionRecvUnacked += bytes;
+    if (this.connectionRecvUnacked < this.opts.connectionWindow / 4 || this.deathReason !== null) return;
+    this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(this.connectionRecvUnacked)));
+    this.connectionRecvAvailable += this.connectionRecvUnacked;
+    this.connectionRecvUnacked = 0;
   }
 
   growWindow(stream: Http2Stream, bytes: number): void {
     if (this.deathReason !== null || stream.remoteClosed || bytes <= stream.recvWindow || !this.streams.has(stream.id)) return;
     this.write(frame(Type.WINDOW_UPDATE, 0, stream.id, u32(bytes - stream.recvWindow)));
+    stream.recvAvailable += bytes - stream.recvWindow;
     stream.recvWindow = bytes;
   }
 
@@ -649,6 +683,7 @@ export class Http2Session {
         }
         case Read.DataPadLength: {
           this.padLeft = chunk[off++];
+          this.creditPadding(1);
           this.dataLeft = this.frameLength - 1 - this.padLeft;
           if (this.dataLeft < 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'a DATA frame with more padding than payload');
           this.state = Read.Data;
@@ -658,7 +693,8 @@ export class Http2Session {
         case Read.Data: {
           const take = Math.min(this.dataLeft, n - off);
           const s = this.dataStream;
-          if (s && !s.remoteClosed) s.deliver(off === 0 && take === n ? chunk : chunk.subarray(off, off + take));
+          this.creditConnection(take);
+          if (s && !s.remoteClosed && this.streams.has(s.id)) s.deliver(off === 0 && take === n ? chunk : chunk.subarray(off, off + take));
           off += take;
           this.dataLeft -= take;
           if (this.dataLeft === 0) this.afterData();
@@ -668,6 +704,7 @@ export class Http2Session {
           const take = Math.min(this.padLeft, n - off);
           off += take;
           this.padLeft -= take;
+          this.creditPadding(take);
           if (this.padLeft === 0) this.endData();
           break;
         }
@@ -687,14 +724,15 @@ export class Http2Session {
     if (this.frameType === Type.DATA) {
       if (this.frameStream === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'DATA on stream 0');
       // Flow control counts the whole frame, padding included.
-      this.connectionRecvUnacked += this.frameLength;
-      if (this.connectionRecvUnacked > this.opts.connectionWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'the server sent more than the connection window');
+      const peer = this.server ? 'client' : 'server';
+      this.connectionRecvAvailable -= this.frameLength;
+      if (this.connectionRecvAvailable < 0) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `the ${peer} sent more than the connection window`);
       const s = this.streams.get(this.frameStream);
       this.dataStream = s;
       if (s) {
         if (s.remoteClosed) throw new ConnectionError(H2Error.STREAM_CLOSED, `DATA on stream ${s.id} after its end`);
-        s.recvUnacked += this.frameLength;
-        if (s.recvUnacked > s.recvWindow) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `the server sent more than stream ${s.id}'s window`);
+        s.recvAvailable -= this.frameLength;
+        if (s.recvAvailable < 0) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, `the ${peer} sent more than stream ${s.id}'s window`);
       } else if (this.idle(this.frameStream)) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `DATA on stream ${this.frameStream}, which was never opened`);
       if (this.frameFlags & Flag.PADDED) {
         if (this.frameLength === 0) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'a padded DATA frame without its pad length');
@@ -718,25 +756,23 @@ export class Http2Session {
     else this.endData();
   }
 
-  /** The DATA frame is all read: END_STREAM, and windows given back. */
+  /** Padding (and the pad length) is read and dropped: its window goes back at once. */
+  private creditPadding(bytes: number): void {
+    this.creditConnection(bytes);
+    const s = this.dataStream;
+    if (s) this.credit(s, bytes);
+  }
+
+  /** The DATA frame is all read: END_STREAM. */
   private endData(): void {
     this.state = Read.Header;
     const s = this.dataStream;
     this.dataStream = undefined;
-    if (this.connectionRecvUnacked >= this.opts.connectionWindow / 2) {
-      this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(this.connectionRecvUnacked)));
-      this.connectionRecvUnacked = 0;
-    }
     if (!s || !this.streams.has(s.id)) return;
     if (this.frameFlags & Flag.END_STREAM) {
       s.remoteClosed = true;
       s.deliverEnd();
       if (this.streams.has(s.id) && s.localClosed) this.forget(s);
-      return;
-    }
-    if (!s.paused && s.recvUnacked >= s.recvWindow / 2) {
-      this.write(frame(Type.WINDOW_UPDATE, 0, s.id, u32(s.recvUnacked)));
-      s.recvUnacked = 0;
     }
   }
 
