@@ -16,7 +16,7 @@
  * address, retries (fedsim's retry policy is the only one).
  */
 import net from 'node:net';
-import { sharedRead } from './readBuffer.js';
+import { sharedRead } from '../runtime/readBuffer.js';
 import type { Duplex } from 'node:stream';
 import { formatHostPort } from '../config/values.js';
 import { type HeaderList, encodeIndexed, encodeLiterals, headerValue } from './hpack.js';

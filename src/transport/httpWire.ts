@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { sharedRead } from './readBuffer.js';
+import { sharedRead } from '../runtime/readBuffer.js';
 import type { Duplex } from 'node:stream';
 import { TransportError } from '../sim/ports.js';
 import { fromSocketError } from './errors.js';
