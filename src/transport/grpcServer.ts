@@ -105,8 +105,9 @@ class ServerCall {
     // The request's bytes wait (and flow control holds the client) until `read` is called.
     stream.pause();
     stream.handler = {
+      // Trailers on a request (gRPC clients send none) end it like END_STREAM on DATA.
       headers: (_fields, end) => {
-        if (end) this.onEnd?.();
+        if (end) stream.deliverEnd();
       },
       data: (chunk) => this.onData?.(chunk),
       end: () => this.onEnd?.(),
