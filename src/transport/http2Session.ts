@@ -285,16 +285,9 @@ function frameHeader(length: number, type: number, flags: number, streamId: numb
   return h;
 }
 
+/** A whole control frame (small payloads: SETTINGS, PING, GOAWAY, RST_STREAM, WINDOW_UPDATE). */
 function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
-  const f = Buffer.allocUnsafe(9 + payload.length);
-  f[0] = (payload.length >>> 16) & 0xff;
-  f[1] = (payload.length >>> 8) & 0xff;
-  f[2] = payload.length & 0xff;
-  f[3] = type;
-  f[4] = flags;
-  f.writeUInt32BE(streamId, 5);
-  payload.copy(f, 9);
-  return f;
+  return Buffer.concat([frameHeader(payload.length, type, flags, streamId), payload]);
 }
 
 function u32(n: number): Buffer {
@@ -526,17 +519,14 @@ export class Http2Session {
   /** Writes what the stream's and the connection's windows allow, then tells waiting writers. */
   flush(stream: Http2Stream): void {
     if (this.deathReason !== null) return;
-    if (stream.queued > 0 || !stream.localClosed) {
+    if (!stream.localClosed) {
       const sent = stream.pump(this.peerMaxFrame, this.connectionSendWindow, (h, b) => {
         this.write(h);
         if (b) this.write(b);
       });
       this.connectionSendWindow -= sent;
-      if (stream.localClosed && stream.onEnded) {
-        const ended = stream.onEnded;
-        stream.onEnded = null;
-        ended();
-      }
+      // END_STREAM went out on DATA: what ending this side means is in one place.
+      if (stream.localClosed) this.localEnded(stream);
     }
     if (stream.queued > 0) this.blocked.add(stream);
     else {
@@ -545,7 +535,7 @@ export class Http2Session {
       if (trailers && !stream.localClosed) {
         stream.trailers = null;
         this.sendHeaders(stream, trailers, true);
-      } else if (stream.localClosed && stream.remoteClosed) this.forget(stream);
+      }
     }
     this.notifyDrain(stream);
   }
