@@ -31,8 +31,12 @@ export interface Ed25519 {
   verifierOf(publicKey: Buffer): Verify;
 }
 
-interface Sodium {
+export interface Sodium {
   crypto_sign_seed_keypair(pk: Buffer, sk: Buffer, seed: Buffer): void;
+  /** HMAC-SHA-512-256: HMAC-SHA-512 truncated to 32 bytes, 32-byte key. */
+  crypto_auth(out: Buffer, msg: Buffer, key: Buffer): void;
+  crypto_auth_verify(mac: Buffer, msg: Buffer, key: Buffer): boolean;
+  crypto_hash_sha256(out: Buffer, msg: Buffer): void;
   crypto_sign_detached(sig: Buffer, msg: Buffer, sk: Buffer): void;
   crypto_sign_verify_detached(sig: Buffer, msg: Buffer, pk: Buffer): boolean;
 }
@@ -113,6 +117,7 @@ function loadSodium(): Sodium {
 
 let chosen: Ed25519 | null = null;
 let whyNot = '';
+let loaded: Sodium | null = null;
 
 /** libsodium when it loads, else OpenSSL (see the top of this file). Chosen once per process. */
 export function ed25519(): Ed25519 {
@@ -122,12 +127,19 @@ export function ed25519(): Ed25519 {
     return (chosen = openssl);
   }
   try {
-    chosen = libsodium(loadSodium());
+    loaded = loadSodium();
+    chosen = libsodium(loaded);
   } catch (e) {
     whyNot = `sodium-native did not load: ${(e as Error).message.split('\n')[0]}`;
     chosen = openssl;
   }
   return chosen;
+}
+
+/** libsodium when ed25519() uses it, else null (the session scheme's MAC follows the same choice). */
+export function sodiumInUse(): Sodium | null {
+  ed25519();
+  return loaded;
 }
 
 /** Why OpenSSL is in use ('' with libsodium), for the safe-mode banner. */

@@ -13,9 +13,12 @@
  * per request.
  */
 import { type Verify, ed25519 } from './ed25519.js';
+import { type ExchangeKeyPair, exchangeKeyPair, isExchangeKey, macMatches, sessionKey } from './session.js';
 
 /** The first line of every signed message: a domain and version separator. */
 export const CANONICAL_PREFIX = 'fedsim-auth-v1';
+/** The first line of a registration that opens a session (it has one more line, the exchange key). */
+export const CANONICAL_PREFIX_KX = 'fedsim-auth-v1+kx';
 
 const HEX32 = /^[0-9a-fA-F]{64}$/;
 const HEX64 = /^[0-9a-fA-F]{128}$/;
@@ -47,40 +50,52 @@ export interface SignedFields {
   timestamp: number;
   nonce: string;
   bodySha256: string;
+  /**
+   * A registration that opens a session (src/auth/session.ts): the worker's X25519 public key,
+   * hex. Under the signature, so nobody can swap it for their own.
+   */
+  exchangeKey?: string;
 }
 
-export type AuthReason = 'missing' | 'unknown-key' | 'bad-signature' | 'stale' | 'replay' | 'wrong-worker' | 'body-hash';
+export type AuthReason = 'missing' | 'unknown-key' | 'bad-signature' | 'stale' | 'replay' | 'wrong-worker' | 'body-hash' | 'no-session';
 
 export type AuthResult = { ok: true } | { ok: false; reason: AuthReason };
 
+/** What a session-scheme request names besides its token: the key, time and nonce travel in the token or come from the session. */
+export type SessionFields = Pick<SignedFields, 'method' | 'path' | 'workerId' | 'round' | 'bodySha256'>;
+
 /**
- * The bytes that are signed: UTF-8 of `fedsim-auth-v1\n` then each field on its own line,
- * in the order of SignedFields (method, path, publicKey, workerId, round, timestamp, nonce,
- * bodySha256), each line ending in `\n`.
+ * The bytes that are signed (or MACed): UTF-8 of `fedsim-auth-v1\n` then each field on its own
+ * line, in the order of SignedFields (method, path, publicKey, workerId, round, timestamp,
+ * nonce, bodySha256), each line ending in `\n`. A registration that opens a session starts
+ * with `fedsim-auth-v1+kx\n` instead and has the exchange key as a last line.
  *
  * The encoding must be unambiguous (one byte string, one set of fields), so a string field
  * containing a newline, or a round/timestamp that is not a safe integer, throws.
  */
 export function canonical(f: SignedFields): Buffer {
-  const strings: Array<[string, string]> = [
-    ['method', f.method],
-    ['path', f.path],
-    ['publicKey', f.publicKey],
-    ['workerId', f.workerId],
-    ['nonce', f.nonce],
-    ['bodySha256', f.bodySha256],
-  ];
-  for (const [name, v] of strings) {
-    if (typeof v !== 'string') throw new TypeError(`canonical: ${name} must be a string`);
-    if (v.includes('\n') || v.includes('\r')) throw new TypeError(`canonical: ${name} contains a line break`);
-  }
-  for (const [name, v] of [['round', f.round], ['timestamp', f.timestamp]] as const) {
-    if (!Number.isSafeInteger(v)) throw new TypeError(`canonical: ${name} must be an integer, got ${String(v)}`);
-  }
-  return Buffer.from(
-    `${CANONICAL_PREFIX}\n${f.method}\n${f.path}\n${f.publicKey}\n${f.workerId}\n${f.round}\n${f.timestamp}\n${f.nonce}\n${f.bodySha256}\n`,
-    'utf8',
-  );
+  return Buffer.from(canonicalText(f), 'utf8');
+}
+
+/** canonical() as a string (the MAC paths write it into a scratch buffer instead of a new one). */
+export function canonicalText(f: SignedFields): string {
+  const fields = `${text('method', f.method)}\n${text('path', f.path)}\n${text('publicKey', f.publicKey)}\n${text('workerId', f.workerId)}\n${int('round', f.round)}\n${int('timestamp', f.timestamp)}\n${text('nonce', f.nonce)}\n${text('bodySha256', f.bodySha256)}\n`;
+  const kx = f.exchangeKey === undefined ? '' : text('exchangeKey', f.exchangeKey);
+  return kx ? `${CANONICAL_PREFIX_KX}\n${fields}${kx}\n` : `${CANONICAL_PREFIX}\n${fields}`;
+}
+
+const LINE_BREAK = /[\r\n]/;
+
+/** A string field of the canonical form: one without line breaks (else the encoding would be ambiguous). */
+function text(name: string, v: string): string {
+  if (typeof v !== 'string') throw new TypeError(`canonical: ${name} must be a string`);
+  if (LINE_BREAK.test(v)) throw new TypeError(`canonical: ${name} contains a line break`);
+  return v;
+}
+
+function int(name: string, v: number): number {
+  if (!Number.isSafeInteger(v)) throw new TypeError(`canonical: ${name} must be an integer, got ${String(v)}`);
+  return v;
 }
 
 function bytes32(hex: string, what: string): Buffer {
@@ -155,9 +170,11 @@ class NonceRing {
 
 interface KeyState {
   index: number;
+  id: string; // the public key, lower-case hex
   check: Verify;
   nonces: NonceRing | null; // made on the key's first accepted request
   workerId: string | null; // the worker id this key registered, if any
+  session: Buffer | null; // the session key its last registration opened, if any
 }
 
 export interface VerifierOptions {
@@ -197,6 +214,8 @@ export class Verifier {
   readonly maxSkewMs: number;
   readonly noncesPerWorker: number;
   private readonly byKey = new Map<string, KeyState>();
+  /** Line i of the list → its key (a key listed twice is known by its first line only). */
+  private readonly byIndex: KeyState[] = [];
   /** Worker id → the key that registered it (at most one id per key, so bounded by the list). */
   private readonly boundTo = new Map<string, string>();
 
@@ -208,9 +227,14 @@ export class Verifier {
     opts.keys.forEach((hex, index) => {
       const id = hex.toLowerCase();
       if (this.byKey.has(id)) return; // the first line wins
-      this.byKey.set(id, { index, check: verifierOf(id), nonces: null, workerId: null });
+      const state: KeyState = { index, id, check: verifierOf(id), nonces: null, workerId: null, session: null };
+      this.byKey.set(id, state);
+      this.byIndex[index] = state;
     });
   }
+
+  /** The server's X25519 key pair, made on the first session (one per Verifier, so per server). */
+  private exchange: ExchangeKeyPair | null = null;
 
   /** The key's line in the list (its worker index), or -1 when it is not in the list. */
   indexOf(publicKey: string): number {
@@ -218,13 +242,16 @@ export class Verifier {
   }
 
   /** The cheap checks, in order (no signature work), and the message the signature must cover. */
-  private precheck(f: SignedFields, signatureHex: string, now: number): AuthResult | { id: string; state: KeyState; msg: Buffer } {
-    if (!signatureHex || !f.publicKey || !f.nonce) return { ok: false, reason: 'missing' };
-    const id = f.publicKey.toLowerCase();
-    const state = this.byKey.get(id);
+  private precheck(f: SignedFields, proof: string, now: number): AuthResult | { id: string; state: KeyState; msg: Buffer } {
+    if (!proof || !f.publicKey || !f.nonce) return { ok: false, reason: 'missing' };
+    // Keys travel in lower case; another case costs a lower-casing.
+    let id = f.publicKey;
+    let state = this.byKey.get(id);
+    if (!state) state = this.byKey.get((id = id.toLowerCase()));
     if (!state) return { ok: false, reason: 'unknown-key' };
     if (!Number.isFinite(f.timestamp) || Math.abs(now - f.timestamp) > this.maxSkewMs) return { ok: false, reason: 'stale' };
-    if (!HEX64.test(signatureHex) || f.nonce.length > MAX_NONCE_CHARS) return { ok: false, reason: 'bad-signature' };
+    if (!HEX64.test(proof) || f.nonce.length > MAX_NONCE_CHARS) return { ok: false, reason: 'bad-signature' };
+    if (f.exchangeKey !== undefined && !isExchangeKey(f.exchangeKey)) return { ok: false, reason: 'bad-signature' };
     try {
       return { id, state, msg: canonical(f) };
     } catch {
@@ -243,11 +270,62 @@ export class Verifier {
     return { ok: true };
   }
 
+  /** An ed25519-signed request (every registration, and every request of the per-request scheme). */
   verify(f: SignedFields, signatureHex: string, now: number): AuthResult {
     const p = this.precheck(f, signatureHex, now);
     if ('ok' in p) return p;
     if (!p.state.check(p.msg, Buffer.from(signatureHex, 'hex'))) return { ok: false, reason: 'bad-signature' };
     return this.accept(f, p.id, p.state);
+  }
+
+  /**
+   * A request of the session scheme. `token` is its `x-fedsim-mac` header,
+   * `INDEX.TIMESTAMP.NONCE.MAC`: the line of the worker's key in the list, and the MAC (hex,
+   * src/auth/session.ts) under the session key that key's registration opened, over the same
+   * canonical fields a signature covers. The same rules as verify, in the same order; a key
+   * without a session is `no-session` (it never registered, or registered with the ed25519
+   * scheme), as is a registration (it must be signed: it is what opens a session). A bad MAC is
+   * `bad-signature`.
+   */
+  verifySession(f: SessionFields, token: string, now: number): AuthResult & { publicKey: string } {
+    if (!token) return { ok: false, reason: 'missing', publicKey: '' };
+    const a = token.indexOf('.');
+    const b = token.indexOf('.', a + 1);
+    const c = token.indexOf('.', b + 1);
+    const index = token.slice(0, a);
+    const state = /^\d{1,9}$/.test(index) ? this.byIndex[Number(index)] : undefined;
+    if (!state) return { ok: false, reason: 'unknown-key', publicKey: '' };
+    const id = state.id;
+    if (!state.session || f.workerId.charCodeAt(0) === 35 /* #: a registration */) return { ok: false, reason: 'no-session', publicKey: id };
+    const timestamp = Number(token.slice(a + 1, b));
+    if (b < 0 || !Number.isFinite(timestamp) || Math.abs(now - timestamp) > this.maxSkewMs) return { ok: false, reason: 'stale', publicKey: id };
+    const nonce = token.slice(b + 1, c);
+    if (c < 0 || !nonce || nonce.length > MAX_NONCE_CHARS) return { ok: false, reason: 'bad-signature', publicKey: id };
+    const fields = { method: f.method, path: f.path, publicKey: id, workerId: f.workerId, round: f.round, timestamp, nonce, bodySha256: f.bodySha256 };
+    let msg: string;
+    try {
+      msg = canonicalText(fields);
+    } catch {
+      return { ok: false, reason: 'bad-signature', publicKey: id };
+    }
+    if (!macMatches(state.session, msg, token.slice(c + 1))) return { ok: false, reason: 'bad-signature', publicKey: id };
+    const r = this.accept(fields, id, state);
+    return r.ok ? { ok: true, publicKey: id } : { ok: false, reason: r.reason, publicKey: id };
+  }
+
+  /**
+   * A registration of `publicKey` that carried `workerExchangeKey` (and whose signature, which
+   * covers it, verified) succeeded: the key's session is (re)opened, replacing any earlier one.
+   * Returns the server's exchange key (hex) for the worker to derive the same session key.
+   * Throws on an unknown key or a malformed or low-order exchange key.
+   */
+  openSession(publicKey: string, workerExchangeKey: string): string {
+    const id = publicKey.toLowerCase();
+    const state = this.byKey.get(id);
+    if (!state) throw new Error('openSession: the key is not in the list');
+    this.exchange ??= exchangeKeyPair();
+    state.session = sessionKey(this.exchange, workerExchangeKey, id, false);
+    return this.exchange.publicHex;
   }
 
   /**

@@ -229,6 +229,7 @@ export async function runAttachedNode(flags: AgentFlags, maxBodyBytes: number): 
       onnx: { trainSteps: parseTrain(sc.train, 'train'), threads: sc.onnxThreads, validate: sc.validateModel === 'on' },
       seed: sc.seed,
       keys: flags.keys,
+      authScheme: sc.authScheme,
       failFast: sc.minWorkers === null,
       serverFor: proxies || virtual ? (i) => proxies?.addressOf(i) ?? virtual?.(i) : undefined,
       proxyFor: proxies ? (i) => proxies?.routeOf(i) : undefined,

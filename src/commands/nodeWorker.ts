@@ -9,11 +9,11 @@ import { parseHostPort, parseIntFlag, parseNumberFlag, parseRange } from '../con
 import { RunError, UsageError } from '../errors.js';
 import { createPayload } from '../payload/index.js';
 import { OnnxNodeRunner } from '../payload/mobilenet/runner.js';
-import { workerSigners } from './safeMode.js';
+import { parseAuthScheme, workerSigners } from './safeMode.js';
 import { seededRandom } from '../payload/random.js';
 import { systemClock } from '../runtime/clock.js';
 import { sha256Hex } from '../runtime/hash.js';
-import type { PulledModel, WorkerTransport } from '../sim/ports.js';
+import type { AuthScheme, PulledModel, WorkerTransport } from '../sim/ports.js';
 import { type RetryPolicy, limiter } from '../sim/retry.js';
 import { sumCounters } from '../sim/stats.js';
 import { type WorkerObserver, runWorker } from '../sim/worker.js';
@@ -33,6 +33,7 @@ export interface WorkerFlags {
   trainMs: string;
   payload: string;
   keys?: string;
+  authScheme?: string;
   globalPayload?: string;
   updatePayload?: string;
   retries: string;
@@ -66,6 +67,8 @@ export interface WorkerSettings {
   keepaliveTimeoutMs: number;
   /** Safe mode: the directory of worker keys (`fedsim keys gen`); each worker signs with its own. */
   keys?: string;
+  /** Safe mode: how requests after the registration are authenticated (default session). */
+  authScheme?: AuthScheme;
   /** onnxruntime: forward passes per training phase (0: none), threads, and whether received models are loaded. */
   onnx?: { trainSteps: number; threads: number; validate: boolean };
   seed: number;
@@ -213,7 +216,7 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
         }
         return body;
       };
-      const signers = s.keys ? workerSigners(s.keys, Array.from({ length: count }, (_, i) => first + i)) : null;
+      const signers = s.keys ? workerSigners(s.keys, Array.from({ length: count }, (_, i) => first + i), s.authScheme) : null;
       if (signers) log(`worker node ${name}: safe mode: ${signers.size} of ${count} workers have a key in ${s.keys}${signers.size < count ? ' (the others send unsigned requests, which a safe-mode server refuses)' : ''}`);
       const onnx = s.onnx && (s.onnx.trainSteps > 0 || s.onnx.validate) ? new OnnxNodeRunner(s.onnx.threads) : null;
       const steps = s.onnx?.trainSteps ?? 0;
@@ -301,6 +304,7 @@ export function workerSettingsFromFlags(flags: WorkerFlags): WorkerSettings {
     keepaliveTimeoutMs: parseNumberFlag(flags.keepaliveTimeout, '--keepalive-timeout', 0.1) * 1000,
     onnx: onnxFromFlags(flags),
     keys: flags.keys,
+    authScheme: parseAuthScheme(flags.authScheme ?? 'session'),
     seed: parseIntFlag(flags.seed, '--seed', 0),
     failFast: true,
   };

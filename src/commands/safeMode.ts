@@ -1,53 +1,106 @@
 import { randomBytes } from 'node:crypto';
 import { loadKeyList, loadWorkerKeys } from '../auth/keys.js';
-import { Verifier, canonical } from '../auth/sign.js';
-import type { RequestChecker, RequestSigner } from '../sim/ports.js';
+import { BodyDigest, sha256Hex } from '../auth/digest.js';
+import { type ExchangeKeyPair, exchangeKeyPair, macHex, sessionKey } from '../auth/session.js';
+import { Verifier, canonical, canonicalText } from '../auth/sign.js';
+import type { AuthScheme, RequestChecker, RequestSigner } from '../sim/ports.js';
 import { AUTH } from '../transport/auth.js';
+import { UsageError } from '../errors.js';
 
-/** The server's safe mode: only keys in `listFile` are admitted (docs/safe-mode.md). */
+/**
+ * The server's safe mode: only keys in `listFile` are admitted (docs/safe-mode.md). Both
+ * schemes are accepted: a request with `x-fedsim-mac` is checked against its key's session,
+ * any other against its ed25519 signature.
+ */
 export function serverChecker(listFile: string): { checker: RequestChecker; keys: number } {
   const keys = loadKeyList(listFile);
   const v = new Verifier({ keys });
   const checker: RequestChecker = {
-    async check(facts, header) {
+    bodyDigest: () => new BodyDigest(),
+    check(facts, header) {
+      const token = header(AUTH.mac);
+      if (token !== undefined) {
+        if (!facts.bodySha256) return { ok: false, reason: 'missing', publicKey: '' };
+        const r = v.verifySession(facts, token, Date.now());
+        return r.ok ? { ok: true, publicKey: r.publicKey, scheme: 'session' } : r;
+      }
       const publicKey = header(AUTH.key) ?? '';
       const sig = header(AUTH.signature);
-      const ts = Number(header(AUTH.timestamp));
+      const timestamp = Number(header(AUTH.timestamp));
       const nonce = header(AUTH.nonce);
-      if (!publicKey || !sig || !nonce || !Number.isFinite(ts) || !facts.bodySha256) return { ok: false, reason: 'missing', publicKey };
-      // A registration asks for an index ("#N"): only the key on line N may take it.
-      const asked = /^#(\d+)$/.exec(facts.workerId);
-      if (asked && v.indexOf(publicKey) >= 0 && v.indexOf(publicKey) !== Number(asked[1])) return { ok: false, reason: 'wrong-worker', publicKey };
-      const r = v.verify({ ...facts, publicKey, timestamp: ts, nonce }, sig, Date.now());
-      return r.ok ? { ok: true, publicKey } : { ok: false, reason: r.reason, publicKey };
+      if (!publicKey || !sig || !nonce || !Number.isFinite(timestamp) || !facts.bodySha256) return { ok: false, reason: 'missing', publicKey };
+      let exchangeKey: string | undefined;
+      if (facts.workerId.charCodeAt(0) === 35 /* #: a registration, asking for index N */) {
+        // Only the key on line N may take it.
+        const index = v.indexOf(publicKey);
+        if (index >= 0 && `#${index}` !== facts.workerId) return { ok: false, reason: 'wrong-worker', publicKey };
+        exchangeKey = header(AUTH.exchange);
+      }
+      const r = v.verify({ ...facts, publicKey, timestamp, nonce, exchangeKey }, sig, Date.now());
+      if (!r.ok) return { ok: false, reason: r.reason, publicKey };
+      return { ok: true, publicKey, scheme: 'ed25519', exchangeKey };
     },
-    bind: (workerId, publicKey) => void v.bindWorker(workerId, publicKey),
+    bind(workerId, publicKey, exchangeKey) {
+      if (!v.bindWorker(workerId, publicKey) || !exchangeKey) return '';
+      try {
+        return v.openSession(publicKey, exchangeKey);
+      } catch {
+        return ''; // a key X25519 refuses (low order): no session, the worker keeps signing
+      }
+    },
   };
   return { checker, keys: keys.length };
+}
+
+/** `--auth-scheme`: session or ed25519 (exit 2 otherwise). */
+export function parseAuthScheme(text: string): AuthScheme {
+  if (text === 'session' || text === 'ed25519') return text;
+  throw new UsageError(`--auth-scheme "${text}" is not a scheme: use session (an HMAC under a session key opened by a signed registration) or ed25519 (every request signed)`);
 }
 
 /**
  * A worker node's signers: one per worker index that has a key in `dir` (a chunk loads only
  * its own keys). A worker without one sends unsigned requests, which a safe-mode server refuses.
+ *
+ * With the `session` scheme, each registration carries a fresh X25519 key (under the
+ * signature) and, once the server answers with its own, later requests carry an HMAC under
+ * the session key instead of a signature. With `ed25519`, or when the server opened no
+ * session, every request is signed.
  */
-export function workerSigners(dir: string, indices: Iterable<number>): Map<number, RequestSigner> {
+export function workerSigners(dir: string, indices: Iterable<number>, scheme: AuthScheme = 'session'): Map<number, RequestSigner> {
   const out = new Map<number, RequestSigner>();
   // A nonce must be unique per key within the server's window: this node's random prefix and a
   // counter are, at the cost of one random draw per node instead of one per request.
   const prefix = randomBytes(8).toString('hex');
   let counter = 0;
   for (const [index, key] of loadWorkerKeys(dir, indices)) {
-    out.set(index, (facts) => {
-      const timestamp = Date.now();
-      const nonce = `${prefix}${(counter++).toString(36)}`;
-      const sig = key.sign(canonical({ ...facts, publicKey: key.publicKeyHex, timestamp, nonce }));
-      return {
-        [AUTH.key]: key.publicKeyHex,
-        [AUTH.timestamp]: String(timestamp),
-        [AUTH.nonce]: nonce,
-        [AUTH.bodySha256]: facts.bodySha256,
-        [AUTH.signature]: sig.toString('hex'),
-      };
+    let exchange: ExchangeKeyPair | null = null; // the registration's X25519 key, until the reply
+    let session: Buffer | null = null;
+    out.set(index, {
+      bodySha256: sha256Hex,
+      headers(facts): Record<string, string> {
+        const timestamp = Date.now();
+        const nonce = `${prefix}${(counter++).toString(36)}`;
+        const publicKey = key.publicKeyHex;
+        const { method, path, workerId, round, bodySha256 } = facts;
+        const ts = String(timestamp);
+        if (session && workerId.charCodeAt(0) !== 35 /* #: a registration */) {
+          const proof = macHex(session, canonicalText({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256 }));
+          return { 'x-fedsim-body-sha256': bodySha256, 'x-fedsim-mac': `${index}.${ts}.${nonce}.${proof}` };
+        }
+        if (scheme === 'session' && workerId.charCodeAt(0) === 35) {
+          exchange ??= exchangeKeyPair();
+          const exchangeKey = exchange.publicHex;
+          const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256, exchangeKey })).toString('hex');
+          return { 'x-fedsim-key': publicKey, 'x-fedsim-ts': ts, 'x-fedsim-nonce': nonce, 'x-fedsim-body-sha256': bodySha256, 'x-fedsim-kx': exchangeKey, 'x-fedsim-sig': sig };
+        }
+        const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256 })).toString('hex');
+        return { 'x-fedsim-key': publicKey, 'x-fedsim-ts': ts, 'x-fedsim-nonce': nonce, 'x-fedsim-body-sha256': bodySha256, 'x-fedsim-sig': sig };
+      },
+      registered(serverExchangeKey) {
+        session = exchange && serverExchangeKey ? sessionKey(exchange, serverExchangeKey, key.publicKeyHex, true) : null;
+        exchange = null;
+      },
     });
   }
   return out;

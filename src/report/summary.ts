@@ -86,7 +86,7 @@ export interface Summary {
   /** The server's last model and how many finished workers hold exactly it (null without a server report). */
   finalModel: { version: number; sha256: string; workersHolding: number; workersHoldingOther: number } | null;
   /** Safe mode: whether the server admitted only listed keys, and the requests it refused by reason. */
-  auth: { safeMode: boolean; refused: CounterMap };
+  auth: { safeMode: boolean; refused: CounterMap; accepted: CounterMap };
   retries: number;
   workersDone: number;
   workersFailed: number;
@@ -196,7 +196,7 @@ export function buildSummary(input: SummaryInput): Summary {
     bytes: { sent: sumCounters(bSent), received: sumCounters(bReceived), sentByType: bSent, receivedByType: bReceived },
     errors: { total: sumCounters(errors) + sumCounters(serverErrors), byKind: errors, server: serverErrors, integrity },
     finalModel: finalModel(server, held),
-    auth: { safeMode: server?.safeMode ?? false, refused: { ...(server?.authRefused ?? {}) } },
+    auth: { safeMode: server?.safeMode ?? false, refused: { ...(server?.authRefused ?? {}) }, accepted: { ...(server?.authAccepted ?? {}) } },
     retries,
     workersDone: done,
     workersFailed: failed,

@@ -21,6 +21,8 @@ export interface ServerReport {
   safeMode?: boolean;
   /** Safe mode: requests refused, by reason. */
   authRefused?: CounterMap;
+  /** Safe mode: requests admitted, by scheme (`ed25519`: signed; `session`: an HMAC under the session key). */
+  authAccepted?: CounterMap;
   roundsCompleted: number;
   registered: number;
   waiting: number;
@@ -53,6 +55,8 @@ export class FlServer {
 
   /** Safe mode: requests refused, by reason. */
   readonly authRefused: CounterMap = {};
+  /** Safe mode: requests admitted, by scheme. */
+  readonly authAccepted: CounterMap = {};
   /** Safe mode's check of every request (null: safe mode off). */
   auth: RequestChecker | null = null;
   /** Where refusals are told (the first of each key and reason). */
@@ -60,10 +64,13 @@ export class FlServer {
   private readonly authTold = new Set<string>();
 
   /** Checks a request in safe mode; counts and tells a refusal. Always passes with safe mode off. */
-  async authorize(facts: RequestFacts, headers: (name: string) => string | undefined): Promise<{ ok: true; publicKey: string } | { ok: false; reason: string }> {
+  authorize(facts: RequestFacts, headers: (name: string) => string | undefined): { ok: true; publicKey: string; exchangeKey?: string } | { ok: false; reason: string } {
     if (!this.auth) return { ok: true, publicKey: '' };
-    const r = await this.auth.check(facts, headers);
-    if (r.ok) return r;
+    const r = this.auth.check(facts, headers);
+    if (r.ok) {
+      bump(this.authAccepted, r.scheme);
+      return r;
+    }
     this.refused(r.reason, r.publicKey, facts);
     return r;
   }
@@ -120,6 +127,7 @@ export class FlServer {
       bytesOut: { ...this.bytesOut },
       errors: { ...this.errors },
       authRefused: { ...this.authRefused },
+      authAccepted: { ...this.authAccepted },
       safeMode: this.auth !== null,
       roundMs: encodeHistogram(this.roundMs),
       rounds: [...this.rounds],

@@ -90,13 +90,34 @@ export interface RequestFacts {
   bodySha256: string;
 }
 
-/** A worker's signer: the auth headers of one request. */
-export type RequestSigner = (facts: RequestFacts) => Record<string, string>;
+/** A worker's signer (safe mode): the auth headers of its requests. */
+export interface RequestSigner {
+  /** The SHA-256 (hex) of a body, for RequestFacts.bodySha256. */
+  bodySha256(body: Buffer): string;
+  /** The auth headers of one request. */
+  headers(facts: RequestFacts): Record<string, string>;
+  /**
+   * The worker registered: `exchangeKey` is the server's X25519 key when it opened a session
+   * (the session scheme: later requests carry an HMAC), '' when it did not (they stay signed).
+   */
+  registered(exchangeKey: string): void;
+}
+
+/** Safe mode's two ways of authenticating the requests after a registration (docs/safe-mode.md). */
+export type AuthScheme = 'session' | 'ed25519';
+
+export type CheckResult = { ok: true; publicKey: string; scheme: AuthScheme; exchangeKey?: string } | { ok: false; reason: string; publicKey: string };
 
 /** The server's check of one request: null when it passes, else the reason it is refused. */
 export interface RequestChecker {
-  check(facts: RequestFacts, headers: (name: string) => string | undefined): Promise<{ ok: true; publicKey: string } | { ok: false; reason: string; publicKey: string }>;
-  /** A registration succeeded: worker id → the key that registered it. */
-  bind(workerId: string, publicKey: string): void;
+  /** The SHA-256 of a body that arrives in chunks, to compare with the signed one. */
+  bodyDigest(): { update(chunk: Buffer): void; hex(): string };
+  check(facts: RequestFacts, headers: (name: string) => string | undefined): CheckResult;
+  /**
+   * A registration succeeded: worker id → the key that registered it. With the worker's
+   * exchange key (signed, from check), the key's session is opened and the server's exchange
+   * key returned, for the reply; '' otherwise.
+   */
+  bind(workerId: string, publicKey: string, exchangeKey?: string): string;
 }
 

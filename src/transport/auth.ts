@@ -9,9 +9,13 @@ export const AUTH = {
   nonce: 'x-fedsim-nonce',
   bodySha256: 'x-fedsim-body-sha256',
   signature: 'x-fedsim-sig',
+  /** The session scheme: the HMAC-SHA-256 (hex) that stands for the signature. */
+  mac: 'x-fedsim-mac',
+  /** On a registration of the session scheme: the worker's X25519 public key (hex), signed. */
+  exchange: 'x-fedsim-kx',
 } as const;
 
-export type { RequestChecker, RequestFacts, RequestSigner } from '../sim/ports.js';
+export type { AuthScheme, RequestChecker, RequestFacts, RequestSigner } from '../sim/ports.js';
 
 export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { ModelHeader, RegisterReply, RegisterRequest, UpdateAck, UpdateHeader, PullRequest } from '../proto/gen/fedsim.js';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
 import { TransportError } from '../sim/ports.js';
@@ -108,8 +107,8 @@ export class GrpcWorkerTransport implements WorkerTransport {
   /** Safe mode: the signed facts as call metadata (none with safe mode off). */
   private metadata(path: string, workerId: string, round: number, body: Buffer | null): Record<string, string> | undefined {
     if (!this.opts.signer) return undefined;
-    const bodySha256 = body ? createHash('sha256').update(body).digest('hex') : EMPTY_SHA256;
-    return this.opts.signer({ method: 'RPC', path, workerId, round, bodySha256 });
+    const bodySha256 = body ? this.opts.signer.bodySha256(body) : EMPTY_SHA256;
+    return this.opts.signer.headers({ method: 'RPC', path, workerId, round, bodySha256 });
   }
 
   async register(workerIndex: number): Promise<{ workerId: string; version: number }> {
@@ -126,6 +125,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
     const r = reply as RegisterReply | null;
     if (!r) throw new TransportError('grpc-INTERNAL', `${this.target}: gRPC INTERNAL: Register ended OK without a reply`, true);
     this.stats.received('register', r.workerId.length + 8);
+    this.opts.signer?.registered(r.exchangeKey);
     return { workerId: r.workerId, version: r.modelVersion };
   }
 

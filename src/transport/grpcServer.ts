@@ -279,7 +279,7 @@ export class GrpcFlServer {
     this.fl.in('register', 4);
     const claimed = call.meta(AUTH.bodySha256) ?? '';
     const facts = { method: 'RPC', path: GRPC_AUTH_PATH.register, workerId: registrationId(request.workerIndex), round: 0, bodySha256: claimed };
-    const auth = this.fl.auth ? await this.fl.authorize(facts, (n) => call.meta(n)) : { ok: true as const, publicKey: '' };
+    const auth = this.fl.authorize(facts, (n) => call.meta(n));
     if (!auth.ok) return call.fail(refusal(auth.reason));
     if (this.fl.auth && createHash('sha256').update(registerBody(request.workerIndex)).digest('hex') !== claimed) {
       this.fl.refused('body-hash', auth.publicKey, facts);
@@ -287,9 +287,9 @@ export class GrpcFlServer {
     }
     if (call.cancelled) return;
     const r = this.fl.engine.register(request.workerIndex);
-    this.fl.auth?.bind(r.workerId, auth.publicKey);
+    const exchangeKey = this.fl.auth?.bind(r.workerId, auth.publicKey, auth.exchangeKey) ?? '';
     this.fl.out('register', r.workerId.length + 8);
-    call.send(frame(RegisterReply.encode({ workerId: r.workerId, modelVersion: r.version }).finish()));
+    call.send(frame(RegisterReply.encode({ workerId: r.workerId, modelVersion: r.version, exchangeKey }).finish()));
     call.finish(GrpcCode.OK);
   }
 
@@ -320,25 +320,24 @@ export class GrpcFlServer {
       }
       slot = s;
       const claimed = call.meta(AUTH.bodySha256) ?? '';
-      const hash = this.fl.auth ? createHash('sha256') : null;
+      const hash = this.fl.auth ? this.fl.auth.bodyDigest() : null;
       let header: UpdateHeader | null = null;
       let publicKey = '';
       // Safe mode: the signature covers the worker id and round the first chunk names.
-      let authorized: Promise<boolean> = Promise.resolve(true);
+      let authorized = true;
       const reader = new HeaderDataReader(
         (b) => UpdateHeader.decode(b),
         (h) => {
           if (header) return;
           header = h;
           if (!this.fl.auth) return;
-          authorized = this.fl.authorize({ method: 'RPC', path: GRPC_AUTH_PATH.pushUpdate, workerId: h.workerId, round: h.round, bodySha256: claimed }, (n) => call.meta(n)).then((auth) => {
-            if (auth.ok) {
-              publicKey = auth.publicKey;
-              return true;
-            }
+          const auth = this.fl.authorize({ method: 'RPC', path: GRPC_AUTH_PATH.pushUpdate, workerId: h.workerId, round: h.round, bodySha256: claimed }, (n) => call.meta(n));
+          if (auth.ok) {
+            publicKey = auth.publicKey;
+          } else {
+            authorized = false;
             stop(refusal(auth.reason));
-            return false;
-          });
+          }
         },
         (data) => {
           if (over || !slot) return;
@@ -362,7 +361,7 @@ export class GrpcFlServer {
       };
       call.read(onData, () => {
         void (async () => {
-          if (!(await authorized) || over || !slot || call.cancelled) return;
+          if (!authorized || over || !slot || call.cancelled) return;
           const h = header as UpdateHeader | null;
           if (!decoder.atBoundary) return stop(new GrpcStatusError(GrpcCode.INTERNAL, 'the update ended inside a chunk'));
           if (!h) {
@@ -374,7 +373,7 @@ export class GrpcFlServer {
           }
           const body = slot.bytes();
           this.fl.in('update', body.length);
-          if (hash && hash.digest('hex') !== claimed) {
+          if (hash && hash.hex() !== claimed) {
             // Signed, but not this body: nothing of it is folded.
             over = true;
             release();
@@ -397,7 +396,7 @@ export class GrpcFlServer {
   private async pull(call: ServerCall): Promise<void> {
     const request = PullRequest.decode(await readRequest(call));
     if (this.fl.auth) {
-      const auth = await this.fl.authorize(
+      const auth = this.fl.authorize(
         { method: 'RPC', path: GRPC_AUTH_PATH.pullModel, workerId: request.workerId, round: request.after, bodySha256: call.meta(AUTH.bodySha256) ?? '' },
         (n) => call.meta(n),
       );

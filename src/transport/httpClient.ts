@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
 import { TransportError } from '../sim/ports.js';
@@ -61,8 +60,9 @@ export class HttpWorkerTransport implements WorkerTransport {
     const r = await this.request('POST', '/v1/register', body, undefined, { workerId: registrationId(workerIndex), round: 0 });
     this.stats.received('register', r.body.length);
     this.expect(r, [200], 'register');
-    const j = JSON.parse(r.body.toString('utf8')) as { workerId: string; version: number };
-    return j;
+    const j = JSON.parse(r.body.toString('utf8')) as { workerId: string; version: number; exchangeKey?: unknown };
+    this.opts.signer?.registered(typeof j.exchangeKey === 'string' ? j.exchangeKey : '');
+    return { workerId: j.workerId, version: j.version };
   }
 
   async pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }> {
@@ -108,8 +108,8 @@ export class HttpWorkerTransport implements WorkerTransport {
     if (signal?.aborted) throw new TransportError('stopped', 'stopped', false);
     const headers: Record<string, string> = body ? { 'content-type': 'application/octet-stream' } : {};
     if (this.opts.signer && who) {
-      const bodySha256 = body ? createHash('sha256').update(body).digest('hex') : EMPTY_SHA256;
-      Object.assign(headers, this.opts.signer({ method, path: path.split('?')[0], workerId: who.workerId, round: who.round, bodySha256 }));
+      const bodySha256 = body ? this.opts.signer.bodySha256(body) : EMPTY_SHA256;
+      Object.assign(headers, this.opts.signer.headers({ method, path: path.split('?')[0], workerId: who.workerId, round: who.round, bodySha256 }));
     }
     const r = await this.conn.request(method, path, headers, body, (status, h) => {
       if (status === 200) onHeaders?.();

@@ -1,4 +1,4 @@
-import { type Hash, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { UpdateSlot } from '../sim/updateSlots.js';
@@ -48,7 +48,7 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 /** Reads an update body into its slot (never whole per worker beyond the slots). */
-function readInto(req: http.IncomingMessage, slot: UpdateSlot, limit: number, hash: Hash | null): Promise<Buffer> {
+function readInto(req: http.IncomingMessage, slot: UpdateSlot, limit: number, hash: { update(chunk: Buffer): void } | null): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
@@ -125,9 +125,9 @@ export class HttpFlServer {
       return Array.isArray(v) ? v[0] : v;
     };
     /** Safe mode: checks the signed headers; a refused request is answered 401 and its body not read. */
-    const authorize = async (facts: RequestFacts): Promise<{ ok: true; publicKey: string } | null> => {
+    const authorize = (facts: RequestFacts): { ok: true; publicKey: string; exchangeKey?: string } | null => {
       if (!fl.auth) return { ok: true, publicKey: '' };
-      const r = await fl.authorize(facts, header);
+      const r = fl.authorize(facts, header);
       if (r.ok) return r;
       req.resume();
       sendJson(res, 401, { error: `safe mode: request refused: ${r.reason}`, reason: r.reason });
@@ -146,7 +146,7 @@ export class HttpFlServer {
           index = undefined;
         }
         const facts = { method: 'POST', path: url.pathname, workerId: typeof index === 'number' ? registrationId(index) : '', round: 0, bodySha256: claimed };
-        const auth = await authorize(facts);
+        const auth = authorize(facts);
         if (!auth) return;
         if (fl.auth && createHash('sha256').update(body).digest('hex') !== claimed) {
           fl.refused('body-hash', auth.publicKey, facts);
@@ -159,8 +159,8 @@ export class HttpFlServer {
           return;
         }
         const reg = fl.engine.register(index);
-        fl.auth?.bind(reg.workerId, auth.publicKey);
-        fl.out('register', sendJson(res, 200, reg));
+        const exchangeKey = fl.auth?.bind(reg.workerId, auth.publicKey, auth.exchangeKey);
+        fl.out('register', sendJson(res, 200, exchangeKey ? { ...reg, exchangeKey } : reg));
         return;
       }
       case 'POST /v1/update': {
@@ -173,7 +173,7 @@ export class HttpFlServer {
           return;
         }
         const facts = { method: 'POST', path: url.pathname, workerId: worker, round, bodySha256: claimed };
-        const auth = fl.auth ? await authorize(facts) : { ok: true as const, publicKey: '' };
+        const auth = authorize(facts);
         if (!auth) return;
         const pre = fl.engine.precheck(worker, round);
         if (pre !== 'ok') {
@@ -186,10 +186,10 @@ export class HttpFlServer {
         }
         const slot = await fl.slots.acquire();
         try {
-          const hash = fl.auth ? createHash('sha256') : null;
+          const hash = fl.auth ? fl.auth.bodyDigest() : null;
           const body = await readInto(req, slot, this.opts.maxBodyBytes, hash);
           fl.in('update', body.length);
-          if (hash && hash.digest('hex') !== claimed) {
+          if (hash && hash.hex() !== claimed) {
             // Signed, but not this body: nothing of it is folded.
             fl.refused('body-hash', auth.publicKey, facts);
             sendJson(res, 401, { error: 'safe mode: request refused: body-hash', reason: 'body-hash' });
@@ -211,7 +211,7 @@ export class HttpFlServer {
           sendJson(res, 400, { error: 'after=V must be a whole number' });
           return;
         }
-        if (fl.auth && !(await authorize({ method: 'GET', path: url.pathname, workerId: url.searchParams.get('worker') ?? '', round: after, bodySha256: claimed }))) return;
+        if (fl.auth && !authorize({ method: 'GET', path: url.pathname, workerId: url.searchParams.get('worker') ?? '', round: after, bodySha256: claimed })) return;
         fl.in('pull', 0);
         const wait = fl.engine.waitModel(after, fl.pollTimeoutMs);
         const onClose = () => wait.cancel();

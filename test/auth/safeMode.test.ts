@@ -29,8 +29,11 @@ generateKeys({ workers: 1, outDir: stranger, force: true });
 const signers = workerSigners(dir, [0, 1, 2, 3]);
 const strangerSigner = workerSigners(stranger, [0]).get(0)!;
 
+/** A signer whose headers are those of `headers` (tests bend them). */
+const signerOf = (headers: RequestSigner['headers']): RequestSigner => ({ bodySha256: sha256Hex, headers, registered: () => undefined });
+
 /** A signer for worker 3 whose clock is ten minutes behind. */
-const staleSigner: RequestSigner = (facts) => {
+const staleSigner = signerOf((facts) => {
   const key = loadWorkerKeys(dir, [3]).get(3)!;
   const timestamp = Date.now() - 600_000;
   const nonce = 'n-stale';
@@ -41,7 +44,7 @@ const staleSigner: RequestSigner = (facts) => {
     [AUTH.bodySha256]: facts.bodySha256,
     [AUTH.signature]: key.sign(canonical({ ...facts, publicKey: key.publicKeyHex, timestamp, nonce })).toString('hex'),
   };
-};
+});
 
 async function refusal(p: Promise<unknown>): Promise<string> {
   const e = await p.then(
@@ -101,12 +104,12 @@ for (const kind of ['http', 'grpc'] as const) {
       assert.match(await refusal(b.pushUpdate(ra.workerId, 1, body)), /wrong-worker/);
 
       // A signature over another body than the one sent.
-      const tamper: RequestSigner = (f) => signers.get(0)!({ ...f, bodySha256: sha256Hex(Buffer.from('something else')) });
+      const tamper = signerOf((f) => signers.get(0)!.headers({ ...f, bodySha256: sha256Hex(Buffer.from('something else')) }));
       assert.match(await refusal(client(tamper).pushUpdate(ra.workerId, 1, body)), /body-hash/);
 
       // The same signed request twice: the second is a replay.
       let first: Record<string, string> | null = null;
-      const replaying: RequestSigner = (f) => (first ??= signers.get(0)!(f));
+      const replaying = signerOf((f) => (first ??= signers.get(0)!.headers(f)));
       const r = client(replaying);
       assert.equal((await r.pushUpdate(ra.workerId, 1, body)).outcome, 'accepted');
       assert.match(await refusal(r.pushUpdate(ra.workerId, 1, body)), /replay/);
@@ -116,6 +119,65 @@ for (const kind of ['http', 'grpc'] as const) {
       assert.deepEqual(fl.authRefused, { missing: 1, 'unknown-key': 1, stale: 1, 'wrong-worker': 2, 'body-hash': 1, replay: 1 });
       assert.equal(fl.report().safeMode, true);
       assert.ok(logs.some((l) => /safe mode: refused .* wrong-worker/.test(l)), logs.join('\n'));
+    });
+
+    test('session scheme: a signed registration opens a session, later requests carry a MAC; ed25519 signs every request; forged, sessionless and swapped-key requests are refused', async () => {
+      const refused = { ...fl.authRefused };
+      const accepted = { ...fl.authAccepted };
+      const delta = (now: Record<string, number>, then: Record<string, number>) =>
+        Object.fromEntries(Object.entries(now).filter(([k, v]) => v !== (then[k] ?? 0)).map(([k, v]) => [k, v - (then[k] ?? 0)]));
+      /** Records the names of the auth headers of each request, and can bend them. */
+      const spy = (inner: RequestSigner, bend: (h: Record<string, string>) => void = () => undefined) => {
+        const sent: string[] = [];
+        const s: RequestSigner = {
+          bodySha256: (b) => inner.bodySha256(b),
+          headers(f) {
+            const h = { ...inner.headers(f) };
+            bend(h);
+            sent.push(Object.keys(h).filter((k) => k === AUTH.signature || k === AUTH.mac || k === AUTH.exchange).sort().join('+'));
+            return h;
+          },
+          registered: (k) => inner.registered(k),
+        };
+        return { s, sent };
+      };
+      const body = Buffer.from('update of worker 2 or 3');
+
+      // Worker 2 signs every request (the ed25519 scheme): the server opens no session for it.
+      const ed = spy(workerSigners(dir, [2], 'ed25519').get(2)!);
+      const c2 = client(ed.s);
+      const r2 = await c2.register(2);
+      assert.notEqual((await c2.pushUpdate(r2.workerId, 1, body)).outcome, undefined);
+      assert.ok(await c2.pullModel(r2.workerId, -1, () => undefined));
+      assert.deepEqual(ed.sent, ['x-fedsim-sig', 'x-fedsim-sig', 'x-fedsim-sig']);
+      // A MAC from a key without a session.
+      const sessionless = spy(workerSigners(dir, [2], 'ed25519').get(2)!, (h) => {
+        h[AUTH.mac] = `2.${h[AUTH.timestamp]}.${h[AUTH.nonce]}.${'ab'.repeat(32)}`;
+      });
+      assert.match(await refusal(client(sessionless.s).pullModel(r2.workerId, -1, () => undefined)), /no-session/);
+
+      // Worker 3 (the default session scheme): an exchange key swapped after signing is refused.
+      const swapped = spy(workerSigners(dir, [3]).get(3)!, (h) => {
+        h[AUTH.exchange] = 'cd'.repeat(32);
+      });
+      assert.match(await refusal(client(swapped.s).register(3)), /bad-signature/);
+      const ses = workerSigners(dir, [3]).get(3)!;
+      const good = spy(ses);
+      const c3 = client(good.s);
+      const r3 = await c3.register(3);
+      assert.notEqual((await c3.pushUpdate(r3.workerId, 1, body)).outcome, undefined);
+      assert.ok(await c3.pullModel(r3.workerId, -1, () => undefined));
+      assert.deepEqual(good.sent, ['x-fedsim-kx+x-fedsim-sig', 'x-fedsim-mac', 'x-fedsim-mac']);
+      // A session-scheme request carries two headers: its body's hash and the MAC token.
+      assert.deepEqual(Object.keys(ses.headers({ method: 'RPC', path: '/x', workerId: r3.workerId, round: 1, bodySha256: 'e'.repeat(64) })).sort(), [AUTH.bodySha256, AUTH.mac]);
+      // A MAC with one character changed.
+      const forged = spy(ses, (h) => {
+        h[AUTH.mac] = h[AUTH.mac].slice(0, -1) + (h[AUTH.mac].endsWith('0') ? '1' : '0');
+      });
+      assert.match(await refusal(client(forged.s).pullModel(r3.workerId, -1, () => undefined)), /bad-signature/);
+
+      assert.deepEqual(delta(fl.authRefused, refused), { 'no-session': 1, 'bad-signature': 2 });
+      assert.deepEqual(delta(fl.authAccepted, accepted), { ed25519: 4, session: 2 });
     });
   });
 }

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { test } from 'node:test';
 import { ed25519, libsodiumOrNull, openssl } from '../../src/auth/ed25519.js';
 import nacl from 'tweetnacl';
+import { exchangeKeyPair, macHex, macMatches, macOpenssl, sessionKey } from '../../src/auth/session.js';
 import { type SignedFields, Verifier, canonical, checkBody, publicKeyOfSeed, signer, verifySignature } from '../../src/auth/sign.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -281,3 +282,112 @@ test('Verifier: a second copy of an accepted request is a replay, a failed check
   assert.deepEqual(v.verify(o.f, o.sig, NOW), { ok: false, reason: 'unknown-key' });
   assert.deepEqual(v.verify(t.f, t.sig, NOW), { ok: true }, 'a failed check does not burn the nonce');
 });
+
+test('canonical: a registration that opens a session has its own version line and the exchange key last', () => {
+  const k = newKey();
+  const kx = exchangeKeyPair().publicHex;
+  const f = fields(k, { workerId: '#0', round: 0 });
+  const plain = canonical(f).toString('utf8');
+  const withKx = canonical({ ...f, exchangeKey: kx }).toString('utf8');
+  assert.ok(plain.startsWith('fedsim-auth-v1\n'));
+  assert.equal(withKx, `fedsim-auth-v1+kx\n${plain.slice('fedsim-auth-v1\n'.length)}${kx}\n`);
+  assert.throws(() => canonical({ ...f, exchangeKey: `${kx}\n` }), /line break/);
+});
+
+test('session keys: worker and server derive the same key; it depends on the identity and both exchange keys', () => {
+  const k = newKey();
+  const worker = exchangeKeyPair();
+  const server = exchangeKeyPair();
+  const w = sessionKey(worker, server.publicHex, k.pub, true);
+  const s = sessionKey(server, worker.publicHex, k.pub, false);
+  assert.equal(w.length, 32);
+  assert.deepEqual(w, s);
+  assert.notDeepEqual(sessionKey(server, worker.publicHex, newKey().pub, false), w);
+  assert.notDeepEqual(sessionKey(exchangeKeyPair(), worker.publicHex, k.pub, false), w);
+  assert.throws(() => sessionKey(server, 'zz', k.pub, false), /64 lower-case hex/);
+  // A low-order point (here 0) gives an all-zero shared secret: refused.
+  assert.throws(() => sessionKey(server, '00'.repeat(32), k.pub, false));
+});
+
+test('Verifier.verifySession: a session opened by a registration admits MACed requests with the same rules; no session, a bad MAC, a tampered field are refused', () => {
+  const k = newKey();
+  const other = newKey();
+  const v = new Verifier({ keys: [k.pub, other.pub] });
+  /** The x-fedsim-mac token of a request: INDEX.TIMESTAMP.NONCE.MAC (k is line 0, other line 1). */
+  const token = (key: Buffer, f: SignedFields, index = f.publicKey === k.pub ? 0 : 1) => `${index}.${f.timestamp}.${f.nonce}.${macHex(key, canonical(f))}`;
+  const ok = { ok: true, publicKey: k.pub };
+  const no = (reason: string, publicKey = k.pub) => ({ ok: false, reason, publicKey });
+  // Before any registration: no session.
+  const early = fields(k);
+  assert.deepEqual(v.verifySession(early, token(randomKey(), early), NOW), no('no-session'));
+
+  // The signed registration carries the worker's exchange key; the server answers with its own.
+  const worker = exchangeKeyPair();
+  const reg = signed(k, { workerId: '#0', round: 0, exchangeKey: worker.publicHex });
+  assert.deepEqual(v.verify(reg.f, reg.sig, NOW), { ok: true });
+  // The exchange key is under the signature: another one in its place does not verify.
+  assert.deepEqual(v.verify({ ...reg.f, nonce: 'x1', exchangeKey: exchangeKeyPair().publicHex }, reg.sig, NOW), { ok: false, reason: 'bad-signature' });
+  assert.equal(v.bindWorker('w0', k.pub), true);
+  const serverKx = v.openSession(k.pub, worker.publicHex);
+  const key = sessionKey(worker, serverKx, k.pub, true);
+
+  const f = fields(k);
+  assert.deepEqual(v.verifySession(f, token(key, f), NOW), ok);
+  assert.deepEqual(v.verifySession(f, token(key, f), NOW), no('replay'));
+  const g = fields(k);
+  const t = token(key, g);
+  assert.deepEqual(v.verifySession(g, t.slice(0, -64) + t.slice(-64).toUpperCase(), NOW), ok, 'the MAC in upper case');
+  // Every field is under the MAC: the method, path, worker, round and body hash the server sees,
+  // and the timestamp and nonce of the token.
+  for (const over of [{ method: 'GET' }, { path: '/v1/model' }, { round: 4 }, { bodySha256: sha('other') }]) {
+    const h = fields(k);
+    assert.deepEqual(v.verifySession({ ...h, ...over }, token(key, h), NOW), no('bad-signature'), JSON.stringify(over));
+  }
+  const h = fields(k);
+  const mac = macHex(key, canonical(h));
+  assert.deepEqual(v.verifySession(h, `0.${NOW + 1}.${h.nonce}.${mac}`, NOW), no('bad-signature'), 'another timestamp');
+  assert.deepEqual(v.verifySession(h, `0.${NOW}.${h.nonce}x.${mac}`, NOW), no('bad-signature'), 'another nonce');
+  assert.deepEqual(v.verifySession(h, token(randomKey(), h), NOW), no('bad-signature'), "another key's MAC");
+  for (const bad of [`0.${NOW}.${h.nonce}.nothex`, `0.${NOW}.${h.nonce}`, `0.${NOW}..${mac}`, `0.${NOW}.${h.nonce}.${mac}0`]) {
+    assert.deepEqual(v.verifySession(h, bad, NOW), no('bad-signature'), bad);
+  }
+  assert.deepEqual(v.verifySession(h, `0..${h.nonce}.${mac}`, NOW), no('stale'), 'no timestamp');
+  for (const bad of [mac, `7.${NOW}.${h.nonce}.${mac}`, `-1.${NOW}.${h.nonce}.${mac}`]) {
+    assert.deepEqual(v.verifySession(h, bad, NOW), no('unknown-key', ''), bad);
+  }
+  assert.deepEqual(v.verifySession(h, '', NOW), no('missing', ''));
+  const stale = fields(k, { timestamp: NOW - 61_000 });
+  assert.deepEqual(v.verifySession(stale, token(key, stale), NOW), no('stale'));
+  // A registration cannot be MACed (it is what opens a session); the other key has no session.
+  const r2 = fields(k, { workerId: '#0', round: 0 });
+  assert.deepEqual(v.verifySession(r2, token(key, r2), NOW), no('no-session'));
+  assert.equal(v.bindWorker('w1', other.pub), true);
+  const o = fields(other, { workerId: 'w1' });
+  assert.deepEqual(v.verifySession(o, token(key, o), NOW), no('no-session', other.pub));
+  // The other key, with a session of its own, cannot act as w0; nor can it pass as k.
+  const ox = exchangeKeyPair();
+  const okey = sessionKey(ox, v.openSession(other.pub, ox.publicHex), other.pub, true);
+  const w = fields(other, { workerId: 'w0' });
+  assert.deepEqual(v.verifySession(w, token(okey, w), NOW), no('wrong-worker', other.pub));
+  const w2 = fields(other, { workerId: 'w0' });
+  assert.deepEqual(v.verifySession(w2, token(okey, w2, 0), NOW), no('bad-signature'));
+
+  // A new registration replaces the session: the old key no longer verifies.
+  const again = exchangeKeyPair();
+  const newKeyBytes = sessionKey(again, v.openSession(k.pub, again.publicHex), k.pub, true);
+  const n = fields(k);
+  assert.deepEqual(v.verifySession(n, token(key, n), NOW), no('bad-signature'));
+  assert.deepEqual(v.verifySession(n, token(newKeyBytes, n), NOW), ok);
+  assert.throws(() => v.openSession(newKey().pub, again.publicHex), /not in the list/);
+});
+
+test('the session MAC is HMAC-SHA-512-256: libsodium and OpenSSL give the same bytes', () => {
+  const key = randomKey();
+  const msg = Buffer.from('fedsim-auth-v1\nGET\n/v1/model\n');
+  assert.deepEqual(macOpenssl(key, msg), createHmac('sha512', key).update(msg).digest().subarray(0, 32));
+  assert.equal(macHex(key, msg), macOpenssl(key, msg).toString('hex'));
+  assert.equal(macMatches(key, msg, macOpenssl(key, msg).toString('hex')), true);
+  assert.equal(macMatches(key, Buffer.from('other'), macOpenssl(key, msg).toString('hex')), false);
+});
+
+const randomKey = () => createHash('sha256').update(String(Math.random())).digest();

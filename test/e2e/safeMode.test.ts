@@ -17,7 +17,11 @@ test('fedsim run --keys: every worker signed, both transports; a worker without 
     const r = await runCli(['run', '--keys', keys, '--workers', '10', '--nodes', '2', '--rounds', '2', '--transport', transport, '--headless', '--out', out]);
     assert.equal(r.code, 0, r.stderr);
     const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
-    assert.deepEqual(s.auth, { safeMode: true, refused: {} });
+    // 10 signed registrations; then an update and a pull a round for each worker, and a last pull, under the session key.
+    assert.equal(s.auth.safeMode, true);
+    assert.deepEqual(s.auth.refused, {});
+    assert.equal(s.auth.accepted.ed25519, 10);
+    assert.ok(s.auth.accepted.session >= 40, JSON.stringify(s.auth));
     assert.equal(s.updates.accepted, 20);
     assert.match(r.stderr, /safe mode +on, 0 requests refused/);
     assert.match(readFileSync(path.join(out, 'logs', 'server.log'), 'utf8'), /SAFE MODE: 10 worker keys/);

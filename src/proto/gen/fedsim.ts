@@ -39,6 +39,11 @@ export interface RegisterRequest {
 export interface RegisterReply {
   workerId: string;
   modelVersion: number;
+  /**
+   * Safe mode's session scheme: the server's X25519 public key (hex), when the registration
+   * carried the worker's (docs/safe-mode.md); empty otherwise.
+   */
+  exchangeKey: string;
 }
 
 export interface UpdateChunk {
@@ -152,7 +157,7 @@ export const RegisterRequest: MessageFns<RegisterRequest> = {
 };
 
 function createBaseRegisterReply(): RegisterReply {
-  return { workerId: "", modelVersion: 0 };
+  return { workerId: "", modelVersion: 0, exchangeKey: "" };
 }
 
 export const RegisterReply: MessageFns<RegisterReply> = {
@@ -162,6 +167,9 @@ export const RegisterReply: MessageFns<RegisterReply> = {
     }
     if (message.modelVersion !== 0) {
       writer.uint32(16).int64(message.modelVersion);
+    }
+    if (message.exchangeKey !== "") {
+      writer.uint32(26).string(message.exchangeKey);
     }
     return writer;
   },
@@ -195,6 +203,14 @@ export const RegisterReply: MessageFns<RegisterReply> = {
             message.modelVersion = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.exchangeKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -219,6 +235,11 @@ export const RegisterReply: MessageFns<RegisterReply> = {
         : isSet(object.model_version)
         ? globalThis.Number(object.model_version)
         : 0,
+      exchangeKey: isSet(object.exchangeKey)
+        ? globalThis.String(object.exchangeKey)
+        : isSet(object.exchange_key)
+        ? globalThis.String(object.exchange_key)
+        : "",
     };
   },
 
@@ -230,6 +251,9 @@ export const RegisterReply: MessageFns<RegisterReply> = {
     if (message.modelVersion !== 0) {
       obj.modelVersion = Math.round(message.modelVersion);
     }
+    if (message.exchangeKey !== "") {
+      obj.exchangeKey = message.exchangeKey;
+    }
     return obj;
   },
 
@@ -240,6 +264,7 @@ export const RegisterReply: MessageFns<RegisterReply> = {
     const message = createBaseRegisterReply();
     message.workerId = object.workerId ?? "";
     message.modelVersion = object.modelVersion ?? 0;
+    message.exchangeKey = object.exchangeKey ?? "";
     return message;
   },
 };
