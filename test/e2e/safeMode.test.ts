@@ -4,7 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { runCli, tempDir } from '../helpers/cli.js';
 
-test('fedsim run --keys: every worker signed, both transports; a worker without a key is refused and the run says so', async (t) => {
+test('fedsim run --keys: every worker authenticated, both transports, both schemes, with and without libsodium; a worker without a key is refused and the run says so', async (t) => {
   const keys = tempDir();
   const out = tempDir();
   t.after(() => {
@@ -25,6 +25,17 @@ test('fedsim run --keys: every worker signed, both transports; a worker without 
     assert.equal(s.updates.accepted, 20);
     assert.match(r.stderr, /safe mode +on, 0 requests refused/);
     assert.match(readFileSync(path.join(out, 'logs', 'server.log'), 'utf8'), /SAFE MODE: 10 worker keys/);
+  }
+  // Without the libsodium addon (forced here) both sides fall back to OpenSSL for the MACs and
+  // digests too; and --auth-scheme ed25519 signs every request.
+  for (const [env, scheme, accepted] of [[{ FEDSIM_ED25519: 'openssl' }, 'session', 'session'], [{}, 'ed25519', 'ed25519']] as const) {
+    const r = await runCli(['run', '--keys', keys, '--workers', '10', '--nodes', '2', '--rounds', '2', '--auth-scheme', scheme, '--headless', '--out', out], 60_000, env);
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
+    assert.deepEqual(s.auth.refused, {});
+    assert.ok(s.auth.accepted[accepted] >= 40, JSON.stringify(s.auth));
+    assert.equal(s.auth.accepted.ed25519 ?? 0, accepted === 'session' ? 10 : s.auth.accepted.ed25519);
+    if (env.FEDSIM_ED25519) assert.match(readFileSync(path.join(out, 'logs', 'server.log'), 'utf8'), /ed25519 by openssl/);
   }
   // Worker 7 has no key: it is refused; the others complete on the quorum; the run fails, saying why.
   rmSync(path.join(keys, 'worker-7.key'));

@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { BodyDigest, SMALL_BODY_BYTES, sha256Hex } from '../../src/auth/digest.js';
+import { sodiumInUse } from '../../src/auth/ed25519.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+test('sha256Hex: libsodium for small bodies, OpenSSL for the rest, the same digest at every size around the switch', () => {
+  assert.ok(sodiumInUse(), 'libsodium loads here (the small path is under test)');
+  for (const n of [0, 1, 31, 32, 63, 64, 65, SMALL_BODY_BYTES - 1, SMALL_BODY_BYTES, SMALL_BODY_BYTES + 1, 4096, 1 << 20]) {
+    const b = randomBytes(n);
+    assert.equal(sha256Hex(b), sha(b), `${n} bytes`);
+  }
+});
+
+test('BodyDigest: any split into chunks gives the digest of the whole body, small or large; chunks are copied, not kept', () => {
+  for (const n of [0, 5, SMALL_BODY_BYTES, SMALL_BODY_BYTES + 1, 70_000]) {
+    const body = randomBytes(n);
+    for (const step of [1, 7, 100, 511, 512, 513, 65_536]) {
+      const d = new BodyDigest();
+      // Each chunk comes through one reused buffer, as a socket's shared read buffer would.
+      const reused = Buffer.alloc(step);
+      for (let off = 0; off < n; off += step) {
+        const len = body.copy(reused, 0, off, Math.min(n, off + step));
+        d.update(reused.subarray(0, len));
+        reused.fill(0xee);
+      }
+      assert.equal(d.hex(), sha(body), `${n} bytes in chunks of ${step}`);
+    }
+  }
+});
