@@ -11,6 +11,7 @@
  */
 import { type Hash, createHash } from 'node:crypto';
 import { sodiumInUse } from './ed25519.js';
+import { toHex } from './hex.js';
 
 /** Bodies up to this many bytes are hashed by libsodium in one call. */
 export const SMALL_BODY_BYTES = 512;
@@ -21,7 +22,7 @@ function sodiumSha256Hex(body: Buffer): string | null {
   const sodium = sodiumInUse();
   if (!sodium) return null;
   sodium.crypto_hash_sha256(OUT, body);
-  return OUT.toString('hex');
+  return toHex(OUT);
 }
 
 /** The SHA-256 of a body, lower-case hex. */

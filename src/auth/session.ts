@@ -18,6 +18,7 @@
  */
 import { type KeyObject, createHmac, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, timingSafeEqual } from 'node:crypto';
 import { sodiumInUse } from './ed25519.js';
+import { fromHex, toHex, writeAscii } from './hex.js';
 
 const HEX32 = /^[0-9a-f]{64}$/;
 
@@ -67,11 +68,11 @@ const SCRATCH = Buffer.allocUnsafe(4096);
 const MAC = Buffer.allocUnsafe(32);
 const RECEIVED = Buffer.allocUnsafe(32);
 
-/** A message's bytes: a string is written into SCRATCH when it surely fits (valid until the next call). */
+/** A message's bytes: an ASCII string that fits is written into SCRATCH (valid until the next call). */
 function bytesOf(msg: Buffer | string): Buffer {
   if (typeof msg !== 'string') return msg;
-  if (msg.length * 3 > SCRATCH.length) return Buffer.from(msg, 'utf8');
-  return SCRATCH.subarray(0, SCRATCH.write(msg, 0, 'utf8'));
+  const n = writeAscii(msg, SCRATCH);
+  return n >= 0 ? SCRATCH.subarray(0, n) : Buffer.from(msg, 'utf8');
 }
 
 /**
@@ -84,12 +85,12 @@ export function macHex(key: Buffer, msg: Buffer | string): string {
   const sodium = sodiumInUse();
   if (!sodium) return macOpenssl(key, msg).toString('hex');
   sodium.crypto_auth(MAC, bytesOf(msg), key);
-  return MAC.toString('hex');
+  return toHex(MAC);
 }
 
 /** Checks a received MAC (64 hex characters) in constant time; false when it is malformed. */
 export function macMatches(key: Buffer, msg: Buffer | string, received: string): boolean {
-  if (received.length !== 64 || RECEIVED.write(received, 'hex') !== 32) return false; // write stops at the first pair that is not hex
+  if (!fromHex(received, RECEIVED)) return false;
   const sodium = sodiumInUse();
   return sodium ? sodium.crypto_auth_verify(RECEIVED, bytesOf(msg), key) : timingSafeEqual(macOpenssl(key, msg), RECEIVED);
 }

@@ -310,22 +310,22 @@ export class GrpcConnection {
   private pingDeadline: NodeJS.Timeout | null = null;
   private closed = false;
   /** The header fields every call starts with, encoded once: before :path, and after it. */
-  private readonly headPrefix: Buffer;
-  private readonly headSuffix: Buffer;
+  private readonly headPrefix: readonly number[];
+  private readonly headSuffix: readonly number[];
 
   constructor(private readonly opts: GrpcConnectionOptions) {
     const prefix: number[] = [];
     encodeIndexed(prefix, 3); // :method: POST
     encodeIndexed(prefix, 6); // :scheme: http
     encodeLiterals(prefix, [[':authority', formatHostPort(opts.host, opts.port)]]);
-    this.headPrefix = Buffer.from(prefix);
+    this.headPrefix = prefix;
     const suffix: number[] = [];
     encodeLiterals(suffix, [
       ['content-type', 'application/grpc'],
       ['te', 'trailers'],
     ]);
     if (opts.userAgent) encodeLiterals(suffix, [['user-agent', opts.userAgent]]);
-    this.headSuffix = Buffer.from(suffix);
+    this.headSuffix = suffix;
     // One listener per connection, not one per call.
     opts.signal?.addEventListener('abort', () => this.stop(), { once: true });
   }
@@ -398,13 +398,14 @@ export class GrpcConnection {
     }
   }
 
+  /** A call's header block, built in one array and made a Buffer once. */
   private headerBlock(o: CallOptions): Buffer {
-    const path: number[] = [];
-    encodeLiterals(path, [[':path', o.path]]);
-    const rest: number[] = [];
-    encodeLiterals(rest, [['grpc-timeout', grpcTimeout(o.timeoutMs)]]);
-    if (o.metadata) encodeLiterals(rest, Object.entries(o.metadata));
-    return Buffer.concat([this.headPrefix, Buffer.from(path), this.headSuffix, Buffer.from(rest)]);
+    const out = this.headPrefix.slice();
+    encodeLiterals(out, [[':path', o.path]]);
+    for (const b of this.headSuffix) out.push(b);
+    encodeLiterals(out, [['grpc-timeout', grpcTimeout(o.timeoutMs)]]);
+    if (o.metadata) encodeLiterals(out, Object.entries(o.metadata));
+    return Buffer.from(out);
   }
 
   /** Starts a call. Never throws: a failure to start shows in `status`. */

@@ -281,14 +281,16 @@ export function encodeLiterals(out: number[], fields: Iterable<readonly [string,
     if (index !== undefined) pushInt(out, index, 4, 0x00);
     else {
       out.push(0x00);
-      const n = Buffer.from(name, 'latin1');
-      pushInt(out, n.length, 7, 0x00);
-      for (const c of n) out.push(c);
+      pushLatin1(out, name);
     }
-    const v = Buffer.from(value, 'latin1');
-    pushInt(out, v.length, 7, 0x00);
-    for (const c of v) out.push(c);
+    pushLatin1(out, value);
   }
+}
+
+/** A string literal without Huffman coding: its length, then each character as one byte (latin1). */
+function pushLatin1(out: number[], s: string): void {
+  pushInt(out, s.length, 7, 0x00);
+  for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i) & 0xff);
 }
 
 /** An indexed field from the static table (":method: POST" is 3, ":scheme: http" is 6). */
