@@ -58,3 +58,12 @@ test('fedsim keys gen refuses to overwrite without --force', async (t) => {
   assert.match(again.stderr, /--force/);
   assert.equal((await runCli(['keys', 'gen', '--workers', '2', '--out', keys, '--force'])).code, 0);
 });
+
+test('--auth-scheme takes session or ed25519; anything else is a usage error (exit 2) that names the flag and the choices', async () => {
+  const w = await runCli(['node', '--role', 'worker', '--chunk', '1 of 1', '--workers', '1', '--server', '127.0.0.1:1', '--auth-scheme', 'nope']);
+  assert.equal(w.code, 2);
+  assert.match(w.stderr, /--auth-scheme "nope" is not a scheme: use session .* or ed25519/);
+  const r = await runCli(['run', '--auth-scheme', 'hmac', '--headless']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--auth-scheme "hmac" is not allowed: use session or ed25519/);
+});
