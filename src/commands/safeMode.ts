@@ -84,18 +84,20 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
         const publicKey = key.publicKeyHex;
         const { method, path, workerId, round, bodySha256 } = facts;
         const ts = String(timestamp);
+        // The session scheme's token: the key's line in keys.list (the worker index: a
+        // registration is admitted only from the key on its index's line), time, nonce, MAC.
         if (session && workerId.charCodeAt(0) !== 35 /* #: a registration */) {
           const proof = macHex(session, canonicalText({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256 }));
-          return { 'x-fedsim-body-sha256': bodySha256, 'x-fedsim-mac': `${index}.${ts}.${nonce}.${proof}` };
+          return { [AUTH.bodySha256]: bodySha256, [AUTH.mac]: `${index}.${ts}.${nonce}.${proof}` };
         }
         if (scheme === 'session' && workerId.charCodeAt(0) === 35) {
           exchange ??= exchangeKeyPair();
           const exchangeKey = exchange.publicHex;
           const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256, exchangeKey })).toString('hex');
-          return { 'x-fedsim-key': publicKey, 'x-fedsim-ts': ts, 'x-fedsim-nonce': nonce, 'x-fedsim-body-sha256': bodySha256, 'x-fedsim-kx': exchangeKey, 'x-fedsim-sig': sig };
+          return { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.bodySha256]: bodySha256, [AUTH.exchange]: exchangeKey, [AUTH.signature]: sig };
         }
         const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256 })).toString('hex');
-        return { 'x-fedsim-key': publicKey, 'x-fedsim-ts': ts, 'x-fedsim-nonce': nonce, 'x-fedsim-body-sha256': bodySha256, 'x-fedsim-sig': sig };
+        return { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.bodySha256]: bodySha256, [AUTH.signature]: sig };
       },
       registered(serverExchangeKey) {
         session = exchange && serverExchangeKey ? sessionKey(exchange, serverExchangeKey, key.publicKeyHex, true) : null;

@@ -108,7 +108,7 @@ export type AuthScheme = 'session' | 'ed25519';
 
 export type CheckResult = { ok: true; publicKey: string; scheme: AuthScheme; exchangeKey?: string } | { ok: false; reason: string; publicKey: string };
 
-/** The server's check of one request: null when it passes, else the reason it is refused. */
+/** The server's check of requests (safe mode): which pass, by which scheme, and why the others are refused. */
 export interface RequestChecker {
   /** The SHA-256 of a body that arrives in chunks, to compare with the signed one. */
   bodyDigest(): { update(chunk: Buffer): void; hex(): string };
