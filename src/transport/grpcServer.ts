@@ -24,10 +24,12 @@ import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, Header
 
 /**
  * The window an update's stream gets once it has a slot (it starts with HTTP/2's default
- * 64 KiB, all an update waiting for a slot may hold here): room for a whole 1 MiB chunk in
- * flight, so the worker does not wait for a WINDOW_UPDATE every 32 KiB.
+ * 64 KiB, all an update waiting for a slot may hold here). Twice a 1 MiB chunk: the worker
+ * never waits for a WINDOW_UPDATE, and an update of up to about 1 MiB needs none at all
+ * (Http2Session.credit gives the window back only once less than half of it is left). What
+ * the slot's stream holds here is still bounded: its data goes into the slot as it comes.
  */
-const UPLOAD_WINDOW_BYTES = 1024 * 1024;
+const UPLOAD_WINDOW_BYTES = 2 * 1024 * 1024;
 
 const PATH = {
   register: '/fedsim.v1.Fedsim/Register',
@@ -232,7 +234,9 @@ export class GrpcFlServer {
         // HTTP/2's default stream window for uploads: an update that waits for a slot holds
         // at most this much here, not its whole megabytes.
         streamWindow: 65_535,
-        connectionWindow: 2 * UPLOAD_WINDOW_BYTES,
+        // The streams' windows bound what a connection holds (a worker has an update and a
+        // pull open at most); a large connection window only spares WINDOW_UPDATEs.
+        connectionWindow: 8 * UPLOAD_WINDOW_BYTES,
         onStream: (stream, fields, end) => this.dispatch(stream, fields, end),
         // A dead connection ends its calls through their streams.
         onClosed: (s) => this.sessions.delete(s),

@@ -542,21 +542,30 @@ export class Http2Session {
 
   /**
    * `bytes` of the stream's DATA were read (handed on, or padding): its window is given back
-   * once a quarter of it was, even in the middle of a frame. With a frame as large as the
-   * window, waiting for the frame's end would make the sender stop and wait every frame.
+   * once a quarter of it was read and the peer has less than half of it left to send, even in
+   * the middle of a frame. With a frame as large as the window, waiting for the frame's end
+   * would make the sender stop and wait every frame; and a stream whose window holds its whole
+   * message (an update in its slot) gets no WINDOW_UPDATE at all, each of which would cost a
+   * write here and a wake-up of the peer.
    */
   credit(stream: Http2Stream, bytes: number): void {
     stream.recvUnacked += bytes;
-    if (stream.recvUnacked < stream.recvWindow / 4 || stream.remoteClosed || this.deathReason !== null || !this.streams.has(stream.id)) return;
+    if (stream.recvUnacked < stream.recvWindow / 4 || stream.recvAvailable >= stream.recvWindow / 2) return;
+    if (stream.remoteClosed || this.deathReason !== null || !this.streams.has(stream.id)) return;
     this.write(frame(Type.WINDOW_UPDATE, 0, stream.id, u32(stream.recvUnacked)));
     stream.recvAvailable += stream.recvUnacked;
     stream.recvUnacked = 0;
   }
 
-  /** The connection's window is given back as bytes are read off the socket (the streams' windows bound what is held). */
+  /**
+   * The connection's window is given back as bytes are read off the socket (the streams'
+   * windows bound what is held), on the same rule as a stream's: a quarter read, less than
+   * half left.
+   */
   private creditConnection(bytes: number): void {
     this.connectionRecvUnacked += bytes;
-    if (this.connectionRecvUnacked < this.opts.connectionWindow / 4 || this.deathReason !== null) return;
+    const window = Math.max(DEFAULT_WINDOW, this.opts.connectionWindow);
+    if (this.connectionRecvUnacked < window / 4 || this.connectionRecvAvailable >= window / 2 || this.deathReason !== null) return;
     this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(this.connectionRecvUnacked)));
     this.connectionRecvAvailable += this.connectionRecvUnacked;
     this.connectionRecvUnacked = 0;
