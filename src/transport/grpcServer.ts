@@ -24,12 +24,13 @@ import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, Header
 
 /**
  * The window an update's stream gets once it has a slot (it starts with HTTP/2's default
- * 64 KiB, all an update waiting for a slot may hold here). Twice a 1 MiB chunk: the worker
- * never waits for a WINDOW_UPDATE, and an update of up to about 1 MiB needs none at all
- * (Http2Session.credit gives the window back only once less than half of it is left). What
- * the slot's stream holds here is still bounded: its data goes into the slot as it comes.
+ * 64 KiB, all an update waiting for a slot may hold here). Four 1 MiB chunks: the worker
+ * never waits for a WINDOW_UPDATE, and an update of up to 2 MiB needs none at all
+ * (Http2Session.credit gives the window back only once less than half of it is left; with
+ * 2 MiB, a 1 MiB update's framing took it just under half and cost one). What the slot's
+ * stream holds here is still bounded: its data goes into the slot as it comes.
  */
-const UPLOAD_WINDOW_BYTES = 2 * 1024 * 1024;
+const UPLOAD_WINDOW_BYTES = 4 * 1024 * 1024;
 
 const PATH = {
   register: '/fedsim.v1.Fedsim/Register',
@@ -236,7 +237,7 @@ export class GrpcFlServer {
         streamWindow: 65_535,
         // The streams' windows bound what a connection holds (a worker has an update and a
         // pull open at most); a large connection window only spares WINDOW_UPDATEs.
-        connectionWindow: 8 * UPLOAD_WINDOW_BYTES,
+        connectionWindow: 4 * UPLOAD_WINDOW_BYTES,
         onStream: (stream, fields, end) => this.dispatch(stream, fields, end),
         // A dead connection ends its calls through their streams.
         onClosed: (s) => this.sessions.delete(s),
