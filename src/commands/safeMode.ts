@@ -17,6 +17,7 @@ export function serverChecker(listFile: string): { checker: RequestChecker; keys
   const v = new Verifier({ keys });
   const checker: RequestChecker = {
     bodyDigest: () => new BodyDigest(),
+    bodySha256: sha256Hex,
     check(facts, header) {
       const token = header(AUTH.mac);
       if (token !== undefined) {
@@ -90,14 +91,13 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
           const proof = macHex(session, canonicalText({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256 }));
           return { [AUTH.bodySha256]: bodySha256, [AUTH.mac]: `${index}.${ts}.${nonce}.${proof}` };
         }
-        if (scheme === 'session' && workerId.charCodeAt(0) === 35) {
-          exchange ??= exchangeKeyPair();
-          const exchangeKey = exchange.publicHex;
-          const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256, exchangeKey })).toString('hex');
-          return { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.bodySha256]: bodySha256, [AUTH.exchange]: exchangeKey, [AUTH.signature]: sig };
-        }
-        const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256 })).toString('hex');
-        return { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.bodySha256]: bodySha256, [AUTH.signature]: sig };
+        // Signed: every registration (the session scheme's with its exchange key), and every
+        // request of the ed25519 scheme or when the server opened no session.
+        const exchangeKey = scheme === 'session' && workerId.charCodeAt(0) === 35 ? (exchange ??= exchangeKeyPair()).publicHex : undefined;
+        const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256, exchangeKey })).toString('hex');
+        const signed: Record<string, string> = { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.bodySha256]: bodySha256, [AUTH.signature]: sig };
+        if (exchangeKey) signed[AUTH.exchange] = exchangeKey;
+        return signed;
       },
       registered(serverExchangeKey) {
         session = exchange && serverExchangeKey ? sessionKey(exchange, serverExchangeKey, key.publicKeyHex, true) : null;

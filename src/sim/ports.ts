@@ -112,6 +112,8 @@ export type CheckResult = { ok: true; publicKey: string; scheme: AuthScheme; exc
 export interface RequestChecker {
   /** The SHA-256 of a body that arrives in chunks, to compare with the signed one. */
   bodyDigest(): { update(chunk: Buffer): void; hex(): string };
+  /** The SHA-256 (hex) of a body held whole (a registration's). */
+  bodySha256(body: Buffer): string;
   check(facts: RequestFacts, headers: (name: string) => string | undefined): CheckResult;
   /**
    * A registration succeeded: worker id → the key that registered it. With the worker's

@@ -10,7 +10,6 @@
  * timer. The wire is standard gRPC (grpc/doc/PROTOCOL-HTTP2.md): tests call it with
  * grpc-js's own client as well as fedsim's. docs/architecture.md records the choice.
  */
-import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { ModelChunk, PullRequest, RegisterReply, RegisterRequest, UpdateAck, UpdateHeader } from '../proto/gen/fedsim.js';
 import type { UpdateSlot } from '../sim/updateSlots.js';
@@ -286,7 +285,7 @@ export class GrpcFlServer {
     const facts = { method: 'RPC', path: GRPC_AUTH_PATH.register, workerId: registrationId(request.workerIndex), round: 0, bodySha256: claimed };
     const auth = this.fl.authorize(facts, (n) => call.meta(n));
     if (!auth.ok) return call.fail(refusal(auth.reason));
-    if (this.fl.auth && createHash('sha256').update(registerBody(request.workerIndex)).digest('hex') !== claimed) {
+    if (this.fl.auth && this.fl.auth.bodySha256(registerBody(request.workerIndex)) !== claimed) {
       this.fl.refused('body-hash', auth.publicKey, facts);
       return call.fail(refusal('body-hash'));
     }

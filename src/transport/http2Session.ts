@@ -315,6 +315,11 @@ const enum Read {
   DataPadding,
 }
 
+/** A receive window goes back once a quarter of it was read and the peer has less than half of it left. */
+function timeToGiveBack(unacked: number, available: number, window: number): boolean {
+  return unacked >= window / 4 && available < window / 2;
+}
+
 /**
  * One HTTP/2 connection over a connected (or connecting) socket. A client opens streams
  * with `request`; a server hears of them through `onStream`. The session dies on a socket
@@ -550,7 +555,7 @@ export class Http2Session {
    */
   credit(stream: Http2Stream, bytes: number): void {
     stream.recvUnacked += bytes;
-    if (stream.recvUnacked < stream.recvWindow / 4 || stream.recvAvailable >= stream.recvWindow / 2) return;
+    if (!timeToGiveBack(stream.recvUnacked, stream.recvAvailable, stream.recvWindow)) return;
     if (stream.remoteClosed || this.deathReason !== null || !this.streams.has(stream.id)) return;
     this.write(frame(Type.WINDOW_UPDATE, 0, stream.id, u32(stream.recvUnacked)));
     stream.recvAvailable += stream.recvUnacked;
@@ -565,7 +570,7 @@ export class Http2Session {
   private creditConnection(bytes: number): void {
     this.connectionRecvUnacked += bytes;
     const window = Math.max(DEFAULT_WINDOW, this.opts.connectionWindow);
-    if (this.connectionRecvUnacked < window / 4 || this.connectionRecvAvailable >= window / 2 || this.deathReason !== null) return;
+    if (!timeToGiveBack(this.connectionRecvUnacked, this.connectionRecvAvailable, window) || this.deathReason !== null) return;
     this.write(frame(Type.WINDOW_UPDATE, 0, 0, u32(this.connectionRecvUnacked)));
     this.connectionRecvAvailable += this.connectionRecvUnacked;
     this.connectionRecvUnacked = 0;

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { UpdateSlot } from '../sim/updateSlots.js';
@@ -148,7 +147,7 @@ export class HttpFlServer {
         const facts = { method: 'POST', path: url.pathname, workerId: typeof index === 'number' ? registrationId(index) : '', round: 0, bodySha256: claimed };
         const auth = authorize(facts);
         if (!auth) return;
-        if (fl.auth && createHash('sha256').update(body).digest('hex') !== claimed) {
+        if (fl.auth && fl.auth.bodySha256(body) !== claimed) {
           fl.refused('body-hash', auth.publicKey, facts);
           sendJson(res, 401, { error: 'safe mode: request refused: body-hash', reason: 'body-hash' });
           return;
