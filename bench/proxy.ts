@@ -7,7 +7,7 @@
  * 2. Added latency: 64-byte ping-pongs with an echo child, direct and through the proxy.
  * 3. fedsim runs with bytes:1MiB (100 workers, 4 nodes, 5 rounds), over http and grpc:
  *    without faults (workers connect straight) and with a fault that never fires on every
- *    worker (every worker behind its proxy, in process on both transports), PAIRS times each, alternating, and the median of each compared (single runs on
+ *    worker (every worker behind its proxy, in process on both transports), PAIRS (5) times each, alternating, and the median of each compared (single runs on
  *    2 shared cores spread by ±15 %). Target: under 10 % throughput loss.
  *
  * A missed target is not an error: the exit code is 1 only when a measurement failed.
@@ -23,7 +23,7 @@ import { seededRandom } from '../src/payload/random.js';
 import { type CaseResult, type Transport, killGroup, makeTempRoot, measureLoopback, runCase, startChild, table, runBench } from './lib.js';
 
 const PINGS = 2000;
-const PAIRS = 3;
+const PAIRS = 5;
 const ROUNDS = 5;
 const PROXY_TARGET = 0.1;
 

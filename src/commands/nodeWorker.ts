@@ -1,4 +1,4 @@
-import type { Duplex } from 'node:stream';
+import type { OpenConnection } from '../runtime/readBuffer.js';
 import type { ProxyRoute } from '../netem/proxy/backend.js';
 import { type RampPlan, joinRound } from '../sim/ramp.js';
 import { setMaxListeners } from 'node:events';
@@ -149,7 +149,7 @@ export function bodyHasher(keep = 2): (body: Buffer) => string {
 }
 
 /** A worker's transport options for its route to its fault proxy. */
-function routeOptions(route: ProxyRoute | undefined): { connect?: () => Duplex } {
+function routeOptions(route: ProxyRoute | undefined): { connect?: OpenConnection } {
   return route ? { connect: route.connect } : {};
 }
 

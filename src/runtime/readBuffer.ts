@@ -8,6 +8,15 @@
  * The contract for whoever reads: the chunk passed on is valid only during the call. Parse
  * it, compare it or copy it; never keep a view of it.
  */
+import type { Duplex } from 'node:stream';
+
+/**
+ * Opens a connection in process (the fault proxy's worker end) instead of a TCP socket.
+ * Everything it reads goes to `reader`, possibly as views valid only during the call (the
+ * same contract as `sharedRead`); its 'data' event is not for the caller.
+ */
+export type OpenConnection = (reader: (chunk: Buffer) => void) => Duplex;
+
 const READ_BUFFER_BYTES = 256 * 1024;
 
 let buffer: Buffer | null = null;

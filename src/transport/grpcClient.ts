@@ -5,7 +5,7 @@ import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { BodyBuffer, CHUNK_BYTES, type SharedBody } from './headers.js';
 import { EMPTY_SHA256, GRPC_AUTH_PATH, type RequestSigner, registerBody, registrationId } from './auth.js';
 import { GRPC_MAX_MESSAGE_BYTES, type GrpcCall, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, codeName, frame, framePrefix, varint, wholeMessages } from './grpcWire.js';
-import type { Duplex } from 'node:stream';
+import type { OpenConnection } from '../runtime/readBuffer.js';
 import { fedsimVersion } from '../runtime/self.js';
 import { formatHostPort } from '../config/values.js';
 
@@ -27,7 +27,7 @@ export interface GrpcClientOptions {
    */
   readonly heldModel?: (sha256: string, bytes: number) => Buffer | SharedBody | undefined;
   /** Opens the worker's connection instead of a socket of its own (the in-process fault proxy). */
-  readonly connect?: () => Duplex;
+  readonly connect?: OpenConnection;
 }
 
 // RESOURCE_EXHAUSTED (an update over the server's limit) would fail the same way again: not retried.

@@ -16,8 +16,7 @@
  * address, retries (fedsim's retry policy is the only one).
  */
 import net from 'node:net';
-import { sharedRead } from '../runtime/readBuffer.js';
-import type { Duplex } from 'node:stream';
+import { type OpenConnection, sharedRead } from '../runtime/readBuffer.js';
 import { formatHostPort } from '../config/values.js';
 import { type HeaderList, encodeIndexed, encodeLiterals, headerValue } from './hpack.js';
 import { H2Error, Http2Session, type Http2Stream, type StreamHandler } from './http2Session.js';
@@ -259,7 +258,7 @@ export interface GrpcConnectionOptions {
   readonly host: string;
   readonly port: number;
   /** Opens the connection's transport instead of a TCP socket (the in-process fault proxy). */
-  readonly createConnection?: () => Duplex;
+  readonly createConnection?: OpenConnection;
   /** A ping every this often while a call is in flight; one unanswered for `keepaliveTimeoutMs` kills the connection. */
   readonly keepaliveMs: number;
   readonly keepaliveTimeoutMs: number;
@@ -342,10 +341,11 @@ export class GrpcConnection {
     // what they keep, before the next.
     let session: Http2Session | null = null;
     const socket = this.opts.createConnection
-      ? this.opts.createConnection()
+      ? this.opts.createConnection((c) => session?.received(c))
       : net.connect({ host: this.opts.host, port: this.opts.port, noDelay: true, onread: sharedRead((c) => session?.received(c)) });
     const s = new Http2Session(socket, {
       role: 'client',
+      readByCaller: true,
       // A model streams to the worker without waiting on WINDOW_UPDATEs (DOWNLOAD_WINDOW_BYTES).
       // (The server keeps HTTP/2's default for uploads until an update has its slot: updates
       // that wait would otherwise sit in its memory.)

@@ -102,6 +102,11 @@ export interface SessionOptions {
   readonly connectionWindow: number;
   /** Called once, when the session has died and holds no streams any more. */
   readonly onClosed: (session: Http2Session) => void;
+  /**
+   * The caller hands every read to `received` (a socket opened with `onread`, or a connection
+   * with its own reader): the session does not listen for 'data'.
+   */
+  readonly readByCaller?: boolean;
   /** Server: a client opened a stream with these request headers; set `stream.handler` here. */
   readonly onStream?: (stream: Http2Stream, fields: HeaderList, end: boolean) => void;
 }
@@ -377,7 +382,7 @@ export class Http2Session {
     this.state = this.server ? Read.Preface : Read.Header;
     this.connectionRecvAvailable = Math.max(DEFAULT_WINDOW, opts.connectionWindow);
     socket.on('connect', () => (this.connected = true));
-    socket.on('data', (chunk: Buffer) => this.received(chunk));
+    if (!opts.readByCaller) socket.on('data', (chunk: Buffer) => this.received(chunk));
     const peer = this.server ? 'client' : 'server';
     socket.on('error', (err: Error) => this.die(this.connected ? `connection dropped: ${err.message}` : `could not connect: ${err.message}`));
     socket.on('end', () => this.die(this.connected ? `connection dropped: the ${peer} closed the connection` : 'could not connect: the connection closed before the server answered'));

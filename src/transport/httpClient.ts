@@ -1,4 +1,4 @@
-import type { Duplex } from 'node:stream';
+import type { OpenConnection } from '../runtime/readBuffer.js';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
@@ -27,7 +27,7 @@ export interface HttpClientOptions {
    * Opens the worker's connection instead of a TCP socket of its own (the in-process fault
    * proxy, src/netem/proxy/pipe.ts).
    */
-  readonly connect?: () => Duplex;
+  readonly connect?: OpenConnection;
 }
 
 interface Reply {

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { sharedRead } from '../runtime/readBuffer.js';
+import { type OpenConnection, sharedRead } from '../runtime/readBuffer.js';
 import type { Duplex } from 'node:stream';
 import { TransportError } from '../sim/ports.js';
 import { fromSocketError } from './errors.js';
@@ -49,7 +49,7 @@ export interface HttpConnectionOptions {
   /** TCP keepalive idle time (a dead peer under a long poll is noticed). */
   readonly keepaliveMs?: number;
   /** Opens the connection instead of a TCP socket (the in-process fault proxy). */
-  readonly connect?: () => Duplex;
+  readonly connect?: OpenConnection;
 }
 
 /** Longest status line plus headers taken before the response is refused as malformed. */
@@ -177,10 +177,9 @@ export class HttpConnection {
     // A TCP socket reads into the process's one read buffer (readBuffer.ts): nothing is
     // allocated per read. What is read is parsed, compared or copied before the next read.
     const socket = o.connect
-      ? o.connect()
+      ? o.connect(onData)
       : net.connect({ host: o.host, port: o.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: o.keepaliveMs ?? 10_000, onread: sharedRead(onData) });
     this.socket = socket;
-    if (o.connect) socket.on('data', onData);
     socket.on('end', () => {
       if (this.socket === socket) this.onEnd();
     });

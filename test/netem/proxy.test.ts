@@ -3,6 +3,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { pipePair } from '../../src/netem/proxy/pipe.js';
+import { sharedRead } from '../../src/runtime/readBuffer.js';
 import { WorkerProxy } from '../../src/netem/proxy/proxy.js';
 import { type FaultSpec, parseFault } from '../../src/netem/spec.js';
 
@@ -21,15 +22,26 @@ after(() => echo.close());
 
 const fault = (raw: Record<string, unknown>): FaultSpec => parseFault({ manual: true, ...raw }, 0, () => '');
 
-type Mode = 'tcp' | 'in-process';
+/**
+ * - tcp: the worker connects to the proxy over loopback;
+ * - in-process: the worker's end of an in-memory socket, read through its 'data' event;
+ * - in-process-reader: the same with a reader (how fedsim's transports open it), which the
+ *   proxy hands its reads as views while no fault is on the link.
+ */
+type Mode = 'tcp' | 'in-process' | 'in-process-reader';
+
+/** Ends opened with a reader: their bytes come as the 'bytes' event (copies of what the reader got). */
+const withReader = new WeakSet<Duplex>();
+const bytesEvent = (s: Duplex): string => (withReader.has(s) ? 'bytes' : 'data');
 
 /**
  * A connection of the worker through proxy `p`: over loopback TCP (gRPC workers) or in
  * process (HTTP workers); the same faults must do the same to both.
  */
 async function open(p: WorkerProxy, mode: Mode): Promise<Duplex> {
-  if (mode === 'in-process') {
-    const end = p.connect();
+  if (mode !== 'tcp') {
+    const end: Duplex = mode === 'in-process' ? p.connect() : p.connect((c) => end.emit('bytes', Buffer.from(c)));
+    if (mode === 'in-process-reader') withReader.add(end);
     // A refused or reset connection fails a little later, as a TCP connect does.
     const failed = await new Promise<Error | null>((resolve) => {
       end.once('error', resolve);
@@ -67,11 +79,11 @@ function roundTrip(s: Duplex, bytes: number): Promise<number> {
     const onData = (d: Buffer) => {
       got += d.length;
       if (got >= bytes) {
-        s.off('data', onData);
+        s.off(bytesEvent(s), onData);
         resolve(performance.now() - t0);
       }
     };
-    s.on('data', onData);
+    s.on(bytesEvent(s), onData);
     s.once('error', reject);
     s.write(Buffer.alloc(bytes, 7));
   });
@@ -83,7 +95,7 @@ async function proxy(mode: Mode): Promise<WorkerProxy> {
   return p;
 }
 
-for (const mode of ['tcp', 'in-process'] as const) {
+for (const mode of ['tcp', 'in-process', 'in-process-reader'] as const) {
 
   test(`${mode}: no fault: bytes pass both ways unchanged`, async () => {
     const p = await proxy(mode);
@@ -98,7 +110,7 @@ for (const mode of ['tcp', 'in-process'] as const) {
     const s = await open(p, mode);
     p.apply(fault({ id: 'b', kind: 'blackhole' }));
     let got = 0;
-    s.on('data', (d) => (got += d.length));
+    s.on(bytesEvent(s), (d: Buffer) => (got += d.length));
     s.write(Buffer.alloc(1000));
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(got, 0, 'nothing crosses while the blackhole is on');
@@ -115,7 +127,7 @@ for (const mode of ['tcp', 'in-process'] as const) {
     const s = await open(p, mode);
     p.apply(fault({ id: 'u', kind: 'blackhole', direction: 'down' }));
     let got = 0;
-    s.on('data', (d) => (got += d.length));
+    s.on(bytesEvent(s), (d: Buffer) => (got += d.length));
     s.write(Buffer.alloc(100));
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(got, 0, 'the echo is held on its way down');
@@ -222,10 +234,49 @@ test('in-process backend: each targeted worker gets a route whose connections go
   assert.ok(route);
   assert.equal(b.routeOf(5), undefined);
   assert.equal(b.addressOf(3), undefined);
-  const s = route.connect();
+  const s: Duplex = route.connect((c) => s.emit('bytes', Buffer.from(c)));
+  withReader.add(s);
   await roundTrip(s, 1000);
   s.destroy();
   await b.close();
+});
+
+test('in-process with a reader: no fault, reads arrive as views of the read buffer and writes skip the pipe; faults switching on and off mid-stream keep every byte in order', async () => {
+  const p = await proxy('in-process');
+  const shared = sharedRead(() => undefined).buffer.buffer;
+  let views = 0;
+  let copies = 0;
+  const got: Buffer[] = [];
+  const end = p.connect((c) => {
+    if (c.buffer === shared) views++;
+    else copies++;
+    got.push(Buffer.from(c));
+  });
+  let crossedPipe = 0;
+  const proxyEnd = (end as unknown as { other: Duplex }).other;
+  proxyEnd.on('data', (c: Buffer) => (crossedPipe += c.length));
+  const total = 24 << 20;
+  const sent = Buffer.alloc(total);
+  for (let i = 0; i < total; i += 4) sent.writeUInt32LE(i / 4, i);
+  const arrived = () => got.reduce((n, c) => n + c.length, 0);
+  // Write in 256 KiB pieces, each after the last is taken, while a delay fault goes on and
+  // off every few pieces: the bytes switch between the direct path and the link's queue.
+  for (let at = 0, i = 0; at < total; at += 256 << 10, i++) {
+    if (i === 16) p.apply(fault({ id: 'd', kind: 'delay', delay: '5ms' }));
+    if (i === 40) await p.heal('d');
+    if (i === 60) p.apply(fault({ id: 'd2', kind: 'bandwidth', rate: '800mbit', direction: 'down' }));
+    if (i === 72) await p.heal('d2');
+    await new Promise<void>((r) => end.write(sent.subarray(at, at + (256 << 10)), () => r()));
+  }
+  const t0 = Date.now();
+  while (arrived() < total && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(arrived(), total);
+  assert.ok(Buffer.concat(got).equals(sent), 'every byte, in order, through every switch of path');
+  assert.ok(views > 0, 'reads handed on as views while no fault was on');
+  assert.ok(copies > 0, 'reads copied while a fault was on');
+  assert.ok(crossedPipe > 0 && crossedPipe < total, `writes crossed the pipe only while a fault was on (${crossedPipe} of ${total} bytes)`);
+  end.destroy();
+  await p.close();
 });
 
 test('the in-memory pipe joins queued small writes (frame headers and 16 KiB pieces) into chunks of up to 256 KiB, in order, and passes large ones as they are', async () => {

@@ -216,7 +216,8 @@ test('against node:http: large bodies both ways, and a 14 MB body in pieces', as
 test('a slow upload that keeps going is not a timeout; an answer before the body is all out ends the connection', async () => {
   // A link that takes 60 ms per MiB written (a bandwidth fault): 8 pieces take ~480 ms, the timeout is 150 ms.
   const opened: Duplex[] = [];
-  const slowServer = (early: boolean) => () => {
+  // An OpenConnection: what it reads goes to the reader the client passes.
+  const slowServer = (early: boolean) => (reader: (chunk: Buffer) => void) => {
     let got = 0;
     let head = -1;
     const d: Duplex = new Duplex({
@@ -239,6 +240,7 @@ test('a slow upload that keeps going is not a timeout; an answer before the body
         }, 60 * Math.max(1, Math.round(chunk.length / UPLOAD_PIECE)));
       },
     });
+    d.on('data', reader);
     opened.push(d);
     return d;
   };

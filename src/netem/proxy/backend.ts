@@ -1,12 +1,12 @@
 import { seededRandom } from '../../payload/random.js';
 import type { FaultBackend } from '../runner.js';
 import type { FaultSpec } from '../spec.js';
-import type { Duplex } from 'node:stream';
+import type { OpenConnection } from '../../runtime/readBuffer.js';
 import { WorkerProxy } from './proxy.js';
 
 /** How a worker reaches its in-process proxy: this opens the worker's connection. */
 export interface ProxyRoute {
-  readonly connect: () => Duplex;
+  readonly connect: OpenConnection;
 }
 
 /**
@@ -55,7 +55,7 @@ export class ProxyBackend implements FaultBackend {
   routeOf(index: number): ProxyRoute | undefined {
     const p = this.proxies.get(index);
     if (!p || this.mode === 'tcp') return undefined;
-    return { connect: () => p.connect() };
+    return { connect: (reader) => p.connect(reader) };
   }
 
   apply(f: FaultSpec, instanceId: string, workers: readonly number[]): void {

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import type { PassThroughLink } from './pipe.js';
 
 /** What a link does to the bytes that cross it, computed from the faults on at that moment. */
 export interface LinkEffects {
@@ -17,11 +18,22 @@ const HIGH_WATER = 4 * 1024 * 1024;
 /** A lost segment costs a retransmission timeout; back-to-back losses double it, as TCP does. */
 const RTO_MS = 200;
 
+/** Takes a view of a read, valid only during the call, if it can use it now (WorkerEnd.tryTake). */
+export interface ViewSink {
+  tryTake(view: Buffer): boolean;
+}
+
+const noEffects = (e: LinkEffects): boolean => e === NO_EFFECTS || (!e.held && e.delayMs === 0 && e.lossPercent === 0 && e.rateBytesPerSec === 0);
+
 /**
  * One direction of a proxied connection: bytes from `src` to `dst` through a queue whose
  * release times carry the delay, loss and rate of the active faults.
+ *
+ * While no fault is on it, an in-process worker's bytes skip the link's events: its writes
+ * go straight to the server's socket (`pass`), and reads from the server are handed to its
+ * reader as views of the read buffer (`offerView`), as they would be without the proxy.
  */
-export class Link {
+export class Link implements PassThroughLink {
   private queue: Array<{ buf: Buffer; at: number }> = [];
   private queued = 0;
   private lastAt = 0;
@@ -30,6 +42,8 @@ export class Link {
   private waitingDrain = false;
   private closed = false;
   bytes = 0;
+  /** Down links of in-process workers: where a read may go without a copy. */
+  viewSink: ViewSink | null = null;
 
   constructor(
     private readonly src: Duplex,
@@ -52,10 +66,48 @@ export class Link {
     this.queue = [];
   }
 
+  /** No fault on the link and nothing of its own queued or waiting: bytes may skip it. */
+  open(): boolean {
+    return !this.closed && !this.waitingDrain && this.queue.length === 0 && noEffects(this.effects());
+  }
+
+  /** A write of the worker's, straight to `dst`; `callback` once it is written (or `dst` is gone). */
+  pass(chunk: Buffer, callback: (error?: Error | null) => void): void {
+    this.bytes += chunk.length;
+    if (this.dst.destroyed) callback();
+    else this.dst.write(chunk, () => callback());
+  }
+
+  /** Writes queued on the worker's end, straight to `dst` in one go. */
+  passAll(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    if (this.dst.destroyed) {
+      callback();
+      return;
+    }
+    this.dst.cork();
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) {
+      this.bytes += chunks[i].chunk.length;
+      this.dst.write(chunks[i].chunk);
+    }
+    this.bytes += chunks[last].chunk.length;
+    this.dst.write(chunks[last].chunk, () => callback());
+    this.dst.uncork();
+  }
+
+  /** A read from `src` as a view of its read buffer: handed on as it is if it can be, else copied and forwarded. */
+  offerView(view: Buffer): void {
+    if (this.viewSink && this.open() && this.viewSink.tryTake(view)) {
+      this.bytes += view.length;
+      return;
+    }
+    this.onData(Buffer.from(view));
+  }
+
   private onData(buf: Buffer): void {
     const e = this.effects();
     const now = performance.now();
-    if (e.held === false && e.delayMs === 0 && e.lossPercent === 0 && e.rateBytesPerSec === 0 && this.queue.length === 0) {
+    if (noEffects(e) && this.queue.length === 0) {
       // The fast path: no fault on this link; the destination's backpressure pauses the source.
       if (!this.write(buf) && !this.waitingDrain) {
         this.waitingDrain = true;

@@ -107,9 +107,56 @@ class PipeEnd extends Duplex {
 export class WorkerEnd extends PipeEnd {
   /** The proxy's connection to the server, once it exists. */
   upstream: Socket | null = null;
+  /**
+   * The worker's link to the server while no fault is on it: writes go straight to the
+   * upstream socket instead of across the pipe and through the proxy's link.
+   */
+  passUp: PassThroughLink | null = null;
   private idleMs = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   readonly connecting = false;
+
+  /**
+   * `reader`, when given, takes everything that arrives (the 'data' event goes to it alone),
+   * and the proxy may hand it views of its read buffer, valid only during the call, as a
+   * socket opened with `onread` does: nothing is copied while no fault is on the link.
+   */
+  constructor(private readonly reader?: (chunk: Buffer) => void) {
+    super();
+    if (reader) this.on('data', reader);
+  }
+
+  /**
+   * Hands `view` to the reader now if nothing that came before it is still on its way (a
+   * chunk buffered on this end, or in the proxy's end); false when it must be copied and
+   * go the long way.
+   */
+  tryTake(view: Buffer): boolean {
+    if (!this.reader || this.readableLength !== 0 || this.readableFlowing !== true || this.destroyed || this.other.writableLength !== 0) return false;
+    this.activity();
+    this.reader(view);
+    return true;
+  }
+
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    const pass = this.passUp;
+    if (pass && this.other.readableLength === 0 && pass.open()) {
+      this.activity();
+      pass.pass(chunk, callback);
+      return;
+    }
+    super._write(chunk, encoding, callback);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    const pass = this.passUp;
+    if (pass && this.other.readableLength === 0 && pass.open()) {
+      this.activity();
+      pass.passAll(chunks, callback);
+      return;
+    }
+    super._writev(chunks, callback);
+  }
 
   override activity(): void {
     this.idleTimer?.refresh();
@@ -181,9 +228,17 @@ export class ProxyEnd extends PipeEnd {
   }
 }
 
+/** A link that can take the worker's writes straight to the server while no fault is on it. */
+export interface PassThroughLink {
+  /** No fault on the link and nothing of its own queued: a write may go straight through. */
+  open(): boolean;
+  pass(chunk: Buffer, callback: (error?: Error | null) => void): void;
+  passAll(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void;
+}
+
 /** A connected pair: the worker's end and the proxy's end. */
-export function pipePair(): { worker: WorkerEnd; proxy: ProxyEnd } {
-  const worker = new WorkerEnd();
+export function pipePair(reader?: (chunk: Buffer) => void): { worker: WorkerEnd; proxy: ProxyEnd } {
+  const worker = new WorkerEnd(reader);
   const proxy = new ProxyEnd();
   worker.other = proxy;
   proxy.other = worker;
@@ -195,8 +250,8 @@ export function pipePair(): { worker: WorkerEnd; proxy: ProxyEnd } {
  * the event loop later, as a refused connect does (and once the HTTP client listens for its
  * socket's errors, which it starts on the next tick).
  */
-export function refusedEnd(): WorkerEnd {
-  const { worker, proxy } = pipePair();
+export function refusedEnd(reader?: (chunk: Buffer) => void): WorkerEnd {
+  const { worker, proxy } = pipePair(reader);
   setImmediate(() => proxy.failWorker(socketError('ECONNREFUSED', 'connect')));
   return worker;
 }

@@ -67,11 +67,15 @@ export class WorkerProxy {
    * A new connection of the worker, in process: the worker's end of an in-memory socket. With
    * a refuse fault on it fails with ECONNREFUSED, as a connect to the TCP proxy would.
    */
-  connect(): WorkerEnd {
-    if (this.has('refuse')) return refusedEnd();
-    const { worker, proxy } = pipePair();
-    const upstream = this.accept(proxy);
-    worker.upstream = upstream;
+  connect(reader?: (chunk: Buffer) => void): WorkerEnd {
+    if (this.has('refuse')) return refusedEnd(reader);
+    const { worker, proxy } = pipePair(reader);
+    const conn = this.accept(proxy);
+    if (conn) {
+      worker.upstream = conn.upstream;
+      worker.passUp = conn.up;
+      conn.down.viewSink = worker;
+    }
     return worker;
   }
 
@@ -141,7 +145,7 @@ export class WorkerProxy {
     }
   }
 
-  private accept(client: net.Socket | ProxyEnd): net.Socket | null {
+  private accept(client: net.Socket | ProxyEnd): Conn | null {
     if (this.has('reset')) {
       // In process, a turn later: the HTTP client listens for its socket's errors from the next tick on.
       if (client instanceof ProxyEnd) setImmediate(() => client.resetAndDestroy());
@@ -149,15 +153,16 @@ export class WorkerProxy {
       return null;
     }
     // The upstream reads into the process's shared read buffer (readBuffer.ts), up to 256 KiB
-    // at a time, and each read is copied out whole: the links keep what they forward (a
-    // fault may hold or delay it), so a view would not do; one exact copy per read costs less
-    // than node's fresh 64 KiB buffer per read, four times as many reads and events.
+    // at a time. An in-process worker's reader takes a read as a view while no fault is on
+    // the link; otherwise the read is copied out whole (a fault may hold or delay it), one
+    // exact copy per read, which costs less than node's fresh 64 KiB buffer per read.
+    let down: Link | null = null;
     const upstream: net.Socket = net.connect({
       host: this.upstream.host,
       port: this.upstream.port,
       noDelay: true,
       allowHalfOpen: true,
-      onread: sharedRead((c) => upstream.emit('data', Buffer.from(c))),
+      onread: sharedRead((c) => down?.offerView(c)),
     });
     const conn: Conn = {
       client,
@@ -165,6 +170,7 @@ export class WorkerProxy {
       up: new Link(client, upstream, () => this.effects('up'), this.random),
       down: new Link(upstream, client, () => this.effects('down'), this.random),
     };
+    down = conn.down;
     this.conns.add(conn);
     const close = () => {
       if (!this.conns.delete(conn)) return;
@@ -186,7 +192,7 @@ export class WorkerProxy {
     });
     client.on('close', close);
     upstream.on('close', close);
-    return upstream;
+    return conn;
   }
 
   private reset(c: Conn): void {
