@@ -63,9 +63,12 @@ function bindError(err: unknown, what: string, host: string, port: number): Erro
   return err instanceof Error ? err : new Error(String(err));
 }
 
-/** In-flight update bodies share 32 MiB: two 14 MB models at once, sixteen small ones. */
+/**
+ * In-flight update bodies share 16 MiB: one 14 MB model at a time, sixteen 1 MiB updates.
+ * As many again may be lent to uploads that start beside stalled ones (UpdateSlots).
+ */
 export function updateSlotsFor(updateBytes: number): number {
-  return Math.max(2, Math.min(16, Math.floor((32 * 1024 * 1024) / Math.max(1, updateBytes))));
+  return Math.max(1, Math.min(16, Math.floor((16 * 1024 * 1024) / Math.max(1, updateBytes))));
 }
 
 /** Starts one round engine behind long-poll HTTP and gRPC. */

@@ -39,18 +39,23 @@ export class MobileNetPayload implements PayloadCodec {
   makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer {
     const base = global.length === this.built.bytes.length ? global : this.built.bytes;
     const out = reuse && reuse.length === base.length && reuse !== base ? reuse : Buffer.allocUnsafe(base.length);
-    base.copy(out);
     // Seeded noise drawn once per update and repeated in blocks: the same bytes for the same
     // worker and round, at memory speed rather than one random draw per weight.
     const rnd = seededRandom((this.seed * 1_000_003 + workerIndex * 7919 + round) >>> 0);
     const block = new Float32Array(4099);
     for (let i = 0; i < block.length; i++) block[i] = (rnd() * 2 - 1) * 0.01;
     const t = tiler().setBlock(block);
+    // The weights are written perturbed straight from the held model, and only the bytes
+    // between them (the graph) copied: one pass over the 14 MB instead of a copy and a pass.
     let phase = 0;
+    let at = 0;
     for (const r of this.built.floatRegions) {
-      const weights = out.subarray(r.offset, r.offset + r.length);
-      phase = t.add(weights, weights, phase);
+      if (r.offset > at) base.copy(out, at, at, r.offset);
+      const end = r.offset + r.length;
+      phase = t.add(out.subarray(r.offset, end), base.subarray(r.offset, end), phase);
+      at = end;
     }
+    if (at < base.length) base.copy(out, at, at);
     return out;
   }
 

@@ -4,49 +4,99 @@
  * cut half-way just frees its slot, so the sum never holds a partial update and nothing is
  * counted twice. Memory is `slots` × the update size, whatever the number of workers; an
  * update that finds every slot busy waits (its connection is not read meanwhile).
+ *
+ * A slot whose upload has made no progress for `stallMs` (a worker's link cut in the middle
+ * of its update) lends its place: one more update may start beside it, up to `spare` more
+ * slots. A stalled upload so never holds up the others, and memory stays at `slots` × the
+ * update size while uploads flow (one slot for a 14 MB model: a second one was 14 MB of the
+ * server's peak memory and no faster, docs/benchmarks.md "Session 19").
  */
 export class UpdateSlots {
-  private readonly spare: Buffer[] = [];
-  private busy = 0;
+  private readonly spareBuffers: Buffer[] = [];
+  private readonly busySlots = new Set<UpdateSlot>();
   private readonly queue: Array<(s: UpdateSlot) => void> = [];
+  private timer: NodeJS.Timeout | null = null;
   /** The most slots ever busy at once (for reports). */
   peak = 0;
 
-  constructor(readonly slots: number) {
+  constructor(
+    readonly slots: number,
+    readonly spare = slots,
+    readonly stallMs = 250,
+  ) {
     if (!(slots >= 1)) throw new Error(`update slots must be >= 1, not ${slots}`);
   }
 
-  /** A free slot, now or once one is released. */
+  /** A free slot, now or once one is released (or a busy one stalls). */
   acquire(): Promise<UpdateSlot> {
-    if (this.busy < this.slots) return Promise.resolve(this.take());
-    return new Promise((resolve) => this.queue.push(resolve));
+    if (this.queue.length === 0 && this.busySlots.size < this.capacity()) return Promise.resolve(this.take());
+    const p = new Promise<UpdateSlot>((resolve) => this.queue.push(resolve));
+    this.watch();
+    return p;
   }
 
   get waiting(): number {
     return this.queue.length;
   }
 
-  private take(): UpdateSlot {
-    this.busy++;
-    this.peak = Math.max(this.peak, this.busy);
-    return new UpdateSlot(this.spare.pop() ?? Buffer.alloc(0), (buf) => this.release(buf));
+  get busy(): number {
+    return this.busySlots.size;
   }
 
-  private release(buf: Buffer): void {
-    this.busy--;
-    this.spare.push(buf);
-    const next = this.queue.shift();
-    if (next) next(this.take());
+  /** `slots`, plus one for every busy slot stalled for `stallMs`, up to `spare` more. */
+  private capacity(): number {
+    if (this.busySlots.size < this.slots || this.spare === 0) return this.slots;
+    const now = performance.now();
+    let stalled = 0;
+    for (const s of this.busySlots) if (now - s.lastProgress >= this.stallMs) stalled++;
+    return this.slots + Math.min(this.spare, stalled);
+  }
+
+  private take(): UpdateSlot {
+    const slot = new UpdateSlot(this.spareBuffers.pop() ?? Buffer.alloc(0), (s, buf) => this.release(s, buf));
+    this.busySlots.add(slot);
+    this.peak = Math.max(this.peak, this.busySlots.size);
+    return slot;
+  }
+
+  private release(slot: UpdateSlot, buf: Buffer): void {
+    this.busySlots.delete(slot);
+    // Buffers beyond `slots` were lent for a stall: not kept.
+    if (this.spareBuffers.length + this.busySlots.size < this.slots) this.spareBuffers.push(buf);
+    this.serve();
+  }
+
+  private serve(): void {
+    while (this.queue.length > 0 && this.busySlots.size < this.capacity()) this.queue.shift()!(this.take());
+    this.watch();
+  }
+
+  /** While updates wait, looks again every `stallMs / 2` for a stalled slot. */
+  private watch(): void {
+    if (this.queue.length === 0 || this.spare === 0) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.serve();
+    }, Math.max(1, this.stallMs / 2));
+    // The waiting uploads' connections keep the process alive, not this.
+    this.timer.unref();
   }
 }
 
 export class UpdateSlot {
   private n = 0;
   private released = false;
+  /** When bytes last came (performance.now()): a slot without any for a while has stalled. */
+  lastProgress = performance.now();
 
   constructor(
     private buf: Buffer,
-    private readonly onRelease: (buf: Buffer) => void,
+    private readonly onRelease: (slot: UpdateSlot, buf: Buffer) => void,
   ) {}
 
   /** Room for `total` bytes (a declared Content-Length), so no copy happens on growth. */
@@ -62,6 +112,7 @@ export class UpdateSlot {
     }
     chunk.copy(this.buf, this.n);
     this.n += chunk.length;
+    this.lastProgress = performance.now();
   }
 
   get length(): number {
@@ -76,6 +127,6 @@ export class UpdateSlot {
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.onRelease(this.buf);
+    this.onRelease(this, this.buf);
   }
 }

@@ -4,7 +4,7 @@ import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { BodyBuffer, CHUNK_BYTES, type SharedBody } from './headers.js';
 import { EMPTY_SHA256, GRPC_AUTH_PATH, type RequestSigner, registerBody, registrationId } from './auth.js';
-import { GRPC_MAX_MESSAGE_BYTES, type GrpcCall, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, codeName, frame, framePrefix, varint, wholeMessages } from './grpcWire.js';
+import { GRPC_MAX_MESSAGE_BYTES, type GrpcCall, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, chunkPrefix, codeName, frame, wholeMessages } from './grpcWire.js';
 import type { OpenConnection } from '../runtime/readBuffer.js';
 import { fedsimVersion } from '../runtime/self.js';
 import { formatHostPort } from '../config/values.js';
@@ -55,24 +55,6 @@ function toTransportError(err: unknown, target: string): TransportError {
   return new TransportError(`grpc-${name}`, `${target}: gRPC ${name}: ${err.details}`, RETRYABLE.has(err.code));
 }
 
-/** The first bytes of an UpdateChunk message whose data (`dataBytes` long) follows. */
-function updateChunkPrefix(header: Uint8Array | null, dataBytes: number): Buffer {
-  const head: number[] = [];
-  if (header) head.push(0x0a, ...varint(header.length));
-  const dataTag = dataBytes > 0 ? [0x12, ...varint(dataBytes)] : [];
-  const messageBytes = head.length + (header?.length ?? 0) + dataTag.length + dataBytes;
-  const out = Buffer.allocUnsafe(5 + head.length + (header?.length ?? 0) + dataTag.length);
-  framePrefix(messageBytes).copy(out, 0);
-  let at = 5;
-  out.set(head, at);
-  at += head.length;
-  if (header) {
-    out.set(header, at);
-    at += header.length;
-  }
-  out.set(dataTag, at);
-  return out;
-}
 
 /**
  * One worker's gRPC client (src/transport/grpcWire.ts, on node:http2). Every worker owns its
@@ -144,7 +126,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
     const pump = () => {
       do {
         const end = Math.min(body.length, off + CHUNK_BYTES);
-        call.write(updateChunkPrefix(off === 0 ? header : null, end - off));
+        call.write(chunkPrefix(off === 0 ? header : null, end - off));
         const more = end > off ? call.write(body.subarray(off, end)) : true;
         off = end;
         if (!more && off < body.length) {

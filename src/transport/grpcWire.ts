@@ -175,6 +175,29 @@ export function framePrefix(length: number): Buffer {
   return p;
 }
 
+/**
+ * The framed start of a chunk message (UpdateChunk or ModelChunk: `header` = 1, `data` = 2)
+ * whose data, `dataBytes` long, follow as they are: a body goes out as views, never copied
+ * into its messages.
+ */
+export function chunkPrefix(header: Uint8Array | null, dataBytes: number): Buffer {
+  const head: number[] = [];
+  if (header) head.push(0x0a, ...varint(header.length));
+  const dataTag = dataBytes > 0 ? [0x12, ...varint(dataBytes)] : [];
+  const messageBytes = head.length + (header?.length ?? 0) + dataTag.length + dataBytes;
+  const out = Buffer.allocUnsafe(5 + head.length + (header?.length ?? 0) + dataTag.length);
+  framePrefix(messageBytes).copy(out, 0);
+  let at = 5;
+  out.set(head, at);
+  at += head.length;
+  if (header) {
+    out.set(header, at);
+    at += header.length;
+  }
+  out.set(dataTag, at);
+  return out;
+}
+
 /** A whole framed message. */
 export function frame(message: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(message.length + 5);

@@ -236,30 +236,39 @@ export class Http2Stream {
     this.session.resetStream(this, code);
   }
 
-  /** Writes what the windows allow; called by the session. Returns bytes of DATA written. */
-  pump(maxFrame: number, connectionWindow: number, out: (header: Buffer, body: Buffer | null) => void): number {
+  /**
+   * Writes what the windows allow; called by the session. Returns bytes of DATA written. A
+   * frame takes as many queued writes as fit (a message's small prefix and the view of its
+   * data go out as one frame, not two).
+   */
+  pump(maxFrame: number, connectionWindow: number, out: (header: Buffer, body: readonly Buffer[]) => void): number {
     let sent = 0;
     while (this.queue.length > 0) {
       const room = Math.min(this.sendWindow, connectionWindow - sent, maxFrame);
       if (room <= 0) break;
-      const head = this.queue[0];
-      let piece: Buffer;
-      if (head.length <= room) {
-        piece = head;
-        this.queue.shift();
-      } else {
-        piece = head.subarray(0, room);
-        this.queue[0] = head.subarray(room);
+      const pieces: Buffer[] = [];
+      let bytes = 0;
+      while (this.queue.length > 0 && bytes < room) {
+        const head = this.queue[0];
+        if (head.length <= room - bytes) {
+          pieces.push(head);
+          bytes += head.length;
+          this.queue.shift();
+        } else {
+          pieces.push(head.subarray(0, room - bytes));
+          this.queue[0] = head.subarray(room - bytes);
+          bytes = room;
+        }
       }
-      this.queued -= piece.length;
-      this.sendWindow -= piece.length;
-      sent += piece.length;
+      this.queued -= bytes;
+      this.sendWindow -= bytes;
+      sent += bytes;
       const last = this.endQueued && this.queue.length === 0 && !this.trailers;
-      out(frameHeader(piece.length, Type.DATA, last ? Flag.END_STREAM : 0, this.id), piece);
+      out(frameHeader(bytes, Type.DATA, last ? Flag.END_STREAM : 0, this.id), pieces);
       if (last) this.localClosed = true;
     }
     if (this.endQueued && this.queue.length === 0 && !this.localClosed && !this.trailers) {
-      out(frameHeader(0, Type.DATA, Flag.END_STREAM, this.id), null);
+      out(frameHeader(0, Type.DATA, Flag.END_STREAM, this.id), []);
       this.localClosed = true;
     }
     return sent;
@@ -530,9 +539,9 @@ export class Http2Session {
   flush(stream: Http2Stream): void {
     if (this.deathReason !== null) return;
     if (!stream.localClosed) {
-      const sent = stream.pump(this.peerMaxFrame, this.connectionSendWindow, (h, b) => {
+      const sent = stream.pump(this.peerMaxFrame, this.connectionSendWindow, (h, body) => {
         this.write(h);
-        if (b) this.write(b);
+        for (const b of body) this.write(b);
       });
       this.connectionSendWindow -= sent;
       // END_STREAM went out on DATA: what ending this side means is in one place.

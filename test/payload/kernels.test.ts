@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
 import { Float64Sum, MAX_BLOCK_FLOATS, Tiler } from '../../src/payload/kernels.js';
 import { BytesPayload } from '../../src/payload/bytes.js';
+import { MobileNetPayload, mobilenetOf } from '../../src/payload/mobilenet.js';
 import { seededRandom } from '../../src/payload/random.js';
 
 /** `n` float32s (little-endian) at byte `offset` of a fresh buffer, so the data can sit at any alignment. */
@@ -91,6 +92,30 @@ test('bytes payload: an update is the global model plus its worker and round blo
     const agg = codec.createAggregator();
     agg.fold(update);
     assert.deepEqual(agg.result(round + 1), update);
+  }
+});
+
+test('mobilenetv2 payload: an update is the global model with every weight plus its worker and round block, and every other byte the same', () => {
+  const codec = new MobileNetPayload(1);
+  const { floatRegions } = mobilenetOf(1);
+  // A global model whose weights differ from the initial one's, as after a round.
+  const global = new MobileNetPayload(1).makeUpdate(codec.initialModel(), 99, 1);
+  for (const reuse of [undefined, Buffer.alloc(global.length, 0xaa)]) {
+    const update = codec.makeUpdate(global, 7, 3, reuse);
+    const rnd = seededRandom((1 * 1_000_003 + 7 * 7919 + 3) >>> 0);
+    const block = new Float32Array(4099);
+    for (let i = 0; i < block.length; i++) block[i] = (rnd() * 2 - 1) * 0.01;
+    let k = 0;
+    let at = 0;
+    for (const r of floatRegions) {
+      assert.ok(update.subarray(at, r.offset).equals(global.subarray(at, r.offset)), `graph bytes ${at}..${r.offset}`);
+      for (let o = r.offset; o < r.offset + r.length; o += 4, k++) {
+        const want = Math.fround(global.readFloatLE(o) + block[k % block.length]);
+        if (update.readFloatLE(o) !== want) assert.fail(`weight at byte ${o}: ${update.readFloatLE(o)}, not ${want}`);
+      }
+      at = r.offset + r.length;
+    }
+    assert.ok(update.subarray(at).equals(global.subarray(at)), 'the bytes after the last weight');
   }
 });
 

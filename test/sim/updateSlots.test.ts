@@ -26,3 +26,43 @@ test('update slots: at most N bodies at once, waiters served in order, buffers r
   assert.equal(slots.peak, 2);
   assert.throws(() => new UpdateSlots(0), /must be >= 1/);
 });
+
+test('update slots: a slot with no progress for stallMs lends its place to one waiting update, up to `spare` more; flowing ones do not', async () => {
+  const slots = new UpdateSlots(1, 1, 60);
+  // The slots' own timer does not keep a process alive (connections do, in a server).
+  const alive = setInterval(() => undefined, 1000);
+  const a = await slots.acquire();
+  let got: Awaited<ReturnType<UpdateSlots['acquire']>> | null = null;
+  const b = slots.acquire().then((s) => (got = s));
+  const c = slots.acquire();
+  // `a` keeps making progress: nobody else starts.
+  for (let i = 0; i < 6; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    a.write(Buffer.from('x'));
+  }
+  assert.equal(got, null, 'a flowing upload keeps its place');
+  assert.equal(slots.waiting, 2);
+  // `a` stalls: `b` gets a lent slot; `c` still waits (one spare).
+  await b;
+  assert.ok(got);
+  assert.equal(slots.busy, 2);
+  assert.equal(slots.waiting, 1, 'no more than `spare` lent slots');
+  // The lent slot is released while `a` still stalls: `c` is lent the place.
+  (got as unknown as { release(): void }).release();
+  const cs = await c;
+  assert.equal(slots.busy, 2, '`a` still holds its slot beside `c`');
+  a.release();
+  cs.release();
+  assert.equal(slots.busy, 0);
+  assert.equal(slots.peak, 2);
+  clearInterval(alive);
+  // Without spares a stall changes nothing.
+  const strict = new UpdateSlots(1, 0, 10);
+  const s1 = await strict.acquire();
+  let second = false;
+  const s2 = strict.acquire().then((s) => ((second = true), s));
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(second, false);
+  s1.release();
+  (await s2).release();
+});
