@@ -1,6 +1,6 @@
 import type { FaultInstanceReport, Verdict } from './faults.js';
 import type { RoundLine } from './flServer.js';
-import { type Histogram, decodeHistogram, newHistogram, percentiles } from './stats.js';
+import { type Histogram, decodeHistogram, newHistogram, percentileMs } from './stats.js';
 import { WORKER_STATES, type WorkerState } from './workerStats.js';
 
 export type NodeStatus = 'attached' | 'ready' | 'running' | 'missing' | 'finished' | 'lost' | 'failed';
@@ -185,7 +185,12 @@ export class RunStore {
   /** Round `r` with the propagation of the version it published, as far as the workers have reported it. */
   roundRow(line: RoundLine): RoundRow {
     const h = this.prop.get(line.round);
-    return { ...line, propagationP99: h ? percentiles(h).p99 : null, propagationCount: h?.totalCount ?? 0 };
+    return { ...line, propagationP99: h ? percentileMs(h, 99) : null, propagationCount: h?.totalCount ?? 0 };
+  }
+
+  /** How many workers reported holding version `v` (a count, without the percentiles roundRow computes). */
+  propagationCount(v: number): number {
+    return this.prop.get(v)?.totalCount ?? 0;
   }
 
   /** The propagation samples of version `v` so far (undefined: none reported). */

@@ -54,6 +54,11 @@ export interface Percentiles {
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
+/** One percentile in milliseconds (percentiles() also walks every bucket for the mean). */
+export function percentileMs(h: Histogram, p: number): number {
+  return h.totalCount === 0 ? 0 : round3(h.getValueAtPercentile(p) / 1000);
+}
+
 /** Percentiles in milliseconds. */
 export function percentiles(h: Histogram): Percentiles {
   if (h.totalCount === 0) return { count: 0, p50: 0, p95: 0, p99: 0, max: 0, mean: 0 };
