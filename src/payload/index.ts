@@ -24,6 +24,7 @@ function single(spec: SinglePayload): PayloadCodec {
 class PairPayload implements PayloadCodec {
   readonly name: string;
   private updateBase: Buffer | null = null;
+  private globalBase: Buffer | null = null;
 
   constructor(
     private readonly global: PayloadCodec,
@@ -49,7 +50,8 @@ class PairPayload implements PayloadCodec {
       get count() {
         return counted.count;
       },
-      result: (version) => g.makeUpdate(g.initialModel(), 0, version),
+      // The global codec's initial model, held here: a mobilenetv2 model is otherwise held only by its users.
+      result: (version) => g.makeUpdate((this.globalBase ??= g.initialModel()), 0, version),
     };
   }
 }

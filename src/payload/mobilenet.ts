@@ -4,13 +4,45 @@ import { type Float64Sum, SpareSum, tiler } from './kernels.js';
 import { buildMobileNetV2 } from './mobilenet/model.js';
 
 type Built = ReturnType<typeof buildMobileNetV2>;
-const cache = new Map<number, Built>();
 
-/** The model of a seed, built once per process (about 14 MB; every worker of a node shares it). */
+/** Where a seed's model keeps its weights, and the bytes between them (the graph: a few KB). */
+interface Layout {
+  readonly length: number;
+  readonly params: number;
+  readonly floatRegions: Built['floatRegions'];
+  readonly graph: ReadonlyArray<{ offset: number; bytes: Buffer }>;
+}
+
+const layouts = new Map<number, Layout>();
+/**
+ * The built models, held weakly: whoever uses one (the server's published version 0, a
+ * worker's held model) keeps it alive, and a server no longer holds a 14 MB template once
+ * version 0 is gone. A model collected and asked for again is built again (same bytes).
+ */
+const models = new Map<number, WeakRef<Buffer>>();
+
+/** The model of a seed (about 14 MB), built once per process while anyone holds it. */
 export function mobilenetOf(seed: number): Built {
-  let m = cache.get(seed);
-  if (!m) cache.set(seed, (m = buildMobileNetV2(seed)));
+  const held = models.get(seed)?.deref();
+  const layout = layouts.get(seed);
+  if (held && layout) return { bytes: held, params: layout.params, floatRegions: layout.floatRegions };
+  const m = buildMobileNetV2(seed);
+  models.set(seed, new WeakRef(m.bytes));
+  if (!layout) {
+    const graph: Array<{ offset: number; bytes: Buffer }> = [];
+    let at = 0;
+    for (const r of m.floatRegions) {
+      if (r.offset > at) graph.push({ offset: at, bytes: Buffer.from(m.bytes.subarray(at, r.offset)) });
+      at = r.offset + r.length;
+    }
+    if (at < m.bytes.length) graph.push({ offset: at, bytes: Buffer.from(m.bytes.subarray(at)) });
+    layouts.set(seed, { length: m.bytes.length, params: m.params, floatRegions: m.floatRegions, graph });
+  }
   return m;
+}
+
+function layoutOf(seed: number): Layout {
+  return layouts.get(seed) ?? (mobilenetOf(seed), layouts.get(seed)!);
 }
 
 /**
@@ -27,17 +59,17 @@ export class MobileNetPayload implements PayloadCodec {
 
   constructor(private readonly seed = 1) {}
 
-  private get built(): Built {
-    return mobilenetOf(this.seed);
+  private get layout(): Layout {
+    return layoutOf(this.seed);
   }
 
   initialModel(): Buffer {
-    return this.built.bytes;
+    return mobilenetOf(this.seed).bytes;
   }
 
   /** The held model with its weights perturbed, seeded by worker and round. */
   makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer {
-    const base = global.length === this.built.bytes.length ? global : this.built.bytes;
+    const base = global.length === this.layout.length ? global : this.initialModel();
     const out = reuse && reuse.length === base.length && reuse !== base ? reuse : Buffer.allocUnsafe(base.length);
     // Seeded noise drawn once per update and repeated in blocks: the same bytes for the same
     // worker and round, at memory speed rather than one random draw per weight.
@@ -49,7 +81,7 @@ export class MobileNetPayload implements PayloadCodec {
     // between them (the graph) copied: one pass over the 14 MB instead of a copy and a pass.
     let phase = 0;
     let at = 0;
-    for (const r of this.built.floatRegions) {
+    for (const r of this.layout.floatRegions) {
       if (r.offset > at) base.copy(out, at, at, r.offset);
       const end = r.offset + r.length;
       phase = t.add(out.subarray(r.offset, end), base.subarray(r.offset, end), phase);
@@ -60,13 +92,14 @@ export class MobileNetPayload implements PayloadCodec {
   }
 
   createAggregator(): Aggregator {
-    const { bytes: template, floatRegions: regions, params } = this.built;
+    const layout = this.layout;
+    const { floatRegions: regions, params } = layout;
     let sum: Float64Sum | null = null;
     let count = 0;
     const spare = (this.spare ??= new SpareSum(params));
     return {
       fold(update: Buffer) {
-        if (update.length !== template.length) return false;
+        if (update.length !== layout.length) return false;
         const acc = (sum ??= spare.take());
         let k = 0;
         for (const r of regions) {
@@ -80,8 +113,11 @@ export class MobileNetPayload implements PayloadCodec {
         return count;
       },
       result: () => {
-        const out = Buffer.from(template);
-        if (!sum || count === 0) return out;
+        if (!sum || count === 0) return Buffer.from(this.initialModel());
+        // The graph's bytes from the layout, every weight from the mean: nothing of a
+        // 14 MB template is held for this.
+        const out = Buffer.allocUnsafe(layout.length);
+        for (const g of layout.graph) g.bytes.copy(out, g.offset);
         let k = 0;
         for (const r of regions) {
           sum.meanInto(out.subarray(r.offset, r.offset + r.length), count, k);

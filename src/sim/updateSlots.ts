@@ -14,7 +14,7 @@
 export class UpdateSlots {
   private readonly spareBuffers: Buffer[] = [];
   private readonly busySlots = new Set<UpdateSlot>();
-  private readonly queue: Array<(s: UpdateSlot) => void> = [];
+  private readonly queue: Array<{ take: (s: UpdateSlot) => void; next?: () => void }> = [];
   private timer: NodeJS.Timeout | null = null;
   /** The most slots ever busy at once (for reports). */
   peak = 0;
@@ -27,10 +27,15 @@ export class UpdateSlots {
     if (!(slots >= 1)) throw new Error(`update slots must be >= 1, not ${slots}`);
   }
 
-  /** A free slot, now or once one is released (or a busy one stalls). */
-  acquire(): Promise<UpdateSlot> {
+  /**
+   * A free slot, now or once one is released (or a busy one stalls). `next` runs when the
+   * update becomes the first in line (at once if it is): the gRPC server lets that one's
+   * first bytes come ahead, so its slot does not wait a round trip for them.
+   */
+  acquire(next?: () => void): Promise<UpdateSlot> {
     if (this.queue.length === 0 && this.busySlots.size < this.capacity()) return Promise.resolve(this.take());
-    const p = new Promise<UpdateSlot>((resolve) => this.queue.push(resolve));
+    const p = new Promise<UpdateSlot>((resolve) => this.queue.push({ take: resolve, next }));
+    if (this.queue.length === 1) next?.();
     this.watch();
     return p;
   }
@@ -67,7 +72,12 @@ export class UpdateSlots {
   }
 
   private serve(): void {
-    while (this.queue.length > 0 && this.busySlots.size < this.capacity()) this.queue.shift()!(this.take());
+    let served = false;
+    while (this.queue.length > 0 && this.busySlots.size < this.capacity()) {
+      this.queue.shift()!.take(this.take());
+      served = true;
+    }
+    if (served) this.queue[0]?.next?.();
     this.watch();
   }
 

@@ -22,8 +22,8 @@ import { type Http2Stream, Http2Session } from './http2Session.js';
 import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, HeaderDataReader, chunkPrefix, encodeGrpcMessage, frame, parseGrpcTimeout, wholeMessages } from './grpcWire.js';
 
 /**
- * The window an update's stream gets once it has a slot (it starts with HTTP/2's default
- * 64 KiB, all an update waiting for a slot may hold here). Four 1 MiB chunks: the worker
+ * The window an update's stream gets once it has a slot, or is the first in line for one
+ * (it starts with HTTP/2's default 64 KiB, all the other waiting updates may hold here). Four 1 MiB chunks: the worker
  * never waits for a WINDOW_UPDATE, and an update of up to 2 MiB needs none at all
  * (Http2Session.credit gives the window back only once less than half of it is left; with
  * 2 MiB, a 1 MiB update's framing took it just under half and cost one). What the slot's
@@ -321,7 +321,10 @@ export class GrpcFlServer {
       failed(e);
     };
     call.whenCancelled(release);
-    void this.fl.slots.acquire().then((s) => {
+    // First in line for a slot: the stream may send its slot's window ahead (it waits in
+    // this session), so the slot does not sit idle for the WINDOW_UPDATE's round trip when
+    // it frees. The others hold HTTP/2's default 64 KiB.
+    void this.fl.slots.acquire(() => call.stream.growWindow(UPLOAD_WINDOW_BYTES)).then((s) => {
       if (call.cancelled) {
         s.release();
         return;

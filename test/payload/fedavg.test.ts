@@ -33,9 +33,13 @@ test('FedAvg on MobileNetV2: every weight is the mean of the updates, every othe
   const b = readRegion(ups[1], r);
   const m = readRegion(got, r);
   for (let i = 0; i < m.length; i += 97) assert.equal(m[i], Math.fround((a[i] + b[i]) / 2));
-  // Outside the weights the result is the model's own bytes.
-  const first = floatRegions[0];
-  assert.ok(got.subarray(0, first.offset).equals(bytes.subarray(0, first.offset)));
+  // Outside the weights the result is the model's own bytes: before, between and after them.
+  let at = 0;
+  for (const region of floatRegions) {
+    assert.ok(got.subarray(at, region.offset).equals(bytes.subarray(at, region.offset)), `bytes ${at}..${region.offset}`);
+    at = region.offset + region.length;
+  }
+  assert.ok(got.subarray(at).equals(bytes.subarray(at)), 'the bytes after the last weight');
   // The next round reuses the running sum: it starts from zero, so one update's mean is that update.
   const next = codec.createAggregator();
   assert.equal(next.fold(ups[1]), true);
