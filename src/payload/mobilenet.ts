@@ -67,9 +67,15 @@ export class MobileNetPayload implements PayloadCodec {
     return mobilenetOf(this.seed).bytes;
   }
 
+  /** The initial model held for good, for the odd paths that need it again and again (not rebuilt each time). */
+  private pinned: Buffer | null = null;
+  private pinnedModel(): Buffer {
+    return (this.pinned ??= this.initialModel());
+  }
+
   /** The held model with its weights perturbed, seeded by worker and round. */
   makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer {
-    const base = global.length === this.layout.length ? global : this.initialModel();
+    const base = global.length === this.layout.length ? global : this.pinnedModel();
     const out = reuse && reuse.length === base.length && reuse !== base ? reuse : Buffer.allocUnsafe(base.length);
     // Seeded noise drawn once per update and repeated in blocks: the same bytes for the same
     // worker and round, at memory speed rather than one random draw per weight.
@@ -113,7 +119,7 @@ export class MobileNetPayload implements PayloadCodec {
         return count;
       },
       result: () => {
-        if (!sum || count === 0) return Buffer.from(this.initialModel());
+        if (!sum || count === 0) return Buffer.from(this.pinnedModel());
         // The graph's bytes from the layout, every weight from the mean: nothing of a
         // 14 MB template is held for this.
         const out = Buffer.allocUnsafe(layout.length);

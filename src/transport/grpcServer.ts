@@ -23,7 +23,7 @@ import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, Header
 
 /**
  * The window an update's stream gets once it has a slot, or is the first in line for one
- * (it starts with 16 KiB, all the other waiting updates may hold here). Four 1 MiB chunks: the worker
+ * (it starts with HTTP/2's default 64 KiB, all the other waiting updates may hold here). Four 1 MiB chunks: the worker
  * never waits for a WINDOW_UPDATE, and an update of up to 2 MiB needs none at all
  * (Http2Session.credit gives the window back only once less than half of it is left; with
  * 2 MiB, a 1 MiB update's framing took it just under half and cost one). What the slot's
@@ -235,10 +235,11 @@ export class GrpcFlServer {
       socket.setNoDelay(true);
       const session = new Http2Session(socket, {
         role: 'server',
-        // A quarter of HTTP/2's default stream window: an update that waits for a slot
-        // holds at most this much here (a copy), not its whole megabytes; 128 waiting 14 MB
-        // updates held 8 MB at the default. Registrations, pulls and string updates fit.
-        streamWindow: 16_384,
+        // HTTP/2's default stream window for uploads: an update that waits for a slot holds
+        // at most this much here, not its whole megabytes. (Not less: a client may send the
+        // default's worth before it has read our SETTINGS, RFC 9113 §6.9.2, and a retried
+        // update is often the first stream of its connection.)
+        streamWindow: 65_535,
         // The streams' windows bound what a connection holds (a worker has an update and a
         // pull open at most); a large connection window only spares WINDOW_UPDATEs.
         connectionWindow: 4 * UPLOAD_WINDOW_BYTES,
@@ -324,7 +325,7 @@ export class GrpcFlServer {
     call.whenCancelled(release);
     // First in line for a slot: the stream may send its slot's window ahead (it waits in
     // this session), so the slot does not sit idle for the WINDOW_UPDATE's round trip when
-    // it frees. The others hold 16 KiB.
+    // it frees. The others hold HTTP/2's default 64 KiB.
     void this.fl.slots.acquire(() => call.stream.growWindow(UPLOAD_WINDOW_BYTES)).then((s) => {
       if (call.cancelled) {
         s.release();

@@ -43,6 +43,9 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
     req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, n)));
     req.on('error', reject);
     req.on('aborted', () => reject(new Error('request aborted')));
+    req.on('close', () => {
+      if (!req.readableEnded) reject(new Error('request aborted'));
+    });
   });
 }
 
@@ -52,6 +55,12 @@ function readInto(req: http.IncomingMessage, slot: UpdateSlot, limit: number, ha
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
       reject(new TooLarge(`body of ${declared} bytes is over the limit of ${limit} bytes`));
+      return;
+    }
+    // A client that went away while its update waited for the slot: nothing more will come
+    // (and no 'close' either, it is past), so the slot is given back now, not held for good.
+    if (req.destroyed && !req.readableEnded) {
+      reject(new Error('request aborted'));
       return;
     }
     if (declared > 0) slot.reserve(declared);
@@ -65,9 +74,14 @@ function readInto(req: http.IncomingMessage, slot: UpdateSlot, limit: number, ha
       // Safe mode: the body's hash is computed as it streams in, not over a second copy.
       hash?.update(c);
     });
-    req.on('end', () => resolve(slot.bytes()));
+    // A body that ends short of its declared length (the client closed its side in the
+    // middle) is not an update: nothing of it is folded.
+    req.on('end', () => (declared > 0 && slot.length !== declared ? reject(new Error(`request body ended after ${slot.length} of ${declared} bytes`)) : resolve(slot.bytes())));
     req.on('error', reject);
     req.on('aborted', () => reject(new Error('request aborted')));
+    req.on('close', () => {
+      if (!req.readableEnded) reject(new Error('request aborted'));
+    });
   });
 }
 

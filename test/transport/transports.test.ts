@@ -130,3 +130,48 @@ for (const kind of ['http', 'grpc'] as const) {
     }
   });
 }
+
+for (const kind of ['http', 'grpc'] as const) {
+  test(`${kind}: an update whose worker goes away while it waits for the one slot gives the slot back`, async () => {
+    // 8 MiB: more than the sockets' buffers hold, so the upload is cut in the middle.
+    const codec = new BytesPayload(8 * 1024 * 1024);
+    const fl = new FlServer({ expectedWorkers: 2, codec, clock: systemClock, hash: sha256Hex }, 300, 1);
+    const hs = new HttpFlServer(fl, { host: '127.0.0.1', port: 0, maxBodyBytes: 16 << 20 }, () => ({}));
+    const gs = new GrpcFlServer(fl, 16 << 20);
+    const h = await hs.listen();
+    const g = await gs.listen('127.0.0.1', 0);
+    const opts = { host: '127.0.0.1', port: kind === 'http' ? h.port : g, requestTimeoutMs: 10_000 };
+    const make = () => (kind === 'http' ? new HttpWorkerTransport(opts, new WorkerNodeStats(1)) : new GrpcWorkerTransport(opts, new WorkerNodeStats(1)));
+    const leaving = make();
+    const staying = make();
+    const until = async (what: string, ok: () => boolean) => {
+      const t0 = Date.now();
+      while (!ok()) {
+        if (Date.now() - t0 > 5000) assert.fail(`not within 5 s: ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    try {
+      const r = await leaving.register(0);
+      const held = await fl.slots.acquire(); // the one slot, taken: the update below waits
+      const lost = leaving.pushUpdate(r.workerId, 1, codec.makeUpdate(codec.initialModel(), 0, 1)).catch(() => undefined);
+      await until('the update waits for the slot', () => fl.slots.waiting === 1);
+      leaving.close();
+      await lost;
+      await new Promise((r) => setTimeout(r, 100)); // the server sees the connection go
+      held.release();
+      await until('the slot is free again', () => fl.slots.busy === 0 && fl.slots.waiting === 0);
+      // And the next worker's update goes through it.
+      const s = await staying.register(1);
+      const ack = await staying.pushUpdate(s.workerId, 1, codec.makeUpdate(codec.initialModel(), 1, 1));
+      assert.equal(ack.outcome, 'accepted');
+      // Nothing of the update that went away was folded or counted.
+      assert.equal(fl.engine.updates.accepted, 1);
+      assert.equal(fl.engine.updates.rejected ?? 0, 0);
+    } finally {
+      staying.close();
+      fl.engine.close();
+      await Promise.all([hs.close(), gs.close()]);
+    }
+  });
+}
