@@ -138,24 +138,24 @@ export class WorkerEnd extends PipeEnd {
     return true;
   }
 
-  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+  /** The link a write may skip to, if nothing written before it is still in the pipe and no fault is on. */
+  private direct(): PassThroughLink | null {
     const pass = this.passUp;
-    if (pass && this.other.readableLength === 0 && pass.open()) {
-      this.activity();
-      pass.pass(chunk, callback);
-      return;
-    }
-    super._write(chunk, encoding, callback);
+    if (!pass || this.other.readableLength !== 0 || !pass.open()) return null;
+    this.activity();
+    return pass;
+  }
+
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    const pass = this.direct();
+    if (pass) pass.pass(chunk, callback);
+    else super._write(chunk, encoding, callback);
   }
 
   override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    const pass = this.passUp;
-    if (pass && this.other.readableLength === 0 && pass.open()) {
-      this.activity();
-      pass.passAll(chunks, callback);
-      return;
-    }
-    super._writev(chunks, callback);
+    const pass = this.direct();
+    if (pass) pass.passAll(chunks, callback);
+    else super._writev(chunks, callback);
   }
 
   override activity(): void {
