@@ -167,14 +167,6 @@ export class FrameDecoder {
   }
 }
 
-/** The 5-byte prefix of a message of `length` bytes. */
-export function framePrefix(length: number): Buffer {
-  const p = Buffer.allocUnsafe(5);
-  p[0] = 0;
-  p.writeUInt32BE(length, 1);
-  return p;
-}
-
 /**
  * The framed start of a chunk message (UpdateChunk or ModelChunk: `header` = 1, `data` = 2)
  * whose data, `dataBytes` long, follow as they are: a body goes out as views, never copied
@@ -186,7 +178,9 @@ export function chunkPrefix(header: Uint8Array | null, dataBytes: number): Buffe
   const dataTag = dataBytes > 0 ? [0x12, ...varint(dataBytes)] : [];
   const messageBytes = head.length + (header?.length ?? 0) + dataTag.length + dataBytes;
   const out = Buffer.allocUnsafe(5 + head.length + (header?.length ?? 0) + dataTag.length);
-  framePrefix(messageBytes).copy(out, 0);
+  // The message's 5-byte gRPC prefix: not compressed, its length.
+  out[0] = 0;
+  out.writeUInt32BE(messageBytes, 1);
   let at = 5;
   out.set(head, at);
   at += head.length;
