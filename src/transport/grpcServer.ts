@@ -10,7 +10,8 @@
  * timer. The wire is standard gRPC (grpc/doc/PROTOCOL-HTTP2.md): tests call it with
  * grpc-js's own client as well as fedsim's. docs/architecture.md records the choice.
  */
-import net from 'node:net';
+import type net from 'node:net';
+import { sharedReadServer } from '../runtime/accept.js';
 import { ModelHeader, PullRequest, RegisterReply, RegisterRequest, UpdateAck, UpdateHeader } from '../proto/gen/fedsim.js';
 import type { UpdateSlot } from '../sim/updateSlots.js';
 import type { FlServer } from '../sim/flServer.js';
@@ -231,10 +232,12 @@ export class GrpcFlServer {
   private readonly sessions = new Set<Http2Session>();
 
   constructor(private readonly fl: FlServer, private readonly maxBodyBytes: number) {
-    this.server = net.createServer((socket) => {
+    // Reads land in the process's shared buffer and are parsed in place (runtime/accept.ts).
+    this.server = sharedReadServer((socket) => {
       socket.setNoDelay(true);
       const session = new Http2Session(socket, {
         role: 'server',
+        readByCaller: true,
         // HTTP/2's default stream window for uploads: an update that waits for a slot holds
         // at most this much here, not its whole megabytes. (Not less: a client may send the
         // default's worth before it has read our SETTINGS, RFC 9113 §6.9.2, and a retried
@@ -248,6 +251,7 @@ export class GrpcFlServer {
         onClosed: (s) => this.sessions.delete(s),
       });
       this.sessions.add(session);
+      return (chunk) => session.received(chunk);
     });
   }
 
