@@ -12,6 +12,7 @@ type Exports = {
   accumulate(acc: number, src: number, n: number): void;
   mean(dst: number, acc: number, n: number, count: number): void;
   addTiled(dst: number, blk: number, len: number, phase: number, n: number): number;
+  addTiledTo(dst: number, src: number, blk: number, len: number, phase: number, n: number): number;
 };
 
 /** Floats per staging pass: 64 KiB, in the cache while a pass reads and writes it. */
@@ -128,13 +129,57 @@ export const MAX_BLOCK_FLOATS = 16_384;
  */
 export class Tiler {
   private readonly x: Exports;
-  private readonly mem: Uint8Array;
+  private mem: Uint8Array;
   private readonly stage = STAGE_SKEW;
   private readonly blk = STAGE_SKEW + STAGE_BYTES;
+  /** Where a source held in the module's memory starts (holdSource): after the block, 2 KiB into a page. */
+  private readonly source = Math.ceil((STAGE_SKEW + STAGE_BYTES + MAX_BLOCK_FLOATS * 4) / 4096) * 4096 + STAGE_SKEW;
   private blockLength = 0;
+  /** The source held (weakly: a model the caller dropped is not kept alive here). */
+  private held: WeakRef<Uint8Array> | null = null;
+  private heldLength = 0;
 
   constructor() {
     ({ x: this.x, mem: this.mem } = instantiate(STAGE_SKEW + STAGE_BYTES + MAX_BLOCK_FLOATS * 4));
+  }
+
+  /**
+   * Copies `src` into the module's memory (once: nothing is copied while it is the one held),
+   * so `addFromHeld` reads it there. A worker node perturbs one model for each of its workers
+   * every round: reading it in place spares a copy of 14 MB per update (docs/benchmarks.md,
+   * session 20). The memory grows to the largest source held and stays so. `src` must not
+   * change while it is held (a received model does not).
+   */
+  holdSource(src: Uint8Array): void {
+    if (this.held?.deref() === src) return;
+    const need = this.source + src.length;
+    const have = this.x.memory.buffer.byteLength;
+    if (need > have) {
+      this.x.memory.grow(Math.ceil((need - have) / PAGE));
+      this.mem = new Uint8Array(this.x.memory.buffer);
+    }
+    this.mem.set(src, this.source);
+    this.held = new WeakRef(src);
+    this.heldLength = src.length;
+  }
+
+  /**
+   * `add` with the source's bytes [at, at + dst.length) of the held source: writes
+   * held[at + i] + block[(phase + i) % block.length] to dst for every float of `dst`; returns the
+   * phase after the last float.
+   */
+  addFromHeld(dst: Uint8Array, at: number, phase = 0): number {
+    const n = dst.length >>> 2;
+    if (dst.length % 4 !== 0 || at < 0 || at + dst.length > this.heldLength) throw new RangeError(`addFromHeld: ${dst.length} bytes at ${at} of a held source of ${this.heldLength}`);
+    if (this.blockLength === 0) throw new RangeError('addFromHeld: no block set (setBlock first)');
+    if (phase < 0 || phase >= this.blockLength) throw new RangeError(`addFromHeld: phase ${phase} outside a block of ${this.blockLength} floats`);
+    let p = phase;
+    for (let i = 0; i < n; i += STAGE_FLOATS) {
+      const k = Math.min(STAGE_FLOATS, n - i);
+      p = this.x.addTiledTo(this.stage, this.source + at + i * 4, this.blk, this.blockLength, p, k);
+      dst.set(this.mem.subarray(this.stage, this.stage + k * 4), i * 4);
+    }
+    return p;
   }
 
   /** Copies `block` (1 to MAX_BLOCK_FLOATS floats) in: what `add` repeats until the next call. */

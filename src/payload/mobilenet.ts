@@ -83,14 +83,16 @@ export class MobileNetPayload implements PayloadCodec {
     const block = new Float32Array(4099);
     for (let i = 0; i < block.length; i++) block[i] = (rnd() * 2 - 1) * 0.01;
     const t = tiler().setBlock(block);
-    // The weights are written perturbed straight from the held model, and only the bytes
-    // between them (the graph) copied: one pass over the 14 MB instead of a copy and a pass.
+    // The weights are written perturbed straight from the held model (read where the
+    // perturbation runs: one copy of it per version and node, not one per update), and only
+    // the bytes between them (the graph) copied.
+    t.holdSource(base);
     let phase = 0;
     let at = 0;
     for (const r of this.layout.floatRegions) {
       if (r.offset > at) base.copy(out, at, at, r.offset);
       const end = r.offset + r.length;
-      phase = t.add(out.subarray(r.offset, end), base.subarray(r.offset, end), phase);
+      phase = t.addFromHeld(out.subarray(r.offset, end), r.offset, phase);
       at = end;
     }
     if (at < base.length) base.copy(out, at, at);

@@ -13,7 +13,7 @@
  * and `readerFor`'s reader gets the sockets' 'data' chunks: the same bytes, just allocated.
  */
 import net from 'node:net';
-import { sharedRead } from './readBuffer.js';
+import { SERVER_READ_BUFFER_BYTES, sharedRead } from './readBuffer.js';
 
 /** What the caller does with each accepted socket: returns the function its reads go to (views valid only during the call). */
 export type Accept = (socket: net.Socket) => (chunk: Buffer) => void;
@@ -49,7 +49,7 @@ export function sharedReadServer(accept: Accept): net.Server {
         handle: client,
         readable: true,
         writable: true,
-        onread: sharedRead((c) => reader(c)),
+        onread: sharedRead((c) => reader(c), SERVER_READ_BUFFER_BYTES),
       } as net.SocketConstructorOpts);
       // Node's own bookkeeping for an accepted socket: close() waits for these.
       s._connections = (s._connections ?? 0) + 1;

@@ -18,16 +18,23 @@ import type { Duplex } from 'node:stream';
 export type OpenConnection = (reader: (chunk: Buffer) => void) => Duplex;
 
 const READ_BUFFER_BYTES = 256 * 1024;
+/**
+ * Accepted (server) sockets read into a smaller one: a request that waits (an update waiting
+ * for a server slot) keeps a copy of what one read brought past its head, so the read size
+ * bounds that copy: 64 KiB, node's own read size, times the waiting requests.
+ */
+export const SERVER_READ_BUFFER_BYTES = 64 * 1024;
 
-let buffer: Buffer | null = null;
+const buffers = new Map<number, Buffer>();
 
-/** The `onread` option for net.connect: reads land in the shared buffer and go to `onData` as views. */
-export function sharedRead(onData: (chunk: Buffer) => void): { buffer: Buffer; callback: (bytes: number, buf: Buffer) => boolean } {
-  buffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES);
+/** The `onread` option for net.connect (or an accepted socket): reads land in the shared buffer of `bytes` and go to `onData` as views. */
+export function sharedRead(onData: (chunk: Buffer) => void, bytes = READ_BUFFER_BYTES): { buffer: Buffer; callback: (bytes: number, buf: Buffer) => boolean } {
+  let buffer = buffers.get(bytes);
+  if (!buffer) buffers.set(bytes, (buffer = Buffer.allocUnsafe(bytes)));
   return {
     buffer,
-    callback: (bytes, buf) => {
-      onData(buf.subarray(0, bytes));
+    callback: (n, buf) => {
+      onData(buf.subarray(0, n));
       return true;
     },
   };

@@ -21,8 +21,7 @@ import { sharedReadServer } from '../runtime/accept.js';
 
 const MAX_HEAD_BYTES = 16 * 1024;
 const MAX_FIELDS = 100;
-/** Body bytes a request holds while its handler has not asked for them; then the socket pauses. */
-const HOLD_BYTES = 64 * 1024;
+
 
 const REASONS: Record<number, string> = {
   100: 'Continue',
@@ -56,7 +55,6 @@ export class Exchange {
   private onData: ((chunk: Buffer) => void) | null = null;
   private onEnd: ((err: Error | null) => void) | null = null;
   private readonly held: Buffer[] = [];
-  private heldBytes = 0;
   private discarding = false;
   /** @internal Runs once the body is all read (the connection's next request). */
   whenBodyDone: (() => void) | null = null;
@@ -92,7 +90,6 @@ export class Exchange {
     this.onData = onData;
     this.onEnd = onEnd;
     for (const c of this.held.splice(0)) onData(c);
-    this.heldBytes = 0;
     if (this.bodyLeft === 0) {
       this.finishBody(null);
       return;
@@ -170,9 +167,11 @@ export class Exchange {
     this.bodyLeft -= c.length;
     if (this.onData) this.onData(c);
     else if (!this.discarding) {
-      this.held.push(Buffer.from(c)); // the read buffer is reused after this call
-      this.heldBytes += c.length;
-      if (this.heldBytes >= HOLD_BYTES) this.conn.pause();
+      // Not asked for yet (an update waiting for a slot): what this read brought is copied
+      // (the read buffer is reused after this call), and the connection reads no more until
+      // the handler asks: a waiting request holds at most one read (runtime/readBuffer.ts).
+      this.held.push(Buffer.from(c));
+      if (this.bodyLeft > 0) this.conn.pause();
     }
     if (this.bodyLeft === 0) {
       if (this.onEnd) this.finishBody(null);

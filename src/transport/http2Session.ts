@@ -18,13 +18,15 @@ import type { Duplex } from 'node:stream';
 import { type HeaderList, HpackDecoder, HpackError } from './hpack.js';
 
 /**
- * DATA a paused stream holds is copied into blocks of this size, kept for reuse (up to
- * HELD_POOL_BLOCKS). A gRPC update first in line for a server slot holds its slot's window,
- * 4 MiB: at 64 workers and a 14 MB model, 250 MB a round that were fresh Buffers, garbage
- * for V8 to collect, before this pool.
+ * DATA a paused stream holds beyond its first HELD_SMALL bytes is copied into blocks of this
+ * size, kept for reuse (up to HELD_POOL_BLOCKS, the window of a gRPC update first in line
+ * for a server slot: 4 MiB, which at 64 workers and a 14 MB model was 250 MB a round of fresh
+ * Buffers for V8 to collect before this pool). A stream that holds less (every other waiting
+ * update: HTTP/2's default window of 64 KiB) gets plain copies, so the blocks stay few.
  */
-const HELD_BLOCK = 64 * 1024;
-const HELD_POOL_BLOCKS = 96;
+const HELD_SMALL = 64 * 1024;
+const HELD_BLOCK = 256 * 1024;
+const HELD_POOL_BLOCKS = 16;
 
 const heldBlocks = {
   free: [] as Buffer[],
@@ -160,6 +162,7 @@ export class Http2Stream {
   /** The blocks held DATA was copied into, and the next free byte of the last one. */
   private heldIn: Buffer[] = [];
   private heldAt = HELD_BLOCK;
+  private heldBytes = 0;
   private heldEnd = false;
 
   constructor(
@@ -210,6 +213,7 @@ export class Http2Stream {
     heldBlocks.give(this.heldIn);
     this.heldIn = [];
     this.heldAt = HELD_BLOCK;
+    this.heldBytes = 0;
     if (this.heldEnd) {
       this.heldEnd = false;
       this.handler.end();
@@ -227,6 +231,12 @@ export class Http2Stream {
 
   /** Copies received DATA into held blocks (the socket's read buffer is reused after this call). */
   private hold(chunk: Buffer): void {
+    if (this.heldBytes + chunk.length <= HELD_SMALL) {
+      this.held.push(Buffer.from(chunk));
+      this.heldBytes += chunk.length;
+      return;
+    }
+    this.heldBytes += chunk.length;
     let at = 0;
     while (at < chunk.length) {
       if (this.heldAt === HELD_BLOCK) {
@@ -247,6 +257,7 @@ export class Http2Stream {
     heldBlocks.give(this.heldIn);
     this.heldIn = [];
     this.heldAt = HELD_BLOCK;
+    this.heldBytes = 0;
   }
 
   deliverEnd(): void {

@@ -70,6 +70,12 @@ test('Tiler: src plus the repeated block, carrying the phase across regions, bit
         const copy = Buffer.from(src);
         t.add(copy, copy, phase0);
         assert.deepEqual(copy, dst);
+        // So does reading the source where the module holds it, from any byte of it.
+        const host = Buffer.concat([Buffer.alloc(5, 9), src]);
+        t.holdSource(host);
+        const fromHeld = Buffer.alloc(n * 4);
+        assert.equal(t.addFromHeld(fromHeld, 5, phase0), phase);
+        assert.deepEqual(fromHeld, dst);
       }
     }
   }
@@ -77,6 +83,16 @@ test('Tiler: src plus the repeated block, carrying the phase across regions, bit
   assert.throws(() => t.add(Buffer.alloc(8), Buffer.alloc(4)), /4 source bytes into 8/);
   assert.throws(() => t.add(Buffer.alloc(4), Buffer.alloc(4), MAX_BLOCK_FLOATS), /phase 16384 outside a block of 16384 floats/);
   assert.throws(() => new Tiler().add(Buffer.alloc(4), Buffer.alloc(4)), /no block set/);
+  t.holdSource(Buffer.alloc(8));
+  assert.throws(() => t.addFromHeld(Buffer.alloc(8), 4), /8 bytes at 4 of a held source of 8/);
+  // A source larger than any before grows the module's memory; the new one is what is read.
+  const big = Buffer.alloc(3_000_000 * 4, 0);
+  t.setBlock(Float32Array.of(1.5));
+  t.holdSource(big);
+  const out = Buffer.alloc(big.length);
+  t.addFromHeld(out, 0);
+  assert.equal(out.readFloatLE(0), 1.5);
+  assert.equal(out.readFloatLE(big.length - 4), 1.5);
 });
 
 test('bytes payload: an update is the global model plus its worker and round block, as the plain loop made it', () => {
