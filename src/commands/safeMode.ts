@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { loadKeyList, loadWorkerKeys } from '../auth/keys.js';
 import { BodyDigest, sha256Hex } from '../auth/digest.js';
 import { type ExchangeKeyPair, exchangeKeyPair, macHex, sessionKey } from '../auth/session.js';
-import { Verifier, canonical, canonicalText } from '../auth/sign.js';
+import { Verifier, canonical, canonicalMessage } from '../auth/sign.js';
 import type { AuthScheme, RequestChecker, RequestSigner } from '../sim/ports.js';
 import { AUTH } from '../transport/auth.js';
 import { UsageError } from '../errors.js';
@@ -88,7 +88,7 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
         // The session scheme's token: the key's line in keys.list (the worker index: a
         // registration is admitted only from the key on its index's line), time, nonce, MAC.
         if (session && workerId.charCodeAt(0) !== 35 /* #: a registration */) {
-          const proof = macHex(session, canonicalText({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256 }));
+          const proof = macHex(session, canonicalMessage({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256 }));
           return { [AUTH.bodySha256]: bodySha256, [AUTH.mac]: `${index}.${ts}.${nonce}.${proof}` };
         }
         // Signed: every registration (the session scheme's with its exchange key), and every

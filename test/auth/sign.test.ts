@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { ed25519, libsodiumOrNull, openssl } from '../../src/auth/ed25519.js';
 import nacl from 'tweetnacl';
 import { exchangeKeyPair, macHex, macMatches, macOpenssl, sessionKey } from '../../src/auth/session.js';
-import { type SignedFields, Verifier, canonical, checkBody, publicKeyOfSeed, signer, verifySignature } from '../../src/auth/sign.js';
+import { type SignedFields, Verifier, canonical, canonicalMessage, checkBody, publicKeyOfSeed, signer, verifySignature } from '../../src/auth/sign.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -55,6 +55,29 @@ test('canonical: a version line, then each field on its own line, in order', () 
   assert.throws(() => canonical({ ...f, nonce: 'a\r' }), TypeError);
   assert.throws(() => canonical({ ...f, round: 1.5 }), TypeError);
   assert.throws(() => canonical({ ...f, timestamp: Number.NaN }), TypeError);
+});
+
+test('canonicalMessage: the bytes of canonical, or its refusal, whatever the fields', () => {
+  const f: SignedFields = {
+    method: 'GET', path: '/v1/model', publicKey: 'cd'.repeat(32), workerId: 'w3', round: -1, timestamp: 1700000000999, nonce: 'n0', bodySha256: sha(''),
+  };
+  const same = (g: SignedFields) => {
+    const m = canonicalMessage(g);
+    assert.deepEqual(Buffer.from(m), canonical(g), JSON.stringify(g).slice(0, 80));
+  };
+  same(f);
+  same({ ...f, workerId: '', round: 0 });
+  same({ ...f, path: '/é' }); // not ASCII: the string path
+  same({ ...f, nonce: 'x'.repeat(5000) }); // over the scratch buffer
+  same({ ...f, exchangeKey: 'ef'.repeat(32) });
+  // A message written after another is whole (the scratch buffer is reused).
+  const first = Buffer.from(canonicalMessage({ ...f, path: '/a-much-longer-path-than-the-next' }));
+  same({ ...f, path: '/b' });
+  assert.match(first.toString(), /much-longer/);
+  assert.throws(() => canonicalMessage({ ...f, path: '/v1\nx' }), TypeError);
+  assert.throws(() => canonicalMessage({ ...f, nonce: 'a\r' }), TypeError);
+  assert.throws(() => canonicalMessage({ ...f, round: 0.5 }), TypeError);
+  assert.throws(() => canonicalMessage({ ...f, method: undefined as unknown as string }), TypeError);
 });
 
 test('tweetnacl and native signatures are the same keys both ways', () => {
