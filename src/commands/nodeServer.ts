@@ -77,7 +77,7 @@ export async function startServer(s: ServerSettings, onRound: (line: RoundLine) 
   const fl = new FlServer(
     { expectedWorkers: s.workers, expectedFor: s.ramp ? (r) => expectedInRound(s.ramp!, r) : undefined, minWorkers: s.minWorkers, roundTimeoutMs: s.roundTimeoutMs, codec, clock: systemClock, hash: sha256Hex },
     s.pollTimeoutMs,
-    updateSlotsFor(codec.makeUpdate(codec.initialModel(), 0, 1).length),
+    updateSlotsFor(codec.updateBytes()),
   );
   const status = () => ({ server: fl.report(), workers: s.workers, payload: formatPayload(s.payload), maxRssBytes: process.resourceUsage().maxRSS * 1024 });
   const http = new HttpFlServer(fl, { host: s.host, port: s.httpPort, maxBodyBytes: s.maxBodyBytes }, status);

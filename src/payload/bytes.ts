@@ -37,6 +37,10 @@ export class BytesPayload implements PayloadCodec {
     return out;
   }
 
+  updateBytes(): number {
+    return this.size;
+  }
+
   createAggregator(): Aggregator {
     const size = this.size;
     let sum: Float64Sum | null = null;

@@ -42,6 +42,10 @@ class PairPayload implements PayloadCodec {
     return this.update.makeUpdate(this.updateBase, workerIndex, round, reuse);
   }
 
+  updateBytes(): number {
+    return this.update.updateBytes();
+  }
+
   createAggregator(): Aggregator {
     const counted = this.update.createAggregator();
     const g = this.global;

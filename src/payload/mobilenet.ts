@@ -99,6 +99,10 @@ export class MobileNetPayload implements PayloadCodec {
     return out;
   }
 
+  updateBytes(): number {
+    return this.layout.length;
+  }
+
   createAggregator(): Aggregator {
     const layout = this.layout;
     const { floatRegions: regions, params } = layout;

@@ -12,6 +12,10 @@ export class StringPayload implements PayloadCodec {
     return Buffer.from(`update from worker ${workerIndex} for round ${round}`);
   }
 
+  updateBytes(): number {
+    return this.makeUpdate(Buffer.alloc(0), 0, 1).length;
+  }
+
   createAggregator(): Aggregator {
     let count = 0;
     return {

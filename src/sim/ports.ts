@@ -52,6 +52,8 @@ export interface PayloadCodec {
    * one into it when the size matches (no 14 MB allocation per worker per round).
    */
   makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer;
+  /** The size of an update, bytes (a typical one where sizes vary): what the server sizes its update slots by, without making one. */
+  updateBytes(): number;
   createAggregator(): Aggregator;
 }
 

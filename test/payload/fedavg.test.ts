@@ -4,6 +4,7 @@ import { BytesPayload } from '../../src/payload/bytes.js';
 import { MobileNetPayload, mobilenetOf } from '../../src/payload/mobilenet.js';
 import { readRegion } from '../../src/payload/mobilenet/model.js';
 import { sha256Hex } from '../../src/runtime/hash.js';
+import { createPayload } from '../../src/payload/index.js';
 
 test('FedAvg on small tensors: the folded mean equals the exact mean; malformed updates fold nothing', () => {
   const codec = new BytesPayload(16);
@@ -65,5 +66,16 @@ test('an update written into the previous one (reuse) has the same bytes as a fr
     assert.ok(reused.equals(fresh), `${codec.name}: same bytes`);
     // Never into the global model itself.
     assert.notEqual(codec.makeUpdate(global, 5, 2, global), global);
+  }
+});
+
+test('updateBytes: the size of an update, without making one (the server sizes its slots by it)', () => {
+  const specs = ['string', 'bytes:4096', 'mobilenetv2', 'pair'] as const;
+  for (const kind of specs) {
+    const codec =
+      kind === 'pair'
+        ? createPayload({ kind: 'pair', global: { kind: 'mobilenetv2' }, update: { kind: 'bytes', size: 1024 } })
+        : createPayload(kind === 'string' ? { kind: 'string' } : kind === 'mobilenetv2' ? { kind: 'mobilenetv2' } : { kind: 'bytes', size: 4096 });
+    assert.equal(codec.updateBytes(), codec.makeUpdate(codec.initialModel(), 0, 1).length, kind);
   }
 });
