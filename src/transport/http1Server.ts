@@ -151,8 +151,10 @@ export class Exchange {
     if (status !== 204 && status !== 304) head += `content-length: ${bytes?.length ?? 0}\r\n`;
     const closing = close || this.conn.lastAnswer;
     if (closing) head += 'connection: close\r\n';
+    else if (this.conn.http10) head += 'connection: keep-alive\r\n';
     head += '\r\n';
-    this.conn.write(head, bytes, closing);
+    // HEAD: the answer's head alone (its content-length says what GET would send).
+    this.conn.write(head, this.method === 'HEAD' ? null : bytes, closing);
     if (!closing) this.conn.answered(this);
     return bytes?.length ?? 0;
   }
@@ -218,13 +220,16 @@ class Malformed extends Error {
 class Connection {
   /** Head bytes of the next request, when a read ended inside them. */
   private headBuf: Buffer | null = null;
-  private headStartedMs = 0;
+  /** Cuts a connection whose request head has not come whole in time (a slow-loris client). */
+  private headTimer: NodeJS.Timeout | null = null;
   private current: Exchange | null = null;
   /** Bytes after the current request (a pipelined next one), held until it is answered. */
   private pending: Buffer | null = null;
   private paused = false;
   /** The current request asked for the connection to close after it (Connection: close, HTTP/1.0). */
   private closeAfter = false;
+  /** The current request is HTTP/1.0 (its keep-alive is said out loud). */
+  http10 = false;
   private dead = false;
 
   constructor(
@@ -232,15 +237,19 @@ class Connection {
     private readonly server: Http1Server,
   ) {
     socket.setNoDelay(true);
-    socket.setTimeout(server.opts.keepAliveMs, () => {
-      // Idle between requests (or stuck in a head): closed. A request being answered is not timed here.
-      if (!this.current) this.destroy();
+    // No byte either way for keepAliveMs: a connection idle between requests, or one closing
+    // whose last answer no longer moves, is closed. A request being answered (a held
+    // long-poll, an update waiting for its slot) is not timed here.
+    socket.setTimeout(server.opts.keepAliveMs);
+    socket.on('timeout', () => {
+      if (this.dead || !this.current) this.destroy();
     });
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.destroy());
     // A client's FIN ends the connection, as with node:http: a request in progress is aborted
-    // (a held long-poll lets go, a body cut short is not an update).
-    socket.on('end', () => this.destroy());
+    // (a held long-poll lets go, a body cut short is not an update), and what was already
+    // queued to it is still written before node closes this side.
+    socket.on('end', () => this.abort());
   }
 
   /** True when the answer being sent is the connection's last. */
@@ -282,11 +291,14 @@ class Connection {
   }
 
   /** Parses (part of) a request head; returns the bytes after it. */
-  private head(c: Buffer): Buffer {
-    if (!this.headBuf) this.headStartedMs = Date.now();
-    else if (Date.now() - this.headStartedMs > this.server.opts.headersTimeoutMs) {
-      this.destroy();
-      return Buffer.alloc(0);
+  private head(chunk: Buffer): Buffer {
+    let c = chunk;
+    if (!this.headBuf) {
+      // Empty lines before a request line are ignored (RFC 9112 §2.2).
+      let i = 0;
+      while (i < c.length && (c[i] === 13 || c[i] === 10)) i++;
+      if (i === c.length) return Buffer.alloc(0);
+      c = c.subarray(i);
     }
     const prior = this.headBuf?.length ?? 0;
     const buf = this.headBuf ? Buffer.concat([this.headBuf, c]) : c;
@@ -295,9 +307,13 @@ class Connection {
     if (end < 0) {
       if (buf.length > MAX_HEAD_BYTES) return this.refuse(new Malformed(431, `a request head over ${MAX_HEAD_BYTES} bytes`));
       this.headBuf = Buffer.from(buf); // the read buffer is reused after this call
+      this.headTimer ??= setTimeout(() => {
+        if (this.headBuf) this.destroy();
+      }, this.server.opts.headersTimeoutMs);
       return Buffer.alloc(0);
     }
     this.headBuf = null;
+    this.clearHeadTimer();
     if (end + 4 > MAX_HEAD_BYTES) return this.refuse(new Malformed(431, `a request head over ${MAX_HEAD_BYTES} bytes`));
     const rest = buf.subarray(end + 4);
     let ex: Exchange;
@@ -345,7 +361,8 @@ class Connection {
     if (fields.has('transfer-encoding')) throw new Malformed(411, 'a body in Transfer-Encoding: send it with Content-Length (this server takes no chunked bodies)');
     if (length !== undefined && !/^\d{1,15}$/.test(length)) throw new Malformed(400, `a malformed Content-Length "${length.slice(0, 20)}"`);
     const connection = fields.get('connection')?.toLowerCase() ?? '';
-    this.closeAfter = version === 'HTTP/1.0' ? !connection.includes('keep-alive') : connection.includes('close');
+    this.http10 = version === 'HTTP/1.0';
+    this.closeAfter = this.http10 ? !connection.includes('keep-alive') : connection.includes('close');
     return new Exchange(this, method, target, fields, length === undefined ? 0 : Number(length));
   }
 
@@ -366,11 +383,12 @@ class Connection {
     s.uncork();
     if (close) {
       this.dead = true;
-      // Once the answer is handed to the kernel, the connection goes (unread bytes or not).
+      // Once the answer is handed to the kernel, the connection goes (unread bytes or not);
+      // an answer that stops moving is cut by the idle timeout.
       s.end(() => s.destroy());
-      setTimeout(() => s.destroy(), 5_000).unref();
       this.current?.closed();
       this.server.forget(this);
+      this.clearHeadTimer();
     }
   }
 
@@ -396,13 +414,24 @@ class Connection {
     if (p) this.read(p);
   }
 
-  destroy(): void {
+  /** The client ended its side: the request in progress is aborted; node ends ours once what is queued is written. */
+  private abort(): void {
     if (!this.dead) {
       this.dead = true;
       this.server.forget(this);
     }
-    this.socket.destroy();
+    this.clearHeadTimer();
     this.current?.closed();
+  }
+
+  destroy(): void {
+    this.abort();
+    this.socket.destroy();
+  }
+
+  private clearHeadTimer(): void {
+    if (this.headTimer) clearTimeout(this.headTimer);
+    this.headTimer = null;
   }
 }
 

@@ -132,6 +132,8 @@ export class HttpFlServer {
           fl.out('ack', ex.json(pre === 'rejected' ? 409 : 200, ack));
           return;
         }
+        // Over the limit: refused before it waits for a slot.
+        if (ex.contentLength > this.opts.maxBodyBytes) throw new TooLarge(`body of ${ex.contentLength} bytes is over the limit of ${this.opts.maxBodyBytes} bytes`);
         const slot = await fl.slots.acquire();
         try {
           const hash = fl.auth ? fl.auth.bodyDigest() : null;

@@ -164,12 +164,46 @@ describe('Http1Server (the FL server HTTP/1.1) on raw sockets', () => {
     assert.equal(goneCount, 1);
   });
 
+  test('HEAD gets the head alone; HTTP/1.0 keep-alive is said; empty lines before a request are skipped', async () => {
+    const out = await exchange(port, 'HEAD /nothing HTTP/1.1\r\n\r\n' + '\r\nGET /empty HTTP/1.0\r\nconnection: keep-alive\r\n\r\n' + 'GET /empty HTTP/1.1\r\nconnection: close\r\n\r\n');
+    const answers = out.split(/(?=HTTP\/1\.1 )/);
+    assert.equal(answers.length, 3, out);
+    assert.match(answers[0], /^HTTP\/1\.1 404 Not Found\r\n[^]*content-length: \d+\r\n\r\n$/, 'no body after a HEAD answer');
+    assert.match(answers[1], /^HTTP\/1\.1 204 [^]*connection: keep-alive\r\n\r\n$/);
+    assert.match(answers[2], /connection: close/);
+  });
+
   test('a head that does not arrive whole in time is cut (slow loris)', async () => {
     const start = Date.now();
     const out = await exchange(port, ['GET /empty HTTP/1.1\r\n', ...Array.from({ length: 30 }, () => 'x-a: b\r\n')], 3000);
     assert.equal(out, '');
     assert.ok(Date.now() - start < 3000, 'the server closed the connection');
   });
+});
+
+test('Http1Server: a connection is still timed out when idle after a request that outlasted the timeout', async () => {
+  let release: (() => void) | null = null;
+  const server = new Http1Server({ keepAliveMs: 300, headersTimeoutMs: 5000 }, (ex) => {
+    release = () => ex.send(200, {}, 'late');
+  });
+  const { port } = await server.listen('127.0.0.1', 0);
+  try {
+    const s = net.connect({ host: '127.0.0.1', port });
+    await once(s, 'connect');
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    const closed = once(s, 'close');
+    s.write('GET /slow HTTP/1.1\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 700)); // the idle timeout passes while the request is held
+    assert.ok(release, 'the request reached the handler');
+    (release as unknown as () => void)();
+    s.write('GET /partial HTTP/1.1\r\n'); // then a head that never ends
+    const cut = await Promise.race([closed.then(() => true), new Promise((r) => setTimeout(() => r(false), 3000))]);
+    assert.equal(cut, true, 'the idle connection was closed');
+    assert.match(out, /^HTTP\/1\.1 200 OK[^]*late$/);
+  } finally {
+    await server.close();
+  }
 });
 
 test('sharedReadServer: accepted sockets read through the shared buffer; close() waits for them', async () => {
