@@ -149,7 +149,7 @@ export class Exchange {
     let head = `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\n`;
     for (const k in headers) head += `${k}: ${headers[k]}\r\n`;
     if (status !== 204 && status !== 304) head += `content-length: ${bytes?.length ?? 0}\r\n`;
-    const closing = close || this.conn.lastAnswer;
+    const closing = close || this.conn.closeAfter;
     if (closing) head += 'connection: close\r\n';
     else if (this.conn.http10) head += 'connection: keep-alive\r\n';
     head += '\r\n';
@@ -227,7 +227,7 @@ class Connection {
   private pending: Buffer | null = null;
   private paused = false;
   /** The current request asked for the connection to close after it (Connection: close, HTTP/1.0). */
-  private closeAfter = false;
+  closeAfter = false;
   /** The current request is HTTP/1.0 (its keep-alive is said out loud). */
   http10 = false;
   private dead = false;
@@ -250,11 +250,6 @@ class Connection {
     // (a held long-poll lets go, a body cut short is not an update), and what was already
     // queued to it is still written before node closes this side.
     socket.on('end', () => this.abort());
-  }
-
-  /** True when the answer being sent is the connection's last. */
-  get lastAnswer(): boolean {
-    return this.closeAfter;
   }
 
   pause(): void {
