@@ -11,8 +11,7 @@ type Exports = {
   memory: WebAssembly.Memory;
   accumulate(acc: number, src: number, n: number): void;
   mean(dst: number, acc: number, n: number, count: number): void;
-  addTiled(dst: number, blk: number, len: number, phase: number, n: number): number;
-  addTiledTo(dst: number, src: number, blk: number, len: number, phase: number, n: number): number;
+  addTiled(dst: number, src: number, blk: number, len: number, phase: number, n: number): number;
 };
 
 /** Floats per staging pass: 64 KiB, in the cache while a pass reads and writes it. */
@@ -169,14 +168,23 @@ export class Tiler {
    * phase after the last float.
    */
   addFromHeld(dst: Uint8Array, at: number, phase = 0): number {
-    const n = dst.length >>> 2;
     if (dst.length % 4 !== 0 || at < 0 || at + dst.length > this.heldLength) throw new RangeError(`addFromHeld: ${dst.length} bytes at ${at} of a held source of ${this.heldLength}`);
-    if (this.blockLength === 0) throw new RangeError('addFromHeld: no block set (setBlock first)');
-    if (phase < 0 || phase >= this.blockLength) throw new RangeError(`addFromHeld: phase ${phase} outside a block of ${this.blockLength} floats`);
+    return this.tile(dst, phase, 'addFromHeld', (i) => this.source + at + i * 4);
+  }
+
+  /**
+   * The loop of `add` and `addFromHeld`: for each stage's worth of floats of `dst`, the kernel
+   * writes the perturbed floats into the stage from `from(i)` (the address of float i in the
+   * module's memory, where `from` may first copy it), and they are copied out.
+   */
+  private tile(dst: Uint8Array, phase: number, what: string, from: (i: number, k: number) => number): number {
+    if (this.blockLength === 0) throw new RangeError(`${what}: no block set (setBlock first)`);
+    if (phase < 0 || phase >= this.blockLength) throw new RangeError(`${what}: phase ${phase} outside a block of ${this.blockLength} floats`);
+    const n = dst.length >>> 2;
     let p = phase;
     for (let i = 0; i < n; i += STAGE_FLOATS) {
       const k = Math.min(STAGE_FLOATS, n - i);
-      p = this.x.addTiledTo(this.stage, this.source + at + i * 4, this.blk, this.blockLength, p, k);
+      p = this.x.addTiled(this.stage, from(i, k), this.blk, this.blockLength, p, k);
       dst.set(this.mem.subarray(this.stage, this.stage + k * 4), i * 4);
     }
     return p;
@@ -198,18 +206,12 @@ export class Tiler {
   add(dst: Uint8Array | Float32Array, src: Uint8Array | Float32Array, phase = 0): number {
     const s = bytesOf(src);
     const d = bytesOf(dst);
-    const n = s.length >>> 2;
     if (s.length % 4 !== 0 || d.length !== s.length) throw new RangeError(`add: ${s.length} source bytes into ${d.length}`);
-    if (this.blockLength === 0) throw new RangeError('add: no block set (setBlock first)');
-    if (phase < 0 || phase >= this.blockLength) throw new RangeError(`add: phase ${phase} outside a block of ${this.blockLength} floats`);
-    let p = phase;
-    for (let i = 0; i < n; i += STAGE_FLOATS) {
-      const k = Math.min(STAGE_FLOATS, n - i);
+    // Each stage's worth of `src` is copied into the stage and perturbed there, in place.
+    return this.tile(d, phase, 'add', (i, k) => {
       this.mem.set(s.subarray(i * 4, (i + k) * 4), this.stage);
-      p = this.x.addTiled(this.stage, this.blk, this.blockLength, p, k);
-      d.set(this.mem.subarray(this.stage, this.stage + k * 4), i * 4);
-    }
-    return p;
+      return this.stage;
+    });
   }
 }
 

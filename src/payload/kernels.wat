@@ -43,38 +43,8 @@
         (br $next)))
     (if (i32.and (local.get $n) (i32.const 1))
       (then (f32.store (local.get $dst) (f32.demote_f64 (f64.div (f64.load (local.get $acc)) (local.get $count)))))))
-  ;; f32 dst[i] += blk[(phase + i) % len], i < n; returns (phase + n) % len
-  (func (export "addTiled") (param $dst i32) (param $blk i32) (param $len i32) (param $phase i32) (param $n i32) (result i32)
-    (local $seg i32) (local $p i32) (local $end i32)
-    (block $out
-      (loop $segment
-        (br_if $out (i32.eqz (local.get $n)))
-        (local.set $seg (i32.sub (local.get $len) (local.get $phase)))
-        (if (i32.gt_u (local.get $seg) (local.get $n)) (then (local.set $seg (local.get $n))))
-        (local.set $p (i32.add (local.get $blk) (i32.shl (local.get $phase) (i32.const 2))))
-        (local.set $n (i32.sub (local.get $n) (local.get $seg)))
-        (local.set $phase (i32.add (local.get $phase) (local.get $seg)))
-        (if (i32.eq (local.get $phase) (local.get $len)) (then (local.set $phase (i32.const 0))))
-        (local.set $end (i32.add (local.get $dst) (i32.shl (i32.and (local.get $seg) (i32.const -4)) (i32.const 2))))
-        (block $done
-          (loop $next
-            (br_if $done (i32.ge_u (local.get $dst) (local.get $end)))
-            (v128.store (local.get $dst) (f32x4.add (v128.load (local.get $dst)) (v128.load (local.get $p))))
-            (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
-            (local.set $p (i32.add (local.get $p) (i32.const 16)))
-            (br $next)))
-        (local.set $end (i32.add (local.get $dst) (i32.shl (i32.and (local.get $seg) (i32.const 3)) (i32.const 2))))
-        (block $done
-          (loop $next
-            (br_if $done (i32.ge_u (local.get $dst) (local.get $end)))
-            (f32.store (local.get $dst) (f32.add (f32.load (local.get $dst)) (f32.load (local.get $p))))
-            (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
-            (local.set $p (i32.add (local.get $p) (i32.const 4)))
-            (br $next)))
-        (br $segment)))
-    (local.get $phase))
   ;; f32 dst[i] = src[i] + blk[(phase + i) % len], i < n; returns (phase + n) % len (dst and src may be the same)
-  (func (export "addTiledTo") (param $dst i32) (param $src i32) (param $blk i32) (param $len i32) (param $phase i32) (param $n i32) (result i32)
+  (func (export "addTiled") (param $dst i32) (param $src i32) (param $blk i32) (param $len i32) (param $phase i32) (param $n i32) (result i32)
     (local $seg i32) (local $p i32) (local $end i32)
     (block $out
       (loop $segment

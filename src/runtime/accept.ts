@@ -10,7 +10,7 @@
  * node does, plus `onread`.
  *
  * Where that hook is missing (a future node), the server falls back to the 'connection' event
- * and `readerFor`'s reader gets the sockets' 'data' chunks: the same bytes, just allocated.
+ * and the reader `accept` returns gets the sockets' 'data' chunks: the same bytes, just allocated.
  */
 import net from 'node:net';
 import { SERVER_READ_BUFFER_BYTES, sharedRead } from './readBuffer.js';

@@ -76,11 +76,6 @@ export class Exchange {
     return this.fields.get(name);
   }
 
-  /** True once the whole body has been read. */
-  get bodyEnded(): boolean {
-    return this.bodyLeft === 0;
-  }
-
   /**
    * Reads the body: `onData` gets its bytes (views valid only during the call: copy what you
    * keep), then `onEnd(null)` once it is whole, or `onEnd(error)` if the connection closes

@@ -210,10 +210,7 @@ export class Http2Stream {
       this.handler.data(c);
       this.session.credit(this, c.length);
     }
-    heldBlocks.give(this.heldIn);
-    this.heldIn = [];
-    this.heldAt = HELD_BLOCK;
-    this.heldBytes = 0;
+    this.dropHeld();
     if (this.heldEnd) {
       this.heldEnd = false;
       this.handler.end();
@@ -251,7 +248,7 @@ export class Http2Stream {
     }
   }
 
-  /** Gives held blocks back (a stream closed while paused). */
+  /** Forgets what is held and gives the blocks back (all delivered, or the stream closed while paused). */
   dropHeld(): void {
     this.held = [];
     heldBlocks.give(this.heldIn);

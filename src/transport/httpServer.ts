@@ -14,14 +14,11 @@ export interface HttpServerOptions {
 }
 
 /** Reads an update body into its slot (never whole per worker beyond the slots). */
-function readInto(ex: Exchange, slot: UpdateSlot, limit: number, hash: { update(chunk: Buffer): void } | null): Promise<Buffer> {
+function readInto(ex: Exchange, slot: UpdateSlot, hash: { update(chunk: Buffer): void } | null): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const declared = ex.contentLength;
-    if (declared > limit) {
-      reject(new TooLarge(`body of ${declared} bytes is over the limit of ${limit} bytes`));
-      return;
-    }
-    if (declared > 0) slot.reserve(declared);
+    // (Its size was checked against the limit before it waited for the slot, and a body never
+    // runs past its Content-Length here.)
+    if (ex.contentLength > 0) slot.reserve(ex.contentLength);
     // A client that went away while its update waited for the slot ends here at once (the
     // slot is given back); one that goes away in the middle of its body too: a body that ends
     // short of its declared length is not an update, nothing of it is folded.
@@ -137,7 +134,7 @@ export class HttpFlServer {
         const slot = await fl.slots.acquire();
         try {
           const hash = fl.auth ? fl.auth.bodyDigest() : null;
-          const body = await readInto(ex, slot, this.opts.maxBodyBytes, hash);
+          const body = await readInto(ex, slot, hash);
           fl.in('update', body.length);
           if (hash && hash.hex() !== claimed) {
             // Signed, but not this body: nothing of it is folded.
