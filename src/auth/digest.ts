@@ -11,18 +11,26 @@
  */
 import { type Hash, createHash } from 'node:crypto';
 import { sodiumInUse } from './ed25519.js';
-import { toHex } from './hex.js';
+import { hexInto } from './hex.js';
+
+const EMPTY = Buffer.alloc(0);
 
 /** Bodies up to this many bytes are hashed by libsodium in one call. */
 export const SMALL_BODY_BYTES = 512;
 
 const OUT = Buffer.alloc(32);
+const CLAIMED = Buffer.alloc(32);
+
+/** libsodium's SHA-256 of a small body into OUT; false where the addon does not load. */
+function sodiumSha256(body: Buffer): boolean {
+  const sodium = sodiumInUse();
+  if (!sodium) return false;
+  sodium.crypto_hash_sha256(OUT, body);
+  return true;
+}
 
 function sodiumSha256Hex(body: Buffer): string | null {
-  const sodium = sodiumInUse();
-  if (!sodium) return null;
-  sodium.crypto_hash_sha256(OUT, body);
-  return toHex(OUT);
+  return sodiumSha256(body) ? OUT.toString('hex') : null;
 }
 
 /** The SHA-256 of a body, lower-case hex. */
@@ -57,9 +65,13 @@ export class BodyDigest {
     this.small = null;
   }
 
-  /** The digest, lower-case hex (once). */
-  hex(): string {
-    if (this.hash) return this.hash.digest('hex');
-    return sha256Hex(this.small ? this.small.subarray(0, this.length) : Buffer.alloc(0));
+  /** True when the digest is `claimedHex` (64 hex digits, either case); once, at the end of the body. */
+  matches(claimedHex: string): boolean {
+    if (!hexInto(claimedHex, CLAIMED)) return false;
+    let digest: Buffer;
+    if (this.hash) digest = this.hash.digest();
+    else if (sodiumSha256(this.small ? this.small.subarray(0, this.length) : EMPTY)) digest = OUT;
+    else digest = createHash('sha256').update(this.small ? this.small.subarray(0, this.length) : EMPTY).digest();
+    return digest.equals(CLAIMED);
   }
 }

@@ -84,29 +84,64 @@ export function canonicalText(f: SignedFields): string {
   return kx ? `${CANONICAL_PREFIX_KX}\n${fields}${kx}\n` : `${CANONICAL_PREFIX}\n${fields}`;
 }
 
-/** Where canonicalMessage writes (each message is used and done with within one synchronous call). */
+/** Where sessionMessage writes (each message is used and done with within one synchronous call). */
 const CANON = Buffer.allocUnsafe(4096);
+const PREFIX_BYTES = Buffer.from(`${CANONICAL_PREFIX}\n`, 'latin1');
 
 /**
- * canonical(f) for the session scheme's MACs (no exchange key), written into a scratch buffer
- * in one pass (valid until the next call), on both sides of every request: the template
- * string, its five line-break tests and a second pass copying it out cost more than the MAC
- * itself on a busy server. Where that writer stops (a field that is not ASCII, a line break, a
- * number that is not a safe integer, a message over 4 KiB), canonicalText(f) decides: the same
- * bytes as a string, or the TypeError it throws.
+ * canonical() of a session-scheme request, whose nonce is its sequence number in decimal,
+ * written into a scratch buffer in one pass (valid until the next call), on both sides of
+ * every request: a fields object, a template string, its line-break tests and a second pass
+ * copying it out cost more than the MAC itself on a busy server. Where this writer stops (a
+ * field that is not ASCII, a line break, a number that is not a safe integer, a message over
+ * 4 KiB), canonicalText decides: the same bytes as a string, or the TypeError it throws.
  */
-export function canonicalMessage(f: SignedFields): Buffer | string {
-  if (f.exchangeKey !== undefined || !Number.isSafeInteger(f.round) || !Number.isSafeInteger(f.timestamp)) return canonicalText(f);
-  let at = put(CANONICAL_PREFIX, 0);
-  at = put(f.method, at);
-  at = put(f.path, at);
-  at = put(f.publicKey, at);
-  at = put(f.workerId, at);
-  at = put(String(f.round), at);
-  at = put(String(f.timestamp), at);
-  at = put(f.nonce, at);
-  at = put(f.bodySha256, at);
-  return at < 0 ? canonicalText(f) : CANON.subarray(0, at);
+export function sessionMessage(method: string, path: string, publicKey: string, workerId: string, round: number, timestamp: number, seq: number, bodySha256: string): Buffer | string {
+  let at = -1;
+  if (Number.isSafeInteger(round) && Number.isSafeInteger(timestamp) && Number.isSafeInteger(seq)) {
+    at = putHead(method, path);
+    at = putInt(seq, putInt(timestamp, putInt(round, put(workerId, putKey(publicKey, at)))));
+    at = put(bodySha256, at);
+  }
+  return at < 0 ? canonicalText({ method, path, publicKey, workerId, round, timestamp, nonce: String(seq), bodySha256 }) : canonView(at);
+}
+
+/** CANON's first `n` bytes: one view per length, made once (a view is an object; a request makes none). */
+const views: Buffer[] = [];
+function canonView(n: number): Buffer {
+  return (views[n] ??= CANON.subarray(0, n));
+}
+
+// The lines every message of a route and of a key starts with, as bytes, for the few routes and
+// the last keys seen: copied with one TypedArray.set rather than written a character at a time.
+const heads: Array<{ method: string; path: string; bytes: Buffer | null }> = [];
+const keyLines = new Map<string, Buffer | null>();
+
+/** Writes the prefix, method and path lines into CANON from 0; as put. */
+function putHead(method: string, path: string): number {
+  for (const h of heads) {
+    if (h.method === method && h.path === path) {
+      if (!h.bytes) break;
+      CANON.set(h.bytes, 0);
+      return h.bytes.length;
+    }
+  }
+  CANON.set(PREFIX_BYTES, 0);
+  const at = put(path, put(method, PREFIX_BYTES.length));
+  if (at > 0 && heads.length < 8) heads.push({ method, path, bytes: Buffer.from(CANON.subarray(0, at)) });
+  return at;
+}
+
+/** Writes the public key's line at `at`; as put. */
+function putKey(publicKey: string, at: number): number {
+  const bytes = keyLines.get(publicKey);
+  if (bytes && at >= 0 && at + bytes.length <= CANON.length) {
+    CANON.set(bytes, at);
+    return at + bytes.length;
+  }
+  const end = put(publicKey, at);
+  if (end > 0 && keyLines.size < 16_384) keyLines.set(publicKey, Buffer.from(CANON.subarray(at, end)));
+  return end;
 }
 
 /** Writes `s` and a line feed into CANON at `at`; the next position, or -1 where canonicalText must decide. */
@@ -119,6 +154,92 @@ function put(s: string, at: number): number {
   }
   CANON[at++] = 10;
   return at;
+}
+
+/** Writes a safe integer in decimal (as String(n) would) and a line feed into CANON at `at`; as put. */
+function putInt(n: number, at: number): number {
+  if (at < 0 || at + 18 > CANON.length) return -1;
+  if (n < 0) {
+    CANON[at++] = 45; // '-'
+    n = -n;
+  }
+  if (n >= 1e9) {
+    // Above what 32-bit integer arithmetic holds: the digits above the last nine, then those nine.
+    const high = Math.floor(n / 1e9);
+    at = putDigits(high, at);
+    at = putDigits(n - high * 1e9, at, 9);
+  } else {
+    at = putDigits(n, at);
+  }
+  CANON[at++] = 10;
+  return at;
+}
+
+/** Writes 0 <= n < 1e9 in decimal at `at`, padded with zeros to `width` digits; the next position. */
+function putDigits(n: number, at: number, width = 1): number {
+  let digits = 1;
+  for (let p = 10; p <= n; p *= 10) digits++;
+  if (digits < width) digits = width;
+  for (let i = at + digits - 1; i >= at; i--) {
+    const q = (n / 10) | 0;
+    CANON[i] = 48 + n - q * 10;
+    n = q;
+  }
+  return at + digits;
+}
+
+/**
+ * Reads a decimal number of 1 to `max` digits (no sign, no leading zero unless it is 0) from
+ * `s` at `at`, up to the next '.' or the end; -1 when there is none. Where it stopped is left
+ * in `parsedEnd`. (The session token's parser: no slices, no regular expressions.)
+ */
+function digitsAt(s: string, at: number, max: number): number {
+  let n = 0;
+  let i = at;
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) break; // '.'
+    if (c < 48 || c > 57 || i - at >= max) return -1;
+    n = n * 10 + (c - 48);
+  }
+  parsedEnd = i;
+  if (i === at || (s.charCodeAt(at) === 48 && i - at > 1)) return -1;
+  return n;
+}
+let parsedEnd = 0;
+
+/**
+ * The replay window of one session: its sequence numbers (1, 2, … per session, on the worker's
+ * side) must each arrive once, in any order within the last SEQ_WINDOW, which a bitmap of that
+ * many bits keeps (as IPsec and DTLS do). Numbers at or below the highest minus the window are
+ * refused outright. Unlike a cache of random nonces, nothing is forgotten within a session, and
+ * a check is a few integer operations.
+ */
+export const SEQ_WINDOW = 1024;
+
+class SeqWindow {
+  private top = 0; // the highest number accepted
+  private readonly bits = new Uint32Array(SEQ_WINDOW / 32);
+
+  /** True when `seq` was not accepted before and is not older than the window. */
+  fresh(seq: number): boolean {
+    if (seq > this.top) return true;
+    if (this.top - seq >= SEQ_WINDOW) return false;
+    const i = seq % SEQ_WINDOW;
+    return (this.bits[i >>> 5] & (1 << (i & 31))) === 0;
+  }
+
+  /** Records an accepted `seq` (fresh(seq) was true). */
+  record(seq: number): void {
+    if (seq > this.top) {
+      // Numbers skipped on the way up are still welcome: their bits are cleared.
+      if (seq - this.top >= SEQ_WINDOW) this.bits.fill(0);
+      else for (let k = this.top + 1; k < seq; k++) this.bits[(k % SEQ_WINDOW) >>> 5] &= ~(1 << (k % SEQ_WINDOW & 31));
+      this.top = seq;
+    }
+    const i = seq % SEQ_WINDOW;
+    this.bits[i >>> 5] |= 1 << (i & 31);
+  }
 }
 
 const LINE_BREAK = /[\r\n]/;
@@ -212,6 +333,7 @@ interface KeyState {
   nonces: NonceRing | null; // made on the key's first accepted request
   workerId: string | null; // the worker id this key registered, if any
   session: Buffer | null; // the session key its last registration opened, if any
+  seqs: SeqWindow | null; // that session's replay window
 }
 
 export interface VerifierOptions {
@@ -264,7 +386,7 @@ export class Verifier {
     opts.keys.forEach((hex, index) => {
       const id = hex.toLowerCase();
       if (this.byKey.has(id)) return; // the first line wins
-      const state: KeyState = { index, id, check: verifierOf(id), nonces: null, workerId: null, session: null };
+      const state: KeyState = { index, id, check: verifierOf(id), nonces: null, workerId: null, session: null, seqs: null };
       this.byKey.set(id, state);
       this.byIndex[index] = state;
     });
@@ -317,37 +439,40 @@ export class Verifier {
 
   /**
    * A request of the session scheme. `token` is its `x-fedsim-mac` header,
-   * `INDEX.TIMESTAMP.NONCE.MAC`: the line of the worker's key in the list, and the MAC (hex,
+   * `INDEX.TIMESTAMP.SEQ.MAC`: the line of the worker's key in the list, the time (ms), the
+   * request's sequence number in its session (1, 2, …, in decimal) and the MAC (hex,
    * src/auth/session.ts) under the session key that key's registration opened, over the same
-   * canonical fields a signature covers. The same rules as verify, in the same order; a key
-   * without a session is `no-session` (it never registered, or registered with the ed25519
-   * scheme), as is a registration (it must be signed: it is what opens a session). A bad MAC is
-   * `bad-signature`.
+   * canonical fields a signature covers, the sequence number as the nonce. The same rules as
+   * verify, in the same order; a key without a session is `no-session` (it never registered,
+   * or registered with the ed25519 scheme), as is a registration (it must be signed: it is
+   * what opens a session). A bad MAC is `bad-signature`; a sequence number seen before, or
+   * older than the session's window (SEQ_WINDOW), is `replay`.
    */
   verifySession(f: SessionFields, token: string, now: number): AuthResult & { publicKey: string } {
     if (!token) return { ok: false, reason: 'missing', publicKey: '' };
-    const a = token.indexOf('.');
-    const b = token.indexOf('.', a + 1);
-    const c = token.indexOf('.', b + 1);
-    const index = token.slice(0, a);
-    const state = /^\d{1,9}$/.test(index) ? this.byIndex[Number(index)] : undefined;
+    const index = digitsAt(token, 0, 9);
+    const state = index >= 0 && token.charCodeAt(parsedEnd) === 46 ? this.byIndex[index] : undefined;
     if (!state) return { ok: false, reason: 'unknown-key', publicKey: '' };
     const id = state.id;
-    if (!state.session || f.workerId.charCodeAt(0) === 35 /* #: a registration */) return { ok: false, reason: 'no-session', publicKey: id };
-    const timestamp = Number(token.slice(a + 1, b));
-    if (b < 0 || !Number.isFinite(timestamp) || Math.abs(now - timestamp) > this.maxSkewMs) return { ok: false, reason: 'stale', publicKey: id };
-    const nonce = token.slice(b + 1, c);
-    if (c < 0 || !nonce || nonce.length > MAX_NONCE_CHARS) return { ok: false, reason: 'bad-signature', publicKey: id };
-    const fields = { method: f.method, path: f.path, publicKey: id, workerId: f.workerId, round: f.round, timestamp, nonce, bodySha256: f.bodySha256 };
+    if (!state.session || !state.seqs || f.workerId.charCodeAt(0) === 35 /* #: a registration */) return { ok: false, reason: 'no-session', publicKey: id };
+    const timestamp = digitsAt(token, parsedEnd + 1, 15);
+    if (timestamp < 0 || Math.abs(now - timestamp) > this.maxSkewMs) return { ok: false, reason: 'stale', publicKey: id };
+    const seq = token.charCodeAt(parsedEnd) === 46 ? digitsAt(token, parsedEnd + 1, 15) : -1;
+    if (seq <= 0 || token.charCodeAt(parsedEnd) !== 46) return { ok: false, reason: 'bad-signature', publicKey: id };
     let msg: Buffer | string;
     try {
-      msg = canonicalMessage(fields);
+      msg = sessionMessage(f.method, f.path, id, f.workerId, f.round, timestamp, seq, f.bodySha256);
     } catch {
-      return { ok: false, reason: 'bad-signature', publicKey: id };
+      return { ok: false, reason: 'bad-signature', publicKey: id }; // a field the canonical form refuses
     }
-    if (!macMatches(state.session, msg, token.slice(c + 1))) return { ok: false, reason: 'bad-signature', publicKey: id };
-    const r = this.accept(fields, id, state);
-    return r.ok ? { ok: true, publicKey: id } : { ok: false, reason: r.reason, publicKey: id };
+    if (!macMatches(state.session, msg, token, parsedEnd + 1)) return { ok: false, reason: 'bad-signature', publicKey: id };
+    if (!state.seqs.fresh(seq)) return { ok: false, reason: 'replay', publicKey: id };
+    if (f.workerId !== '') {
+      const owner = this.boundTo.get(f.workerId);
+      if (owner !== undefined && owner !== id) return { ok: false, reason: 'wrong-worker', publicKey: id };
+    }
+    state.seqs.record(seq);
+    return { ok: true, publicKey: id };
   }
 
   /**
@@ -362,6 +487,7 @@ export class Verifier {
     if (!state) throw new Error('openSession: the key is not in the list');
     this.exchange ??= exchangeKeyPair();
     state.session = sessionKey(this.exchange, workerExchangeKey, id, false);
+    state.seqs = new SeqWindow();
     return this.exchange.publicHex;
   }
 

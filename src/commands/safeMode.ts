@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { loadKeyList, loadWorkerKeys } from '../auth/keys.js';
 import { BodyDigest, sha256Hex } from '../auth/digest.js';
 import { type ExchangeKeyPair, exchangeKeyPair, macHex, sessionKey } from '../auth/session.js';
-import { Verifier, canonical, canonicalMessage } from '../auth/sign.js';
+import { Verifier, canonical, sessionMessage } from '../auth/sign.js';
 import type { AuthScheme, RequestChecker, RequestSigner } from '../sim/ports.js';
 import { AUTH } from '../transport/auth.js';
 import { UsageError } from '../errors.js';
@@ -77,20 +77,23 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
   for (const [index, key] of loadWorkerKeys(dir, indices)) {
     let exchange: ExchangeKeyPair | null = null; // the registration's X25519 key, until the reply
     let session: Buffer | null = null;
+    let seq = 0; // the session's last sequence number
     out.set(index, {
       bodySha256: sha256Hex,
       headers(facts): Record<string, string> {
         const timestamp = Date.now();
-        const nonce = `${prefix}${(counter++).toString(36)}`;
         const publicKey = key.publicKeyHex;
         const { method, path, workerId, round, bodySha256 } = facts;
-        const ts = String(timestamp);
         // The session scheme's token: the key's line in keys.list (the worker index: a
-        // registration is admitted only from the key on its index's line), time, nonce, MAC.
+        // registration is admitted only from the key on its index's line), time, the
+        // session's next sequence number (its nonce), MAC.
         if (session && workerId.charCodeAt(0) !== 35 /* #: a registration */) {
-          const proof = macHex(session, canonicalMessage({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256 }));
-          return { [AUTH.bodySha256]: bodySha256, [AUTH.mac]: `${index}.${ts}.${nonce}.${proof}` };
+          const n = ++seq;
+          const proof = macHex(session, sessionMessage(method, path, publicKey, workerId, round, timestamp, n, bodySha256));
+          return { [AUTH.bodySha256]: bodySha256, [AUTH.mac]: `${index}.${timestamp}.${n}.${proof}` };
         }
+        const nonce = `${prefix}${(counter++).toString(36)}`;
+        const ts = String(timestamp);
         // Signed: every registration (the session scheme's with its exchange key), and every
         // request of the ed25519 scheme or when the server opened no session.
         const exchangeKey = scheme === 'session' && workerId.charCodeAt(0) === 35 ? (exchange ??= exchangeKeyPair()).publicHex : undefined;
@@ -101,6 +104,7 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
       },
       registered(serverExchangeKey) {
         session = exchange && serverExchangeKey ? sessionKey(exchange, serverExchangeKey, key.publicKeyHex, true) : null;
+        seq = 0;
         exchange = null;
       },
     });

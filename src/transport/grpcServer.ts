@@ -390,7 +390,7 @@ export class GrpcFlServer {
           }
           const body = slot.bytes();
           this.fl.in('update', body.length);
-          if (hash && hash.hex() !== claimed) {
+          if (hash && !hash.matches(claimed)) {
             // Signed, but not this body: nothing of it is folded.
             over = true;
             release();

@@ -136,7 +136,7 @@ export class HttpFlServer {
           const hash = fl.auth ? fl.auth.bodyDigest() : null;
           const body = await readInto(ex, slot, hash);
           fl.in('update', body.length);
-          if (hash && hash.hex() !== claimed) {
+          if (hash && !hash.matches(claimed)) {
             // Signed, but not this body: nothing of it is folded.
             fl.refused('body-hash', auth.publicKey, facts);
             ex.json(401, { error: 'safe mode: request refused: body-hash', reason: 'body-hash' });

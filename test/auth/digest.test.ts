@@ -14,7 +14,7 @@ test('sha256Hex: libsodium for small bodies, OpenSSL for the rest, the same dige
   }
 });
 
-test('BodyDigest: any split into chunks gives the digest of the whole body, small or large; chunks are copied, not kept', () => {
+test('BodyDigest: any split into chunks gives the digest of the whole body, small or large, which matches its hex in either case and nothing else; chunks are copied, not kept', () => {
   for (const n of [0, 5, SMALL_BODY_BYTES, SMALL_BODY_BYTES + 1, 70_000]) {
     const body = randomBytes(n);
     for (const step of [1, 7, 100, 511, 512, 513, 65_536]) {
@@ -26,7 +26,8 @@ test('BodyDigest: any split into chunks gives the digest of the whole body, smal
         d.update(reused.subarray(0, len));
         reused.fill(0xee);
       }
-      assert.equal(d.hex(), sha(body), `${n} bytes in chunks of ${step}`);
+      const claimed = [sha(body), sha(body).toUpperCase(), sha(Buffer.concat([body, Buffer.from('x')])), sha(body).slice(2), `${sha(body).slice(0, 62)}zz`][(n + step) % 5];
+      assert.equal(d.matches(claimed), (n + step) % 5 < 2, `${n} bytes in chunks of ${step}, against ${claimed}`);
     }
   }
 });

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { test } from 'node:test';
-import { ed25519, libsodiumOrNull, openssl } from '../../src/auth/ed25519.js';
+import { type Sodium, ed25519, libsodiumOrNull, openssl } from '../../src/auth/ed25519.js';
 import nacl from 'tweetnacl';
-import { exchangeKeyPair, macHex, macMatches, macOpenssl, sessionKey } from '../../src/auth/session.js';
-import { type SignedFields, Verifier, canonical, canonicalMessage, checkBody, publicKeyOfSeed, signer, verifySignature } from '../../src/auth/sign.js';
+import { blake2b } from '../../src/auth/blake2b.js';
+import { exchangeKeyPair, macHex, macMatches, sessionKey } from '../../src/auth/session.js';
+import { type SignedFields, SEQ_WINDOW, Verifier, canonical, checkBody, sessionMessage, publicKeyOfSeed, signer, verifySignature } from '../../src/auth/sign.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -57,27 +59,29 @@ test('canonical: a version line, then each field on its own line, in order', () 
   assert.throws(() => canonical({ ...f, timestamp: Number.NaN }), TypeError);
 });
 
-test('canonicalMessage: the bytes of canonical, or its refusal, whatever the fields', () => {
-  const f: SignedFields = {
-    method: 'GET', path: '/v1/model', publicKey: 'cd'.repeat(32), workerId: 'w3', round: -1, timestamp: 1700000000999, nonce: 'n0', bodySha256: sha(''),
-  };
-  const same = (g: SignedFields) => {
-    const m = canonicalMessage(g);
-    assert.deepEqual(Buffer.from(m), canonical(g), JSON.stringify(g).slice(0, 80));
+test('sessionMessage: the bytes of canonical with the sequence number as nonce, or its refusal, whatever the fields', () => {
+  const f = { method: 'GET', path: '/v1/model', publicKey: 'cd'.repeat(32), workerId: 'w3', round: -1, timestamp: 1700000000999, seq: 7, bodySha256: sha('') };
+  const msg = (g: typeof f) => sessionMessage(g.method, g.path, g.publicKey, g.workerId, g.round, g.timestamp, g.seq, g.bodySha256);
+  const same = (g: typeof f) => {
+    const { seq, ...rest } = g;
+    assert.deepEqual(Buffer.from(msg(g)), canonical({ ...rest, nonce: String(seq) }), JSON.stringify(g).slice(0, 80));
   };
   same(f);
+  for (const n of [0, 1, 9, 10, 99, 100, 12345, -12345, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER]) {
+    same({ ...f, round: n });
+    same({ ...f, seq: Math.abs(n) });
+  }
   same({ ...f, workerId: '', round: 0 });
   same({ ...f, path: '/é' }); // not ASCII: the string path
-  same({ ...f, nonce: 'x'.repeat(5000) }); // over the scratch buffer
-  same({ ...f, exchangeKey: 'ef'.repeat(32) });
+  same({ ...f, path: 'x'.repeat(5000) }); // over the scratch buffer
   // A message written after another is whole (the scratch buffer is reused).
-  const first = Buffer.from(canonicalMessage({ ...f, path: '/a-much-longer-path-than-the-next' }));
+  const first = Buffer.from(msg({ ...f, path: '/a-much-longer-path-than-the-next' }));
   same({ ...f, path: '/b' });
   assert.match(first.toString(), /much-longer/);
-  assert.throws(() => canonicalMessage({ ...f, path: '/v1\nx' }), TypeError);
-  assert.throws(() => canonicalMessage({ ...f, nonce: 'a\r' }), TypeError);
-  assert.throws(() => canonicalMessage({ ...f, round: 0.5 }), TypeError);
-  assert.throws(() => canonicalMessage({ ...f, method: undefined as unknown as string }), TypeError);
+  assert.throws(() => msg({ ...f, path: '/v1\nx' }), TypeError);
+  assert.throws(() => msg({ ...f, bodySha256: 'a\r' }), TypeError);
+  assert.throws(() => msg({ ...f, round: 0.5 }), TypeError);
+  assert.throws(() => msg({ ...f, method: undefined as unknown as string }), TypeError);
 });
 
 test('tweetnacl and native signatures are the same keys both ways', () => {
@@ -336,12 +340,15 @@ test('Verifier.verifySession: a session opened by a registration admits MACed re
   const k = newKey();
   const other = newKey();
   const v = new Verifier({ keys: [k.pub, other.pub] });
-  /** The x-fedsim-mac token of a request: INDEX.TIMESTAMP.NONCE.MAC (k is line 0, other line 1). */
+  // A session's requests carry its sequence number as their nonce.
+  let seq = 0;
+  const sfields = (key: TestKey, over: Partial<SignedFields> = {}) => fields(key, { nonce: String(++seq), ...over });
+  /** The x-fedsim-mac token of a request: INDEX.TIMESTAMP.SEQ.MAC (k is line 0, other line 1). */
   const token = (key: Buffer, f: SignedFields, index = f.publicKey === k.pub ? 0 : 1) => `${index}.${f.timestamp}.${f.nonce}.${macHex(key, canonical(f))}`;
   const ok = { ok: true, publicKey: k.pub };
   const no = (reason: string, publicKey = k.pub) => ({ ok: false, reason, publicKey });
   // Before any registration: no session.
-  const early = fields(k);
+  const early = sfields(k);
   assert.deepEqual(v.verifySession(early, token(randomKey(), early), NOW), no('no-session'));
 
   // The signed registration carries the worker's exchange key; the server answers with its own.
@@ -354,24 +361,29 @@ test('Verifier.verifySession: a session opened by a registration admits MACed re
   const serverKx = v.openSession(k.pub, worker.publicHex);
   const key = sessionKey(worker, serverKx, k.pub, true);
 
-  const f = fields(k);
+  const f = sfields(k);
   assert.deepEqual(v.verifySession(f, token(key, f), NOW), ok);
   assert.deepEqual(v.verifySession(f, token(key, f), NOW), no('replay'));
-  const g = fields(k);
+  const g = sfields(k);
   const t = token(key, g);
   assert.deepEqual(v.verifySession(g, t.slice(0, -64) + t.slice(-64).toUpperCase(), NOW), ok, 'the MAC in upper case');
   // Every field is under the MAC: the method, path, worker, round and body hash the server sees,
   // and the timestamp and nonce of the token.
   for (const over of [{ method: 'GET' }, { path: '/v1/model' }, { round: 4 }, { bodySha256: sha('other') }]) {
-    const h = fields(k);
+    const h = sfields(k);
     assert.deepEqual(v.verifySession({ ...h, ...over }, token(key, h), NOW), no('bad-signature'), JSON.stringify(over));
   }
-  const h = fields(k);
+  const h = sfields(k);
   const mac = macHex(key, canonical(h));
   assert.deepEqual(v.verifySession(h, `0.${NOW + 1}.${h.nonce}.${mac}`, NOW), no('bad-signature'), 'another timestamp');
   assert.deepEqual(v.verifySession(h, `0.${NOW}.${h.nonce}x.${mac}`, NOW), no('bad-signature'), 'another nonce');
+  assert.deepEqual(v.verifySession(h, `0.${NOW}.${Number(h.nonce) + 1}.${mac}`, NOW), no('bad-signature'), 'another sequence number');
+  assert.deepEqual(v.verifySession(h, `0.${NOW}.0${h.nonce}.${mac}`, NOW), no('bad-signature'), 'a leading zero');
+  assert.deepEqual(v.verifySession(h, `00.${NOW}.${h.nonce}.${mac}`, NOW), no('unknown-key', ''), 'a leading zero in the index');
+  const zero = sfields(k, { nonce: '0' });
+  assert.deepEqual(v.verifySession(zero, token(key, zero), NOW), no('bad-signature'), 'sequence numbers start at 1');
   assert.deepEqual(v.verifySession(h, token(randomKey(), h), NOW), no('bad-signature'), "another key's MAC");
-  for (const bad of [`0.${NOW}.${h.nonce}.nothex`, `0.${NOW}.${h.nonce}`, `0.${NOW}..${mac}`, `0.${NOW}.${h.nonce}.${mac}0`]) {
+  for (const bad of [`0.${NOW}.${h.nonce}.nothex`, `0.${NOW}.${h.nonce}`, `0.${NOW}..${mac}`, `0.${NOW}.${h.nonce}.${mac}0`, `0.${NOW}.${h.nonce}.${mac.slice(2)}`, `0.${NOW}.-1.${mac}`]) {
     assert.deepEqual(v.verifySession(h, bad, NOW), no('bad-signature'), bad);
   }
   assert.deepEqual(v.verifySession(h, `0..${h.nonce}.${mac}`, NOW), no('stale'), 'no timestamp');
@@ -379,38 +391,104 @@ test('Verifier.verifySession: a session opened by a registration admits MACed re
     assert.deepEqual(v.verifySession(h, bad, NOW), no('unknown-key', ''), bad);
   }
   assert.deepEqual(v.verifySession(h, '', NOW), no('missing', ''));
-  const stale = fields(k, { timestamp: NOW - 61_000 });
+  const stale = sfields(k, { timestamp: NOW - 61_000 });
   assert.deepEqual(v.verifySession(stale, token(key, stale), NOW), no('stale'));
   // A registration cannot be MACed (it is what opens a session); the other key has no session.
-  const r2 = fields(k, { workerId: '#0', round: 0 });
+  const r2 = sfields(k, { workerId: '#0', round: 0 });
   assert.deepEqual(v.verifySession(r2, token(key, r2), NOW), no('no-session'));
   assert.equal(v.bindWorker('w1', other.pub), true);
-  const o = fields(other, { workerId: 'w1' });
+  const o = sfields(other, { workerId: 'w1' });
   assert.deepEqual(v.verifySession(o, token(key, o), NOW), no('no-session', other.pub));
   // The other key, with a session of its own, cannot act as w0; nor can it pass as k.
   const ox = exchangeKeyPair();
   const okey = sessionKey(ox, v.openSession(other.pub, ox.publicHex), other.pub, true);
-  const w = fields(other, { workerId: 'w0' });
+  const w = sfields(other, { workerId: 'w0' });
   assert.deepEqual(v.verifySession(w, token(okey, w), NOW), no('wrong-worker', other.pub));
-  const w2 = fields(other, { workerId: 'w0' });
+  const w2 = sfields(other, { workerId: 'w0' });
   assert.deepEqual(v.verifySession(w2, token(okey, w2, 0), NOW), no('bad-signature'));
 
   // A new registration replaces the session: the old key no longer verifies.
   const again = exchangeKeyPair();
   const newKeyBytes = sessionKey(again, v.openSession(k.pub, again.publicHex), k.pub, true);
-  const n = fields(k);
+  const n = sfields(k);
   assert.deepEqual(v.verifySession(n, token(key, n), NOW), no('bad-signature'));
   assert.deepEqual(v.verifySession(n, token(newKeyBytes, n), NOW), ok);
   assert.throws(() => v.openSession(newKey().pub, again.publicHex), /not in the list/);
 });
 
-test('the session MAC is HMAC-SHA-512-256: libsodium and OpenSSL give the same bytes', () => {
+test("Verifier.verifySession: a session's sequence numbers pass once each, in any order within the window; older ones are replays; a new session starts again", () => {
+  const k = newKey();
+  const v = new Verifier({ keys: [k.pub] });
+  const open = () => {
+    const x = exchangeKeyPair();
+    return sessionKey(x, v.openSession(k.pub, x.publicHex), k.pub, true);
+  };
+  v.bindWorker('w0', k.pub);
+  let key = open();
+  const send = (seq: number) => {
+    const f = fields(k, { nonce: String(seq) });
+    return v.verifySession(f, `0.${f.timestamp}.${seq}.${macHex(key, canonical(f))}`, NOW);
+  };
+  const ok = { ok: true, publicKey: k.pub };
+  const replay = { ok: false, reason: 'replay', publicKey: k.pub };
+  assert.deepEqual(send(5), ok, 'gaps are allowed');
+  assert.deepEqual(send(3), ok, 'an earlier number that never came');
+  assert.deepEqual(send(3), replay);
+  assert.deepEqual(send(5), replay);
+  assert.deepEqual(send(4), ok);
+  // Far ahead: numbers within the window below the new top that never came still pass once.
+  const top = 5 + SEQ_WINDOW + 10;
+  assert.deepEqual(send(top), ok);
+  assert.deepEqual(send(top - SEQ_WINDOW + 1), ok, 'the oldest number the window holds');
+  assert.deepEqual(send(top - SEQ_WINDOW + 1), replay);
+  assert.deepEqual(send(top - SEQ_WINDOW), replay, 'older than the window');
+  assert.deepEqual(send(4), replay, 'long ago');
+  // Bits of numbers the window passed over are cleared: top+1 .. top+40 each pass once.
+  for (let n = top + 40; n > top; n--) assert.deepEqual(send(n), ok, String(n));
+  for (let n = top + 1; n <= top + 40; n++) assert.deepEqual(send(n), replay, String(n));
+  // A refused request (a bad MAC) does not burn its number.
+  const f = fields(k, { nonce: String(top + 41) });
+  assert.deepEqual(v.verifySession(f, `0.${f.timestamp}.${top + 41}.${'00'.repeat(32)}`, NOW), { ok: false, reason: 'bad-signature', publicKey: k.pub });
+  assert.deepEqual(send(top + 41), ok);
+  // A new registration: a new key and a new window, counting from 1 again.
+  key = open();
+  assert.deepEqual(send(1), ok);
+  assert.deepEqual(send(1), replay);
+});
+
+test('the session MAC is keyed BLAKE2b-256: libsodium and src/auth/blake2b.ts give the same bytes; the JS one matches RFC 7693 and OpenSSL', () => {
+  // RFC 7693, appendix A: BLAKE2b-512("abc").
+  const abc = Buffer.alloc(64);
+  blake2b(abc, Buffer.from('abc'));
+  assert.equal(abc.toString('hex'), 'ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923');
+  const sodium = libsodiumOrNull() ? (createRequire(import.meta.url)('sodium-native') as Sodium) : null;
+  for (const n of [0, 1, 127, 128, 129, 255, 256, 257, 1000]) {
+    const msg = randomBytes(n);
+    const plain = Buffer.alloc(64);
+    blake2b(plain, msg);
+    assert.deepEqual(plain, createHash('blake2b512').update(msg).digest(), `unkeyed, ${n} bytes`);
+    for (const keyLength of [16, 32, 64]) {
+      const key = randomBytes(keyLength);
+      const js = Buffer.alloc(32);
+      blake2b(js, msg, key);
+      if (sodium) {
+        const c = Buffer.alloc(32);
+        sodium.crypto_generichash(c, msg, key);
+        assert.deepEqual(js, c, `keyed (${keyLength}), ${n} bytes`);
+      }
+    }
+  }
   const key = randomKey();
   const msg = Buffer.from('fedsim-auth-v1\nGET\n/v1/model\n');
-  assert.deepEqual(macOpenssl(key, msg), createHmac('sha512', key).update(msg).digest().subarray(0, 32));
-  assert.equal(macHex(key, msg), macOpenssl(key, msg).toString('hex'));
-  assert.equal(macMatches(key, msg, macOpenssl(key, msg).toString('hex')), true);
-  assert.equal(macMatches(key, Buffer.from('other'), macOpenssl(key, msg).toString('hex')), false);
+  const expected = Buffer.alloc(32);
+  blake2b(expected, msg, key);
+  assert.equal(macHex(key, msg), expected.toString('hex'));
+  assert.equal(macHex(key, msg.toString()), expected.toString('hex'), 'the same message as text');
+  assert.equal(macMatches(key, msg, expected.toString('hex')), true);
+  assert.equal(macMatches(key, msg, `x.${expected.toString('hex').toUpperCase()}`, 2), true, 'at an offset, either case');
+  assert.equal(macMatches(key, Buffer.from('other'), expected.toString('hex')), false);
+  assert.equal(macMatches(key, msg, expected.toString('hex').slice(2)), false, 'too short');
+  assert.equal(macMatches(randomKey(), msg, expected.toString('hex')), false, 'another key');
 });
 
 const randomKey = () => createHash('sha256').update(String(Math.random())).digest();
