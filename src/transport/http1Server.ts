@@ -41,6 +41,7 @@ const REASONS: Record<number, string> = {
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+const NO_FIELDS: Map<string, string> = new Map();
 
 export type HeaderValues = Record<string, string | number>;
 
@@ -65,7 +66,7 @@ export class Exchange {
     readonly method: string,
     /** The request-target as sent: the path and the query. */
     readonly target: string,
-    private readonly fields: Map<string, string>,
+    private fields: Map<string, string>,
     readonly contentLength: number,
   ) {
     this.bodyLeft = contentLength;
@@ -74,6 +75,15 @@ export class Exchange {
   /** The first value of a header field (`name` in lower case). */
   header(name: string): string | undefined {
     return this.fields.get(name);
+  }
+
+  /**
+   * The handler has read every header it needs: the fields are let go (a long poll waits a
+   * round, and what it holds that long is copied by each young-generation collection and then
+   * promoted). header() answers undefined from here on.
+   */
+  dropHeaders(): void {
+    this.fields = NO_FIELDS;
   }
 
   /**

@@ -160,6 +160,7 @@ export class HttpFlServer {
         }
         if (fl.auth && !authorize({ method: 'GET', path: pathname, workerId: query.get('worker') ?? '', round: after, bodySha256: claimed })) return;
         fl.in('pull', 0);
+        ex.dropHeaders();
         const wait = fl.engine.waitModel(after, fl.pollTimeoutMs);
         const stop = ex.onGone(() => wait.cancel());
         const model = await wait.promise;
