@@ -116,7 +116,7 @@ function buildProgram(setExit: (code: number) => void): Command {
     .option('--validate-model', '[worker] load each received mobilenetv2 model in onnxruntime')
     .option('--seed <N>', '[worker] seed of the jitter and payload randomness', '1')
     .option('--keys <PATH>', 'safe mode: [server] the list of admitted public keys; [worker] the directory of worker keys (fedsim keys gen)')
-    .option('--auth-scheme <s>', '[worker] safe mode: session (the registration is signed and opens a session; later requests carry an HMAC under its key) or ed25519 (every request signed)', 'session')
+    .option('--auth-scheme <s>', '[worker] safe mode: session (the registration is signed and opens a session; later requests carry a MAC under its key) or ed25519 (every request signed)', 'session')
     .option('--events', 'print NDJSON events on stdout')
     .option('--dry-run', '[with --coordinator] print the iptables/tc commands of kernel fault backends instead of running them')
     .option('--isolated', '[with --coordinator] this node has its own host or network namespace: backend auto may use iptables/netem')

@@ -33,9 +33,6 @@ export interface Ed25519 {
 
 export interface Sodium {
   crypto_sign_seed_keypair(pk: Buffer, sk: Buffer, seed: Buffer): void;
-  /** HMAC-SHA-512-256: HMAC-SHA-512 truncated to 32 bytes, 32-byte key. */
-  crypto_auth(out: Buffer, msg: Buffer, key: Buffer): void;
-  crypto_auth_verify(mac: Buffer, msg: Buffer, key: Buffer): boolean;
   /** BLAKE2b with an out.length-byte digest, keyed when `key` is given (the session scheme's MAC). */
   crypto_generichash(out: Buffer, msg: Buffer, key?: Buffer): void;
   crypto_hash_sha256(out: Buffer, msg: Buffer): void;

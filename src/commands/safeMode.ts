@@ -56,7 +56,7 @@ export function serverChecker(listFile: string): { checker: RequestChecker; keys
 /** `--auth-scheme`: session or ed25519 (exit 2 otherwise). */
 export function parseAuthScheme(text: string): AuthScheme {
   if (text === 'session' || text === 'ed25519') return text;
-  throw new UsageError(`--auth-scheme "${text}" is not a scheme: use session (an HMAC under a session key opened by a signed registration) or ed25519 (every request signed)`);
+  throw new UsageError(`--auth-scheme "${text}" is not a scheme: use session (a MAC under a session key opened by a signed registration) or ed25519 (every request signed)`);
 }
 
 /**
@@ -64,7 +64,7 @@ export function parseAuthScheme(text: string): AuthScheme {
  * its own keys). A worker without one sends unsigned requests, which a safe-mode server refuses.
  *
  * With the `session` scheme, each registration carries a fresh X25519 key (under the
- * signature) and, once the server answers with its own, later requests carry an HMAC under
+ * signature) and, once the server answers with its own, later requests carry a MAC under
  * the session key instead of a signature. With `ed25519`, or when the server opened no
  * session, every request is signed.
  */
@@ -80,7 +80,7 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
     let seq = 0; // the session's last sequence number
     out.set(index, {
       bodySha256: sha256Hex,
-      headers(facts): Record<string, string> {
+      headers(facts, into = {}): Record<string, string> {
         const timestamp = Date.now();
         const publicKey = key.publicKeyHex;
         const { method, path, workerId, round, bodySha256 } = facts;
@@ -90,7 +90,9 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
         if (session && workerId.charCodeAt(0) !== 35 /* #: a registration */) {
           const n = ++seq;
           const proof = macHex(session, sessionMessage(method, path, publicKey, workerId, round, timestamp, n, bodySha256));
-          return { [AUTH.bodySha256]: bodySha256, [AUTH.mac]: `${index}.${timestamp}.${n}.${proof}` };
+          into[AUTH.bodySha256] = bodySha256;
+          into[AUTH.mac] = `${index}.${timestamp}.${n}.${proof}`;
+          return into;
         }
         const nonce = `${prefix}${(counter++).toString(36)}`;
         const ts = String(timestamp);
@@ -98,9 +100,9 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
         // request of the ed25519 scheme or when the server opened no session.
         const exchangeKey = scheme === 'session' && workerId.charCodeAt(0) === 35 ? (exchange ??= exchangeKeyPair()).publicHex : undefined;
         const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256, exchangeKey })).toString('hex');
-        const signed: Record<string, string> = { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.bodySha256]: bodySha256, [AUTH.signature]: sig };
-        if (exchangeKey) signed[AUTH.exchange] = exchangeKey;
-        return signed;
+        Object.assign(into, { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.bodySha256]: bodySha256, [AUTH.signature]: sig });
+        if (exchangeKey) into[AUTH.exchange] = exchangeKey;
+        return into;
       },
       registered(serverExchangeKey) {
         session = exchange && serverExchangeKey ? sessionKey(exchange, serverExchangeKey, key.publicKeyHex, true) : null;

@@ -97,7 +97,7 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'faultBackend', kind: 'enum', default: 'auto', choices: ['auto', 'proxy', 'iptables', 'netem'], help: 'how faults reach the network path (auto: the most faithful one available)' },
   { key: 'recoveryTarget', kind: 'number', default: 10, min: 0, unit: 's', help: 'heal → next round with the affected workers above this is recovered-slow' },
   { key: 'handFaults', kind: 'enum', default: 'auto', choices: ['auto', 'on', 'off'], help: 'faults by hand from the terminal UI keys (d, b, l per chunk); auto: on with the terminal UI. On, workers connect through their fault proxies' },
-  { key: 'authScheme', kind: 'enum', default: 'session', choices: ['session', 'ed25519'], help: 'safe mode (--keys): session: the registration is signed with ed25519 and opens a session, later requests carry an HMAC-SHA-512-256 under its key; ed25519: every request is signed' },
+  { key: 'authScheme', kind: 'enum', default: 'session', choices: ['session', 'ed25519'], help: 'safe mode (--keys): session: the registration is signed with ed25519 and opens a session, later requests carry a MAC (keyed BLAKE2b-256) under its key; ed25519: every request is signed' },
   { key: 'handFaultDuration', kind: 'number', default: 10, min: 0.1, unit: 's', help: 'how long a fault by hand lasts (h heals it sooner)' },
   { key: 'handDelay', kind: 'number', default: 200, min: 1, unit: 'ms', help: 'the delay a hand delay fault (l) adds' },
   { key: 'faultWatchdog', kind: 'number', default: 30, min: 0.1, unit: 's', help: 'no progress this long after a heal is stuck' },

@@ -21,7 +21,7 @@ export interface ServerReport {
   safeMode?: boolean;
   /** Safe mode: requests refused, by reason. */
   authRefused?: CounterMap;
-  /** Safe mode: requests admitted, by scheme (`ed25519`: signed; `session`: an HMAC under the session key). */
+  /** Safe mode: requests admitted, by scheme (`ed25519`: signed; `session`: a MAC under the session key). */
   authAccepted?: CounterMap;
   roundsCompleted: number;
   registered: number;

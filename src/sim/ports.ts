@@ -96,11 +96,11 @@ export interface RequestFacts {
 export interface RequestSigner {
   /** The SHA-256 (hex) of a body, for RequestFacts.bodySha256. */
   bodySha256(body: Buffer): string;
-  /** The auth headers of one request. */
-  headers(facts: RequestFacts): Record<string, string>;
+  /** The auth headers of one request: added to `into` when given, else to a new record; the record is returned (a caller that passed `into` copies them over when another one comes back). */
+  headers(facts: RequestFacts, into?: Record<string, string>): Record<string, string>;
   /**
    * The worker registered: `exchangeKey` is the server's X25519 key when it opened a session
-   * (the session scheme: later requests carry an HMAC), '' when it did not (they stay signed).
+   * (the session scheme: later requests carry a MAC), '' when it did not (they stay signed).
    */
   registered(exchangeKey: string): void;
 }

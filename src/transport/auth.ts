@@ -9,7 +9,7 @@ export const AUTH = {
   nonce: 'x-fedsim-nonce',
   bodySha256: 'x-fedsim-body-sha256',
   signature: 'x-fedsim-sig',
-  /** The session scheme: INDEX.TIMESTAMP.NONCE.MAC, the HMAC-SHA-512-256 (hex) standing for the signature. */
+  /** The session scheme: INDEX.TIMESTAMP.SEQ.MAC, the session's keyed BLAKE2b-256 (hex) standing for the signature (src/auth/session.ts). */
   mac: 'x-fedsim-mac',
   /** On a registration of the session scheme: the worker's X25519 public key (hex), signed. */
   exchange: 'x-fedsim-kx',

@@ -109,7 +109,9 @@ export class HttpWorkerTransport implements WorkerTransport {
     const headers: Record<string, string> = body ? { 'content-type': 'application/octet-stream' } : {};
     if (this.opts.signer && who) {
       const bodySha256 = body ? this.opts.signer.bodySha256(body) : EMPTY_SHA256;
-      Object.assign(headers, this.opts.signer.headers({ method, path: path.split('?')[0], workerId: who.workerId, round: who.round, bodySha256 }));
+      const q = path.indexOf('?');
+      const signed = this.opts.signer.headers({ method, path: q < 0 ? path : path.slice(0, q), workerId: who.workerId, round: who.round, bodySha256 }, headers);
+      if (signed !== headers) Object.assign(headers, signed);
     }
     const r = await this.conn.request(method, path, headers, body, (status, h) => {
       if (status === 200) onHeaders?.();
