@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- auth`: what safe mode costs. 1000 workers in 4 nodes, string payload,
  * over http and grpc: seconds per round with safe mode off, on with the default `session`
- * scheme (a signed registration opens a session; later requests carry an HMAC under its key)
+ * scheme (a signed registration opens a session; later requests carry a MAC under its key)
  * and on with `--auth-scheme ed25519` (every request signed and verified), in the same run.
  * Target: safe mode (the default scheme) costs under 20 %. The ed25519 column is the
  * reference of what per-request signatures cost.

@@ -4,8 +4,8 @@
  * `crypto_generichash` computes the same function; a test compares the two on random keys and
  * messages, and this one against the RFC's and OpenSSL's unkeyed digests).
  *
- * The 64-bit words are pairs of 32-bit halves in Uint32Arrays (low half first), so nothing
- * here allocates per call. It is not the fast path: libsodium's C is about 10× faster.
+ * The 64-bit words are pairs of 32-bit halves in Uint32Arrays (low half first), kept between
+ * calls. It is not the fast path: libsodium's C is about 20× faster.
  */
 
 const IV = new Uint32Array([

@@ -11,7 +11,10 @@
  * the first pair that is not hex, so a full count of bytes written means every digit was good.
  */
 export function hexInto(hex: string, out: Buffer, at = 0): boolean {
-  return hex.length - at === 2 * out.length && out.write(at === 0 ? hex : hex.slice(at), 0, out.length, 'hex') === out.length;
+  if (hex.length - at !== 2 * out.length) return false;
+  // Node's decoder reads only the low byte of a character above U+00FF ('\u0161' as 'a'): none may pass.
+  for (let i = at; i < hex.length; i++) if (hex.charCodeAt(i) > 127) return false;
+  return out.write(at === 0 ? hex : hex.slice(at), 0, out.length, 'hex') === out.length;
 }
 
 /** Writes `s` into `out` from 0 when it is all ASCII and fits; returns its length, or -1. */

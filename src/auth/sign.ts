@@ -12,6 +12,7 @@
  * Keys are prepared once per key (a signer per worker key, a verifier per listed key), never
  * per request.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { type Verify, ed25519 } from './ed25519.js';
 import { type ExchangeKeyPair, exchangeKeyPair, isExchangeKey, macMatches, sessionKey } from './session.js';
 
@@ -114,14 +115,13 @@ function canonView(n: number): Buffer {
 
 // The lines every message of a route and of a key starts with, as bytes, for the few routes and
 // the last keys seen: copied with one TypedArray.set rather than written a character at a time.
-const heads: Array<{ method: string; path: string; bytes: Buffer | null }> = [];
-const keyLines = new Map<string, Buffer | null>();
+const heads: Array<{ method: string; path: string; bytes: Buffer }> = [];
+const keyLines = new Map<string, Buffer>();
 
 /** Writes the prefix, method and path lines into CANON from 0; as put. */
 function putHead(method: string, path: string): number {
   for (const h of heads) {
     if (h.method === method && h.path === path) {
-      if (!h.bytes) break;
       CANON.set(h.bytes, 0);
       return h.bytes.length;
     }
@@ -196,6 +196,7 @@ function putDigits(n: number, at: number, width = 1): number {
 function digitsAt(s: string, at: number, max: number): number {
   let n = 0;
   let i = at;
+  parsedEnd = at;
   for (; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c === 46) break; // '.'
@@ -486,8 +487,13 @@ export class Verifier {
     const state = this.byKey.get(id);
     if (!state) throw new Error('openSession: the key is not in the list');
     this.exchange ??= exchangeKeyPair();
-    state.session = sessionKey(this.exchange, workerExchangeKey, id, false);
-    state.seqs = new SeqWindow();
+    const key = sessionKey(this.exchange, workerExchangeKey, id, false);
+    // The server's exchange key lives as long as the server, so a registration that carries an
+    // exchange key this key already used (a held-back copy of an earlier attempt, replayed once
+    // a later one went through) derives the same session key: its window is kept, or the
+    // requests already made in that session could be replayed against an empty one.
+    if (!state.session || !state.seqs || !timingSafeEqual(state.session, key)) state.seqs = new SeqWindow();
+    state.session = key;
     return this.exchange.publicHex;
   }
 

@@ -98,7 +98,9 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
         const ts = String(timestamp);
         // Signed: every registration (the session scheme's with its exchange key), and every
         // request of the ed25519 scheme or when the server opened no session.
-        const exchangeKey = scheme === 'session' && workerId.charCodeAt(0) === 35 ? (exchange ??= exchangeKeyPair()).publicHex : undefined;
+        // A fresh exchange key for every registration attempt: a held-back copy of an earlier
+        // attempt, replayed later, then opens a session under another key.
+        const exchangeKey = scheme === 'session' && workerId.charCodeAt(0) === 35 ? (exchange = exchangeKeyPair()).publicHex : undefined;
         const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256, exchangeKey })).toString('hex');
         Object.assign(into, { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.bodySha256]: bodySha256, [AUTH.signature]: sig });
         if (exchangeKey) into[AUTH.exchange] = exchangeKey;

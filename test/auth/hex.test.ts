@@ -13,7 +13,7 @@ test('hexInto decodes hex of the exact length, either case, from an offset; it r
   assert.equal(hexInto(`1.2.3.${b.toString('hex')}`, out.fill(0), 6), true);
   assert.deepEqual(out, b);
   const h = b.toString('hex');
-  for (const bad of ['', h.slice(2), `${h}00`, `g${h.slice(1)}`, `0g${h.slice(2)}`, `${h.slice(0, 63)}:`, `${h.slice(0, 62)}0g`, ' '.repeat(64), `${h.slice(0, 31)}é${h.slice(32)}`]) {
+  for (const bad of ['', h.slice(2), `${h}00`, `g${h.slice(1)}`, `0g${h.slice(2)}`, `${h.slice(0, 63)}:`, `${h.slice(0, 62)}0g`, ' '.repeat(64), `${h.slice(0, 31)}é${h.slice(32)}`, `${h.slice(0, 31)}\u0161${h.slice(32)}`, `${h.slice(0, 31)}\u0a61${h.slice(32)}`]) {
     assert.equal(hexInto(bad, out), false, JSON.stringify(bad));
   }
 });

@@ -168,6 +168,13 @@ for (const kind of ['http', 'grpc'] as const) {
       assert.notEqual((await c3.pushUpdate(r3.workerId, 1, body)).outcome, undefined);
       assert.ok(await c3.pullModel(r3.workerId, -1, () => undefined));
       assert.deepEqual(good.sent, ['x-fedsim-kx+x-fedsim-sig', 'x-fedsim-mac', 'x-fedsim-mac']);
+      // Each registration attempt carries a fresh exchange key (a held-back attempt replayed
+      // later then opens a session under another key than the one in use).
+      const fresh = workerSigners(dir, [2]).get(2)!;
+      const kx = () => fresh.headers({ method: 'POST', path: '/v1/register', workerId: '#2', round: 0, bodySha256: 'e'.repeat(64) })[AUTH.exchange];
+      const first = kx();
+      assert.match(first, /^[0-9a-f]{64}$/);
+      assert.notEqual(kx(), first);
       // A session-scheme request carries two headers: its body's hash and the MAC token.
       assert.deepEqual(Object.keys(ses.headers({ method: 'RPC', path: '/x', workerId: r3.workerId, round: 1, bodySha256: 'e'.repeat(64) })).sort(), [AUTH.bodySha256, AUTH.mac]);
       // A MAC with one character changed.

@@ -451,9 +451,18 @@ test("Verifier.verifySession: a session's sequence numbers pass once each, in an
   assert.deepEqual(v.verifySession(f, `0.${f.timestamp}.${top + 41}.${'00'.repeat(32)}`, NOW), { ok: false, reason: 'bad-signature', publicKey: k.pub });
   assert.deepEqual(send(top + 41), ok);
   // A new registration: a new key and a new window, counting from 1 again.
-  key = open();
+  const x = exchangeKeyPair();
+  key = sessionKey(x, v.openSession(k.pub, x.publicHex), k.pub, true);
   assert.deepEqual(send(1), ok);
+  assert.deepEqual(send(2), ok);
   assert.deepEqual(send(1), replay);
+  // A registration that carries the same exchange key again (a held-back copy of an earlier
+  // attempt, replayed) derives the same session key: the window is kept, so what that session
+  // already sent stays refused.
+  assert.deepEqual(sessionKey(x, v.openSession(k.pub, x.publicHex), k.pub, true), key);
+  assert.deepEqual(send(1), replay);
+  assert.deepEqual(send(2), replay);
+  assert.deepEqual(send(3), ok);
 });
 
 test('the session MAC is keyed BLAKE2b-256: libsodium and src/auth/blake2b.ts give the same bytes; the JS one matches RFC 7693 and OpenSSL', () => {
@@ -461,6 +470,14 @@ test('the session MAC is keyed BLAKE2b-256: libsodium and src/auth/blake2b.ts gi
   const abc = Buffer.alloc(64);
   blake2b(abc, Buffer.from('abc'));
   assert.equal(abc.toString('hex'), 'ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d17d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923');
+  // The reference implementation's keyed test vectors (key 00..3f; messages empty and 00 01 02):
+  // they hold whether or not the addon loads here.
+  const kat = Buffer.from(Array.from({ length: 64 }, (_, i) => i));
+  const keyed = Buffer.alloc(64);
+  blake2b(keyed, Buffer.alloc(0), kat);
+  assert.equal(keyed.toString('hex'), '10ebb67700b1868efb4417987acf4690ae9d972fb7a590c2f02871799aaa4786b5e996e8f0f4eb981fc214b005f42d2ff4233499391653df7aefcbc13fc51568');
+  blake2b(keyed, Buffer.from([0, 1, 2]), kat);
+  assert.equal(keyed.toString('hex'), '33d0825dddf7ada99b0e7e307104ad07ca9cfd9692214f1561356315e784f3e5a17e364ae9dbb14cb2036df932b77f4b292761365fb328de7afdc6d8998f5fc1');
   const sodium = libsodiumOrNull() ? (createRequire(import.meta.url)('sodium-native') as Sodium) : null;
   for (const n of [0, 1, 127, 128, 129, 255, 256, 257, 1000]) {
     const msg = randomBytes(n);

@@ -65,6 +65,11 @@ describe('Http1Server (the FL server HTTP/1.1) on raw sockets', () => {
       } else if (path === '/wait') {
         ex.onGone(() => goneCount++);
         releaseWait = () => ex.send(200, {}, 'released');
+      } else if (path === '/drop') {
+        // A long poll lets its header fields go once it has read them.
+        const before = ex.header('x-probe') ?? null;
+        ex.dropHeaders();
+        ex.json(200, { before, after: ex.header('x-probe') ?? null });
       } else if (path === '/empty') {
         ex.send(204, {});
       } else ex.json(404, { error: 'no route' });
@@ -122,6 +127,11 @@ describe('Http1Server (the FL server HTTP/1.1) on raw sockets', () => {
     const out = await exchange(port, ['POST /sum HT', 'TP/1.1\r\ncontent-le', 'ngth: 2\r\nexpect: 100-continue\r\n\r', '\n', '\x05\x06'], 500);
     assert.match(out, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK/);
     assert.match(out, /\{"sum":11,"n":2\}/);
+  });
+
+  test('dropHeaders: the fields are gone from that request only; the next one on the connection has its own', async () => {
+    const out = await exchange(port, 'GET /drop HTTP/1.1\r\nx-probe: one\r\n\r\nGET /drop HTTP/1.1\r\nx-probe: two\r\nconnection: close\r\n\r\n', 1000);
+    assert.match(out, /\{"before":"one","after":null\}[\s\S]*\{"before":"two","after":null\}/);
   });
 
   test('malformed requests: 400, 411 (chunked), 431, 505, each closing the connection', async () => {
