@@ -56,6 +56,22 @@ export class MobileNetPayload implements PayloadCodec {
 
   /** The running sum of the last round, free again once its result is out: the next round's (28 MB, not one per round). */
   private spare: SpareSum | null = null;
+  /** Results this codec made (only those may come back through recycle). */
+  private readonly made = new WeakSet<Buffer>();
+  /** A replaced result nobody refers to any more: the next result is written into it. */
+  private spareResult: Buffer | null = null;
+
+  recycle(model: Buffer): void {
+    if (this.made.has(model) && model.length === this.layout.length) this.spareResult = model;
+  }
+
+  /** A buffer for the next result: the recycled one, or a new one. */
+  private resultBuffer(): Buffer {
+    const out = this.spareResult ?? Buffer.allocUnsafe(this.layout.length);
+    this.spareResult = null;
+    this.made.add(out);
+    return out;
+  }
 
   constructor(private readonly seed = 1) {}
 
@@ -125,10 +141,14 @@ export class MobileNetPayload implements PayloadCodec {
         return count;
       },
       result: () => {
-        if (!sum || count === 0) return Buffer.from(this.pinnedModel());
+        if (!sum || count === 0) {
+          const copy = this.resultBuffer();
+          this.pinnedModel().copy(copy);
+          return copy;
+        }
         // The graph's bytes from the layout, every weight from the mean: nothing of a
         // 14 MB template is held for this.
-        const out = Buffer.allocUnsafe(layout.length);
+        const out = this.resultBuffer();
         for (const g of layout.graph) g.bytes.copy(out, g.offset);
         let k = 0;
         for (const r of regions) {

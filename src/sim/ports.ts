@@ -55,6 +55,12 @@ export interface PayloadCodec {
   /** The size of an update, bytes (a typical one where sizes vary): what the server sizes its update slots by, without making one. */
   updateBytes(): number;
   createAggregator(): Aggregator;
+  /**
+   * A published model that nothing refers to any more (RoundEngine.waitHeld): a codec may
+   * write a later result into its buffer. Only buffers its own results returned are taken;
+   * others are ignored.
+   */
+  recycle?(model: Buffer): void;
 }
 
 export interface Aggregator {

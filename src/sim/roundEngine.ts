@@ -33,6 +33,15 @@ interface Waiter {
   readonly after: number;
   readonly resolve: (m: PublishedModel | null) => void;
   timer: { cancel(): void } | null;
+  /** A waitHeld waiter: the model it is answered with is held for it (see waitHeld). */
+  readonly held?: boolean;
+}
+
+/** A model handed to a transport for sending, and the way to say it is done with it. */
+export interface HeldModel {
+  readonly model: PublishedModel;
+  /** The transport no longer refers to the model's bytes (sent, or the connection gone). Once; later calls do nothing. */
+  release(): void;
 }
 
 /**
@@ -52,6 +61,10 @@ export class RoundEngine {
   private waiters = new Set<Waiter>();
   private paused = false;
   private listeners: Array<(c: RoundClosed) => void> = [];
+  /** Sends in flight per model (waitHeld); a model absent here has none. */
+  private readonly holds = new Map<PublishedModel, number>();
+  /** Models a transport sends without telling when it is done: never given back to the codec. */
+  private readonly kept = new WeakSet<PublishedModel>();
   readonly updates: UpdateCounts = { accepted: 0, duplicate: 0, late: 0, rejected: 0 };
   readonly registered = new Set<string>();
 
@@ -122,10 +135,64 @@ export class RoundEngine {
    * for the next publish or resolves null after timeoutMs. `cancel` drops the waiter.
    */
   waitModel(after: number, timeoutMs: number): { promise: Promise<PublishedModel | null>; cancel(): void } {
-    if (this.model.version > after) return { promise: Promise.resolve(this.model), cancel() {} };
+    return this.wait(after, timeoutMs, false);
+  }
+
+  /**
+   * waitModel for a transport that sends the model: the model comes held (taken when it is
+   * handed out, so a round that closes before the transport's code runs again cannot give its
+   * buffer away), and the transport calls `release` once nothing of it refers to the bytes. A
+   * replaced model whose holds are all released goes back to the codec (PayloadCodec.recycle),
+   * so the next version is written into its buffer instead of a new one: the server's memory
+   * does not wait for the garbage collector to free each 14 MB version. A transport that
+   * cannot tell when it is done calls keep(model) first.
+   */
+  waitHeld(after: number, timeoutMs: number): { promise: Promise<HeldModel | null>; cancel(): void } {
+    const w = this.wait(after, timeoutMs, true);
+    return { promise: w.promise.then((m) => (m ? this.heldHandle(m) : null)), cancel: w.cancel };
+  }
+
+  /** `model`'s buffer stays with the garbage collector: never given back to the codec. */
+  keep(model: PublishedModel): void {
+    this.kept.add(model);
+  }
+
+  private hold(model: PublishedModel): void {
+    this.holds.set(model, (this.holds.get(model) ?? 0) + 1);
+  }
+
+  private heldHandle(model: PublishedModel): HeldModel {
+    let released = false;
+    return {
+      model,
+      release: () => {
+        if (released) return;
+        released = true;
+        const n = (this.holds.get(model) ?? 1) - 1;
+        if (n > 0) this.holds.set(model, n);
+        else {
+          this.holds.delete(model);
+          this.giveBack(model);
+        }
+      },
+    };
+  }
+
+  /** A model that is no longer current and no longer held goes back to the codec. */
+  private giveBack(model: PublishedModel): void {
+    if (model === this.model || this.holds.has(model) || this.kept.has(model)) return;
+    this.kept.add(model); // once
+    this.opts.codec.recycle?.(model.body);
+  }
+
+  private wait(after: number, timeoutMs: number, held: boolean): { promise: Promise<PublishedModel | null>; cancel(): void } {
+    if (this.model.version > after) {
+      if (held) this.hold(this.model);
+      return { promise: Promise.resolve(this.model), cancel() {} };
+    }
     let waiter!: Waiter;
     const promise = new Promise<PublishedModel | null>((resolve) => {
-      waiter = { after, resolve, timer: null };
+      waiter = { after, resolve, timer: null, held };
     });
     waiter.timer = this.opts.clock.setTimer(timeoutMs, () => {
       this.waiters.delete(waiter);
@@ -204,12 +271,15 @@ export class RoundEngine {
         continue;
       }
       w.timer?.cancel();
+      if (w.held) this.hold(model);
       w.resolve(model);
     }
   }
 
   private publish(version: number, body: Buffer): PublishedModel {
+    const replaced = this.model as PublishedModel | undefined;
     this.model = { version, body, sha256: this.opts.hash(body), publishedAtMs: this.opts.clock.wallNow() };
+    if (replaced) this.giveBack(replaced);
     return this.model;
   }
 }

@@ -421,9 +421,16 @@ export class GrpcFlServer {
     }
     if (call.cancelled) return;
     this.fl.in('pull', 0);
-    const wait = this.fl.engine.waitModel(request.after, this.fl.pollTimeoutMs);
+    const wait = this.fl.engine.waitHeld(request.after, this.fl.pollTimeoutMs);
     call.whenCancelled(() => wait.cancel());
-    const model = await wait.promise;
+    const held = await wait.promise;
+    // The stream's queue and the session's writes refer to the model's bytes with no word of
+    // when they are done with them: its buffer is left to the garbage collector, never reused.
+    if (held) {
+      this.fl.engine.keep(held.model);
+      held.release();
+    }
+    const model = held?.model ?? null;
     if (call.cancelled) return;
     if (!model) {
       // The poll timeout ended first: status OK and no chunk (the gRPC "204").

@@ -145,9 +145,11 @@ export class Exchange {
   /**
    * Answers: status, header fields (content-length is set from `body`), the body. With
    * `close`, the connection closes once the answer is out (the body is not read). Returns the
-   * body's byte count.
+   * body's byte count. `written`, if given, is called once when nothing of this request's
+   * sockets refers to `body` any more: its bytes were handed to the kernel, or the connection
+   * died first (or it was never written).
    */
-  send(status: number, headers: HeaderValues, body?: Buffer | string, close = false): number {
+  send(status: number, headers: HeaderValues, body?: Buffer | string, close = false, written?: () => void): number {
     if (this.sent) throw new Error('send: this request was answered already');
     this.sent = true;
     const bytes = body === undefined ? null : typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
@@ -159,7 +161,7 @@ export class Exchange {
     else if (this.conn.http10) head += 'connection: keep-alive\r\n';
     head += '\r\n';
     // HEAD: the answer's head alone (its content-length says what GET would send).
-    this.conn.write(head, this.method === 'HEAD' ? null : bytes, closing);
+    this.conn.write(head, this.method === 'HEAD' ? null : bytes, closing, written);
     if (!closing) this.conn.answered(this);
     return bytes?.length ?? 0;
   }
@@ -374,12 +376,18 @@ class Connection {
     return Buffer.alloc(0);
   }
 
-  write(head: string, body: Buffer | null, close: boolean): void {
-    if (this.dead) return;
+  write(head: string, body: Buffer | null, close: boolean, written?: () => void): void {
+    if (this.dead) {
+      if (written) queueMicrotask(written);
+      return;
+    }
     const s = this.socket;
     s.cork();
     s.write(head, 'latin1');
-    if (body && body.length > 0) s.write(body);
+    // The socket calls back once the bytes are in the kernel, or with an error once it is
+    // destroyed (no longer touching them either way).
+    if (body && body.length > 0) s.write(body, written && (() => written()));
+    else if (written) queueMicrotask(written);
     s.uncork();
     if (close) {
       this.dead = true;

@@ -161,16 +161,21 @@ export class HttpFlServer {
         if (fl.auth && !authorize({ method: 'GET', path: pathname, workerId: query.get('worker') ?? '', round: after, bodySha256: claimed })) return;
         fl.in('pull', 0);
         ex.dropHeaders();
-        const wait = fl.engine.waitModel(after, fl.pollTimeoutMs);
+        const wait = fl.engine.waitHeld(after, fl.pollTimeoutMs);
         const stop = ex.onGone(() => wait.cancel());
-        const model = await wait.promise;
+        const held = await wait.promise;
         stop();
-        if (ex.gone) return;
-        if (!model) {
+        if (ex.gone) {
+          held?.release();
+          return;
+        }
+        if (!held) {
           ex.send(204, {});
           fl.out('empty', 0);
           return;
         }
+        // The model's buffer is given back (for a later version) once the socket is done with it.
+        const model = held.model;
         ex.send(
           200,
           {
@@ -180,6 +185,8 @@ export class HttpFlServer {
             [H.publishedAt]: String(model.publishedAtMs),
           },
           model.body,
+          false,
+          held.release,
         );
         fl.out('model', model.body.length);
         return;

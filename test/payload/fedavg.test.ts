@@ -79,3 +79,28 @@ test('updateBytes: the size of an update, without making one (the server sizes i
     assert.equal(codec.updateBytes(), codec.makeUpdate(codec.initialModel(), 0, 1).length, kind);
   }
 });
+
+test('MobileNetV2 results written into a recycled one: the same bytes as into a new buffer; only its own results are taken back', () => {
+  const codec = new MobileNetPayload(1);
+  const fresh = new MobileNetPayload(1);
+  const { bytes } = mobilenetOf(1);
+  const ups = [0, 1, 2].map((w) => codec.makeUpdate(bytes, w, 1));
+  const resultOf = (c: MobileNetPayload, us: Buffer[], v: number) => {
+    const agg = c.createAggregator();
+    for (const u of us) agg.fold(u);
+    return agg.result(v);
+  };
+  const first = resultOf(codec, ups.slice(0, 2), 1);
+  const expected = Buffer.from(resultOf(fresh, ups.slice(1), 2));
+  codec.recycle(first);
+  const second = resultOf(codec, ups.slice(1), 2);
+  assert.equal(second.buffer, first.buffer, 'written into the recycled buffer');
+  assert.ok(second.equals(expected), 'the same bytes as a result in a new buffer');
+  // The initial model, or any buffer it did not make, is not taken: the next result is new.
+  codec.recycle(bytes);
+  codec.recycle(Buffer.alloc(bytes.length));
+  const third = resultOf(codec, ups.slice(0, 1), 3);
+  assert.notEqual(third.buffer, bytes.buffer);
+  assert.notEqual(third.buffer, second.buffer);
+  assert.ok(bytes.equals(mobilenetOf(1).bytes), 'the initial model is untouched');
+});

@@ -100,3 +100,44 @@ test('with a quorum, a round closes after its deadline once M updates are in', (
   clock.advance(1);
   assert.deepEqual(closed, [1, 2]);
 });
+
+test('waitHeld: a replaced model goes back to the codec once its last hold is released, never while held, never twice, never when kept', async () => {
+  const clock = new FakeClock();
+  const given: Buffer[] = [];
+  const codec = Object.assign(new StringPayload(), { recycle: (b: Buffer) => given.push(b) });
+  const e = new RoundEngine({ expectedWorkers: 1, codec, clock, hash: sha256Hex });
+  e.register(0);
+  const v0 = e.current;
+  // A pull answered at once holds v0; round 1 closes: v0 is replaced but still held.
+  const a = await e.waitHeld(-1, 500).promise;
+  assert.equal(a?.model, v0);
+  const waiting = e.waitHeld(0, 10_000);
+  e.submit('w0', 1, Buffer.from('x'));
+  assert.equal(given.length, 0, 'held: not given back');
+  a!.release();
+  assert.deepEqual(given, [v0.body], 'the last hold released: given back');
+  a!.release();
+  assert.equal(given.length, 1, 'a second release does nothing');
+  // The waiter was answered with v1 and holds it from that moment: round 2 closing before its
+  // code runs again does not give v1 away.
+  e.submit('w0', 2, Buffer.from('y'));
+  const b = await waiting.promise;
+  assert.equal(b?.model.version, 1);
+  assert.equal(given.length, 1);
+  b!.release();
+  assert.deepEqual(given.map((x) => x.toString()), [v0.body.toString(), b!.model.body.toString()]);
+  // The current model is never given back, held or not.
+  const c = await e.waitHeld(-1, 500).promise;
+  c!.release();
+  assert.equal(given.length, 2);
+  // A kept model stays with the garbage collector.
+  e.keep(c!.model);
+  e.submit('w0', 3, Buffer.from('z'));
+  assert.equal(given.length, 2);
+  // A replaced model nobody held goes back at once; a poll that times out holds nothing.
+  e.submit('w0', 4, Buffer.from('w'));
+  assert.equal(given.length, 3);
+  const late = e.waitHeld(4, 100);
+  clock.advance(100);
+  assert.equal(await late.promise, null);
+});
