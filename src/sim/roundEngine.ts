@@ -63,8 +63,8 @@ export class RoundEngine {
   private listeners: Array<(c: RoundClosed) => void> = [];
   /** Sends in flight per model (waitHeld); a model absent here has none. */
   private readonly holds = new Map<PublishedModel, number>();
-  /** Models a transport sends without telling when it is done: never given back to the codec. */
-  private readonly kept = new WeakSet<PublishedModel>();
+  /** Models given back to the codec already (once each). */
+  private readonly givenBack = new WeakSet<PublishedModel>();
   readonly updates: UpdateCounts = { accepted: 0, duplicate: 0, late: 0, rejected: 0 };
   readonly registered = new Set<string>();
 
@@ -144,17 +144,12 @@ export class RoundEngine {
    * buffer away), and the transport calls `release` once nothing of it refers to the bytes. A
    * replaced model whose holds are all released goes back to the codec (PayloadCodec.recycle),
    * so the next version is written into its buffer instead of a new one: the server's memory
-   * does not wait for the garbage collector to free each 14 MB version. A transport that
-   * cannot tell when it is done calls keep(model) first.
+   * does not wait for the garbage collector to free each 14 MB version. A hold never released
+   * costs memory only: that version is left to the garbage collector.
    */
   waitHeld(after: number, timeoutMs: number): { promise: Promise<HeldModel | null>; cancel(): void } {
     const w = this.wait(after, timeoutMs, true);
     return { promise: w.promise.then((m) => (m ? this.heldHandle(m) : null)), cancel: w.cancel };
-  }
-
-  /** `model`'s buffer stays with the garbage collector: never given back to the codec. */
-  keep(model: PublishedModel): void {
-    this.kept.add(model);
   }
 
   private hold(model: PublishedModel): void {
@@ -180,8 +175,8 @@ export class RoundEngine {
 
   /** A model that is no longer current and no longer held goes back to the codec. */
   private giveBack(model: PublishedModel): void {
-    if (model === this.model || this.holds.has(model) || this.kept.has(model)) return;
-    this.kept.add(model); // once
+    if (model === this.model || this.holds.has(model) || this.givenBack.has(model)) return;
+    this.givenBack.add(model);
     this.opts.codec.recycle?.(model.body);
   }
 

@@ -424,15 +424,12 @@ export class GrpcFlServer {
     const wait = this.fl.engine.waitHeld(request.after, this.fl.pollTimeoutMs);
     call.whenCancelled(() => wait.cancel());
     const held = await wait.promise;
-    // The stream's queue and the session's writes refer to the model's bytes with no word of
-    // when they are done with them: its buffer is left to the garbage collector, never reused.
-    if (held) {
-      this.fl.engine.keep(held.model);
-      held.release();
+    if (call.cancelled) {
+      held?.release();
+      return;
     }
     const model = held?.model ?? null;
-    if (call.cancelled) return;
-    if (!model) {
+    if (!held || !model) {
       // The poll timeout ended first: status OK and no chunk (the gRPC "204").
       this.fl.out('empty', 0);
       call.finish(GrpcCode.OK);
@@ -444,6 +441,9 @@ export class GrpcFlServer {
     // the socket to drain before the status cost each pull a turn of this busy event loop.
     for (const chunk of framedModel(model)) call.send(chunk);
     call.finish(GrpcCode.OK, '', () => this.fl.out('model', model.body.length));
+    // The model's buffer is given back (for a later version) once the stream is over and the
+    // socket is done with every byte of it.
+    call.stream.whenWritten(held.release);
   }
 
   listen(host: string, port: number): Promise<number> {

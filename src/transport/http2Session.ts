@@ -97,6 +97,7 @@ const MAX_WINDOW = 2 ** 31 - 1;
  * large frame is never gathered; other frames are bounded by MAX_HEADER_BLOCK.
  */
 const MAX_FRAME = 1024 * 1024;
+const EMPTY = Buffer.alloc(0);
 /** A response's header block may be this large, CONTINUATIONs included. */
 const MAX_HEADER_BLOCK = 64 * 1024;
 
@@ -153,6 +154,10 @@ export class Http2Stream {
   private drainWaiters: (() => void)[] = [];
   /** Runs once this side's END_STREAM is written. */
   onEnded: (() => void) | null = null;
+  /** Runs once, when the stream leaves its session (ended both ways, reset, or the session died). */
+  private onGone: (() => void) | null = null;
+  /** The stream has left its session: nothing more of it is written. */
+  private left = false;
   /** A header block to end the stream with, after the queued DATA (the server's trailers). */
   trailers: Buffer | null = null;
   /** While paused, received DATA is held here and its window is not given back. */
@@ -186,6 +191,25 @@ export class Http2Stream {
   respond(block: Buffer, endStream = false): void {
     if (this.localClosed || this.endQueued) return;
     this.session.sendHeaders(this, block, endStream);
+  }
+
+  /**
+   * `fn` runs once the stream has left its session and the socket is done with every byte of
+   * it that was written (handed to the kernel, or the socket destroyed): from then on nothing
+   * refers to the buffers its DATA came from. Once per stream.
+   */
+  whenWritten(fn: () => void): void {
+    if (this.left) this.session.afterWrites(fn);
+    else this.onGone = () => this.session.afterWrites(fn);
+  }
+
+  /** @internal The session lets the stream go (see whenWritten). */
+  leave(): void {
+    if (this.left) return;
+    this.left = true;
+    const gone = this.onGone;
+    this.onGone = null;
+    gone?.();
   }
 
   /** Server: ends the response with trailers once the queued DATA is out. */
@@ -541,6 +565,19 @@ export class Http2Session {
     else if (this.server) this.resetStream(stream, H2Error.NO_ERROR);
   }
 
+  /**
+   * `fn` runs once the socket is done with everything written so far: an empty write queued
+   * behind it calls back when they are in the kernel (writes complete in order), or with an
+   * error once the socket is destroyed. A socket already destroyed touches nothing any more;
+   * one that was ended waits for its close.
+   */
+  afterWrites(fn: () => void): void {
+    const s = this.socket;
+    if (s.destroyed) queueMicrotask(fn);
+    else if (s.writableEnded) s.once('close', () => fn());
+    else s.write(EMPTY, () => fn());
+  }
+
   /** Server: GOAWAY now (streams in flight go on, new ones are refused); the connection ends with its last stream. */
   shutdown(): void {
     if (!this.server || this.shuttingDown || this.deathReason !== null) return;
@@ -674,6 +711,7 @@ export class Http2Session {
   }
 
   private forget(stream: Http2Stream): void {
+    stream.leave();
     stream.dropHeld();
     this.streams.delete(stream.id);
     this.blocked.delete(stream);
@@ -707,6 +745,9 @@ export class Http2Session {
     const streams = [...this.streams.values()];
     this.streams.clear();
     this.blocked.clear();
+    // Before the socket is ended: a stream's marker write (afterWrites) must queue behind its
+    // bytes, not after the end, where it would be refused at once while they are still going out.
+    for (const s of streams) s.leave();
     const socket = this.socket;
     if (!socket.destroyed) {
       if (graceful) {
