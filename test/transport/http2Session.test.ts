@@ -380,6 +380,41 @@ test('server: a paused stream holds its DATA and window until resumed; trailers 
   server.close();
 });
 
+test('server: whenWritten runs once a stream has left its session and its bytes are written: after its trailers, or when the session dies with its DATA still queued', async () => {
+  const streams: Http2Stream[] = [];
+  const { peer, session, server } = await serverPair((stream) => {
+    streams.push(stream);
+    stream.handler = { headers: () => {}, data: () => {}, end: () => {}, reset: () => {}, died: () => {} };
+  });
+  const done: string[] = [];
+  // Stream 1 (the request ended with its HEADERS): answered, 40 KB, trailers.
+  peer.send(HEADERS, 0x5, 1, requestBlock('/pull'));
+  // Stream 3: its answer is more than the client's 64 KiB window, so most of it stays queued.
+  peer.send(HEADERS, 0x4, 3, requestBlock('/pull'));
+  await peer.take(() => false, 'nothing').catch(() => undefined);
+  const [a, b] = streams;
+  a.respond(Buffer.from([0x88]));
+  a.write(Buffer.alloc(40_000, 1));
+  a.whenWritten(() => done.push('a'));
+  assert.equal(done.length, 0, 'not while the stream is open');
+  a.endWithTrailers(Buffer.from([0x00, 0x0b, ...Buffer.from('grpc-status'), 0x01, 0x30]));
+  await peer.take((f) => f.type === HEADERS && f.stream === 1 && (f.flags & 0x1) === 1, 'the trailers');
+  for (let i = 0; i < 20 && done.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(done, ['a'], 'after the trailers, once the socket took them');
+  a.whenWritten(() => done.push('a again'));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(done, ['a', 'a again'], 'a stream that has left: at once (once the writes before are out)');
+  b.respond(Buffer.from([0x88]));
+  b.write(Buffer.alloc(200_000, 2));
+  b.whenWritten(() => done.push('b'));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(done, ['a', 'a again'], 'held by flow control: the stream is still in the session');
+  session().destroy('the test is over');
+  for (let i = 0; i < 20 && done.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(done, ['a', 'a again', 'b'], 'the session died: its streams left');
+  server.close();
+});
+
 test('server: shutdown sends GOAWAY naming the last stream, refuses new ones, and closes when the last one ends', async () => {
   const streams: Http2Stream[] = [];
   const { peer, session, closed, server } = await serverPair((stream) => {
