@@ -61,8 +61,8 @@ export class RoundEngine {
   private waiters = new Set<Waiter>();
   private paused = false;
   private listeners: Array<(c: RoundClosed) => void> = [];
-  /** Sends in flight per model (waitHeld); a model absent here has none. */
-  private readonly holds = new Map<PublishedModel, number>();
+  /** Sends in flight per model (waitHeld); a model absent here has none. Weak: a hold never released keeps nothing alive. */
+  private readonly holds = new WeakMap<PublishedModel, number>();
   /** Models given back to the codec already (once each). */
   private readonly givenBack = new WeakSet<PublishedModel>();
   readonly updates: UpdateCounts = { accepted: 0, duplicate: 0, late: 0, rejected: 0 };

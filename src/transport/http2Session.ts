@@ -958,6 +958,11 @@ export class Http2Session {
           if (s.id > last) {
             this.streams.delete(s.id);
             this.blocked.delete(s);
+            // Nothing more of it is written (flush sends nothing for a stream closed this way).
+            s.localClosed = true;
+            s.remoteClosed = true;
+            s.leave();
+            s.dropHeld();
             s.handler.died(`the server closed the connection (GOAWAY code ${code})`);
           }
         }

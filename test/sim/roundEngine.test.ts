@@ -139,4 +139,6 @@ test('waitHeld: a replaced model goes back to the codec once its last hold is re
   const late = e.waitHeld(4, 100);
   clock.advance(100);
   assert.equal(await late.promise, null);
+  e.submit('w0', 5, Buffer.from('v'));
+  assert.equal(given.length, 5, 'the poll that timed out held nothing: version 4 went back at once');
 });

@@ -129,6 +129,29 @@ describe('Http1Server (the FL server HTTP/1.1) on raw sockets', () => {
     assert.match(out, /\{"sum":11,"n":2\}/);
   });
 
+  test("send's written callback waits until the kernel has the body: not while a client that does not read holds it back", async () => {
+    const big = Buffer.alloc(64 << 20, 7); // more than loopback's socket buffers hold
+    let written = 0;
+    const own = new Http1Server({ keepAliveMs: 2000, headersTimeoutMs: 1000 }, (ex) => ex.send(200, {}, big, false, () => written++));
+    const { port: p } = await own.listen('127.0.0.1', 0);
+    const s = net.connect({ host: '127.0.0.1', port: p });
+    await once(s, 'connect');
+    try {
+      s.pause();
+      s.write('GET /big HTTP/1.1\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(written, 0, 'the body is still in the socket: not written yet');
+      let got = 0;
+      s.on('data', (d: Buffer) => (got += d.length));
+      s.resume();
+      while (got < big.length) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(written, 1, 'called once the bytes are out');
+    } finally {
+      s.destroy();
+      await own.close();
+    }
+  });
+
   test('dropHeaders: the fields are gone from that request only; the next one on the connection has its own', async () => {
     const out = await exchange(port, 'GET /drop HTTP/1.1\r\nx-probe: one\r\n\r\nGET /drop HTTP/1.1\r\nx-probe: two\r\nconnection: close\r\n\r\n', 1000);
     assert.match(out, /\{"before":"one","after":null\}[\s\S]*\{"before":"two","after":null\}/);

@@ -415,6 +415,26 @@ test('server: whenWritten runs once a stream has left its session and its bytes 
   server.close();
 });
 
+test("server: a stream the client's GOAWAY drops, its DATA still queued, leaves its session too (whenWritten runs)", async () => {
+  const streams: Http2Stream[] = [];
+  const { peer, server } = await serverPair((stream) => {
+    streams.push(stream);
+    stream.handler = { headers: () => {}, data: () => {}, end: () => {}, reset: () => {}, died: () => {} };
+  });
+  peer.send(HEADERS, 0x4, 1, requestBlock('/pull'));
+  await peer.take(() => false, 'nothing').catch(() => undefined);
+  let done = 0;
+  streams[0].respond(Buffer.from([0x88]));
+  streams[0].write(Buffer.alloc(200_000, 3));
+  streams[0].whenWritten(() => done++);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(done, 0);
+  peer.send(GOAWAY, 0, 0, Buffer.alloc(8)); // last stream 0: the client drops stream 1
+  for (let i = 0; i < 50 && done === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(done, 1);
+  server.close();
+});
+
 test('server: shutdown sends GOAWAY naming the last stream, refuses new ones, and closes when the last one ends', async () => {
   const streams: Http2Stream[] = [];
   const { peer, session, closed, server } = await serverPair((stream) => {
