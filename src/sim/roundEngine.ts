@@ -133,6 +133,8 @@ export class RoundEngine {
   /**
    * Long-poll: resolves with the current model when its version is > after, else waits
    * for the next publish or resolves null after timeoutMs. `cancel` drops the waiter.
+   * The model is not held: code that sends its bytes uses waitHeld, or a later round may
+   * write another version into the same buffer while they are still going out.
    */
   waitModel(after: number, timeoutMs: number): { promise: Promise<PublishedModel | null>; cancel(): void } {
     return this.wait(after, timeoutMs, false);
