@@ -428,13 +428,13 @@ export class GrpcFlServer {
       held?.release();
       return;
     }
-    const model = held?.model ?? null;
-    if (!held || !model) {
+    if (!held) {
       // The poll timeout ended first: status OK and no chunk (the gRPC "204").
       this.fl.out('empty', 0);
       call.finish(GrpcCode.OK);
       return;
     }
+    const model = held.model;
     // The model's one framing, queued whole on the stream with the status behind it: the
     // queue holds views of the shared chunks (nothing is copied per pull), and the session
     // writes them as the worker's window lets them go, then the trailers at once. Waiting for

@@ -386,7 +386,7 @@ class Connection {
     s.write(head, 'latin1');
     // The socket calls back once the bytes are in the kernel, or with an error once it is
     // destroyed (no longer touching them either way).
-    if (body && body.length > 0) s.write(body, written && (() => written()));
+    if (body && body.length > 0) s.write(body, written);
     else if (written) queueMicrotask(written);
     s.uncork();
     if (close) {
