@@ -11,15 +11,17 @@
  */
 import { type Hash, createHash } from 'node:crypto';
 import { sodiumInUse } from './ed25519.js';
-import { hexInto } from './hex.js';
+import { hexEquals } from './hex.js';
 
 const EMPTY = Buffer.alloc(0);
+
+/** The SHA-256 of an empty body (a pull's): what a request without `x-fedsim-body-sha256` claims. */
+export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 /** Bodies up to this many bytes are hashed by libsodium in one call. */
 export const SMALL_BODY_BYTES = 512;
 
 const OUT = Buffer.alloc(32);
-const CLAIMED = Buffer.alloc(32);
 
 /** libsodium's SHA-256 of a small body into OUT; false where the addon does not load. */
 function sodiumSha256(body: Buffer): boolean {
@@ -39,39 +41,31 @@ export function sha256Hex(body: Buffer): string {
 }
 
 /**
- * The SHA-256 of a body that arrives in chunks: the first SMALL_BODY_BYTES are gathered (a
- * copy: chunks may be views of a read buffer that is reused), and hashed in one call at the
- * end; a body that grows past them goes to a streamed `createHash`.
+ * The SHA-256 of a body that arrives in chunks into a buffer of its own (an update slot), to
+ * compare with the one its request claims. `received()` gives the bytes received so far, the
+ * last chunk included. A small body (up to SMALL_BODY_BYTES, all of the `string` payload's) is
+ * hashed once it is whole, by one libsodium call over those bytes: no copy and no object per
+ * request. One that grows past them goes to a streamed `createHash` (what came before is fed
+ * from `received()`), so a 14 MB model is hashed as it streams in.
  */
 export class BodyDigest {
-  private small: Buffer | null = null;
   private length = 0;
   private hash: Hash | null = null;
 
+  constructor(private readonly received: () => Buffer) {}
+
+  /** After each chunk has been added to the received bytes. */
   update(chunk: Buffer): void {
-    if (this.hash) {
-      this.hash.update(chunk);
-      return;
-    }
-    if (this.length + chunk.length <= SMALL_BODY_BYTES) {
-      this.small ??= Buffer.allocUnsafe(SMALL_BODY_BYTES);
-      chunk.copy(this.small, this.length);
-      this.length += chunk.length;
-      return;
-    }
-    this.hash = createHash('sha256');
-    if (this.small) this.hash.update(this.small.subarray(0, this.length));
-    this.hash.update(chunk);
-    this.small = null;
+    this.length += chunk.length;
+    if (this.hash) this.hash.update(chunk);
+    else if (this.length > SMALL_BODY_BYTES) this.hash = createHash('sha256').update(this.received());
   }
 
-  /** True when the digest is `claimedHex` (64 hex digits, either case); once, at the end of the body. */
+  /** True when the body's digest is `claimedHex` (64 hex digits, either case); once, at the end of the body. */
   matches(claimedHex: string): boolean {
-    if (!hexInto(claimedHex, CLAIMED)) return false;
-    let digest: Buffer;
-    if (this.hash) digest = this.hash.digest();
-    else if (sodiumSha256(this.small ? this.small.subarray(0, this.length) : EMPTY)) digest = OUT;
-    else digest = createHash('sha256').update(this.small ? this.small.subarray(0, this.length) : EMPTY).digest();
-    return digest.equals(CLAIMED);
+    if (claimedHex.length !== 64) return false;
+    if (this.hash) return hexEquals(this.hash.digest(), claimedHex);
+    const body = this.length > 0 ? this.received() : EMPTY;
+    return hexEquals(sodiumSha256(body) ? OUT : createHash('sha256').update(body).digest(), claimedHex);
   }
 }

@@ -20,7 +20,7 @@
 import { type KeyObject, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync } from 'node:crypto';
 import { blake2b } from './blake2b.js';
 import { sodiumInUse } from './ed25519.js';
-import { hexInto, writeAscii } from './hex.js';
+import { hexEquals, writeAscii } from './hex.js';
 
 const HEX32 = /^[0-9a-f]{64}$/;
 
@@ -66,7 +66,6 @@ export function sessionKey(ours: ExchangeKeyPair, peerHex: string, edPublicHex: 
 // fresh buffers (each is used and done with within one synchronous call).
 const SCRATCH = Buffer.allocUnsafe(4096);
 const MAC = Buffer.allocUnsafe(MAC_BYTES);
-const RECEIVED = Buffer.allocUnsafe(MAC_BYTES);
 
 /** A message's bytes: an ASCII string that fits is written into SCRATCH (valid until the next call). */
 function bytesOf(msg: Buffer | string): Buffer {
@@ -98,9 +97,7 @@ export function macHex(key: Buffer, msg: Buffer | string): string {
  * against the MAC of `msg`, in constant time; false when it is malformed.
  */
 export function macMatches(key: Buffer, msg: Buffer | string, token: string, at = 0): boolean {
-  if (!hexInto(token, RECEIVED, at)) return false;
+  if (token.length - at !== 2 * MAC_BYTES) return false;
   macInto(key, bytesOf(msg), MAC);
-  let diff = 0;
-  for (let i = 0; i < MAC_BYTES; i++) diff |= MAC[i] ^ RECEIVED[i];
-  return diff === 0;
+  return hexEquals(MAC, token, at);
 }

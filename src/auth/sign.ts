@@ -13,6 +13,7 @@
  * per request.
  */
 import { timingSafeEqual } from 'node:crypto';
+import { EMPTY_SHA256 } from './digest.js';
 import { type Verify, ed25519 } from './ed25519.js';
 import { type ExchangeKeyPair, exchangeKeyPair, isExchangeKey, macMatches, sessionKey } from './session.js';
 
@@ -85,26 +86,56 @@ export function canonicalText(f: SignedFields): string {
   return kx ? `${CANONICAL_PREFIX_KX}\n${fields}${kx}\n` : `${CANONICAL_PREFIX}\n${fields}`;
 }
 
-/** Where sessionMessage writes (each message is used and done with within one synchronous call). */
-const CANON = Buffer.allocUnsafe(4096);
-const PREFIX_BYTES = Buffer.from(`${CANONICAL_PREFIX}\n`, 'latin1');
+/** The first line of a session-scheme message (under a MAC with the session key, never a signature). */
+export const SESSION_PREFIX = 'fedsim-session-v1';
+
+/** A session-scheme request's fields, as sessionText takes them. */
+export type SessionMessageFields = SessionFields & { publicKey: string; timestamp: number; seq: number };
 
 /**
- * canonical() of a session-scheme request, whose nonce is its sequence number in decimal,
- * written into a scratch buffer in one pass (valid until the next call), on both sides of
- * every request: a fields object, a template string, its line-break tests and a second pass
- * copying it out cost more than the MAC itself on a busy server. Where this writer stops (a
- * field that is not ASCII, a line break, a number that is not a safe integer, a message over
- * 4 KiB), canonicalText decides: the same bytes as a string, or the TypeError it throws.
+ * The bytes a session-scheme request's MAC covers: UTF-8 of `fedsim-session-v1\n`, then the
+ * worker's public key, its worker id, method, path, round, timestamp, sequence number (the
+ * nonce, in decimal) and bodySha256, each on its own line ending in `\n`. The fields of
+ * canonical(), in another order: the lines that stay the same for a whole session (key and
+ * worker id) come first, so that each side writes them once per session (sessionHead) and
+ * copies them per request. A string with a line break, or a number that is not a safe
+ * integer, throws a TypeError.
  */
-export function sessionMessage(method: string, path: string, publicKey: string, workerId: string, round: number, timestamp: number, seq: number, bodySha256: string): Buffer | string {
+export function sessionText(f: SessionMessageFields): string {
+  return `${SESSION_PREFIX}\n${text('publicKey', f.publicKey)}\n${text('workerId', f.workerId)}\n${text('method', f.method)}\n${text('path', f.path)}\n${int('round', f.round)}\n${int('timestamp', f.timestamp)}\n${int('seq', f.seq)}\n${text('bodySha256', f.bodySha256)}\n`;
+}
+
+/** The first lines of every message of one session (prefix, public key, worker id), as bytes. */
+export interface SessionHead {
+  readonly publicKey: string;
+  readonly workerId: string;
+  readonly bytes: Buffer;
+}
+
+/** A session's head, made once per session on each side; throws as sessionText. */
+export function sessionHead(publicKey: string, workerId: string): SessionHead {
+  return { publicKey, workerId, bytes: Buffer.from(`${SESSION_PREFIX}\n${text('publicKey', publicKey)}\n${text('workerId', workerId)}\n`, 'utf8') };
+}
+
+/** Where sessionMessage writes (each message is used and done with within one synchronous call). */
+const CANON = Buffer.allocUnsafe(4096);
+
+/**
+ * sessionText() of a request of the session `head`, written into a scratch buffer (valid until
+ * the next call) by copying the head's bytes and the route's, then writing the numbers and the
+ * body's hash: on both sides of every request, and on a busy machine every object, string and
+ * lookup of this path showed in the profile. Where this writer stops (a field that is not
+ * ASCII, a line break, a number that is not a safe integer, a message over 4 KiB), sessionText
+ * decides: the same bytes as a string, or the TypeError it throws.
+ */
+export function sessionMessage(head: SessionHead, method: string, path: string, round: number, timestamp: number, seq: number, bodySha256: string): Buffer | string {
   let at = -1;
   if (Number.isSafeInteger(round) && Number.isSafeInteger(timestamp) && Number.isSafeInteger(seq)) {
-    at = putHead(method, path);
-    at = putInt(seq, putInt(timestamp, putInt(round, put(workerId, putKey(publicKey, at)))));
-    at = put(bodySha256, at);
+    at = putRoute(method, path, putBytes(head.bytes, 0));
+    at = putInt(seq, putInt(timestamp, putInt(round, at)));
+    at = bodySha256 === EMPTY_SHA256 ? putBytes(EMPTY_LINE, at) : put(bodySha256, at);
   }
-  return at < 0 ? canonicalText({ method, path, publicKey, workerId, round, timestamp, nonce: String(seq), bodySha256 }) : canonView(at);
+  return at < 0 ? sessionText({ publicKey: head.publicKey, workerId: head.workerId, method, path, round, timestamp, seq, bodySha256 }) : canonView(at);
 }
 
 /** CANON's first `n` bytes: one view per length, made once (a view is an object; a request makes none). */
@@ -113,35 +144,26 @@ function canonView(n: number): Buffer {
   return (views[n] ??= CANON.subarray(0, n));
 }
 
-// The lines every message of a route and of a key starts with, as bytes, for the few routes and
-// the last keys seen: copied with one TypedArray.set rather than written a character at a time.
-const heads: Array<{ method: string; path: string; bytes: Buffer }> = [];
-const keyLines = new Map<string, Buffer>();
+// The method and path lines of the few routes there are, as bytes: copied with one
+// TypedArray.set rather than written a character at a time.
+const routes: Array<{ method: string; path: string; bytes: Buffer }> = [];
 
-/** Writes the prefix, method and path lines into CANON from 0; as put. */
-function putHead(method: string, path: string): number {
-  for (const h of heads) {
-    if (h.method === method && h.path === path) {
-      CANON.set(h.bytes, 0);
-      return h.bytes.length;
-    }
-  }
-  CANON.set(PREFIX_BYTES, 0);
-  const at = put(path, put(method, PREFIX_BYTES.length));
-  if (at > 0 && heads.length < 8) heads.push({ method, path, bytes: Buffer.from(CANON.subarray(0, at)) });
-  return at;
+/** Writes the method and path lines into CANON at `at`; as put. */
+function putRoute(method: string, path: string, at: number): number {
+  for (const r of routes) if (r.method === method && r.path === path) return putBytes(r.bytes, at);
+  const end = put(path, put(method, at));
+  if (end > 0 && routes.length < 8) routes.push({ method, path, bytes: Buffer.from(CANON.subarray(at, end)) });
+  return end;
 }
 
-/** Writes the public key's line at `at`; as put. */
-function putKey(publicKey: string, at: number): number {
-  const bytes = keyLines.get(publicKey);
-  if (bytes && at >= 0 && at + bytes.length <= CANON.length) {
-    CANON.set(bytes, at);
-    return at + bytes.length;
-  }
-  const end = put(publicKey, at);
-  if (end > 0 && keyLines.size < 16_384) keyLines.set(publicKey, Buffer.from(CANON.subarray(at, end)));
-  return end;
+/** The body-hash line of every pull (an empty body). */
+const EMPTY_LINE = Buffer.from(`${EMPTY_SHA256}\n`, 'latin1');
+
+/** Copies `bytes` into CANON at `at`; as put. */
+function putBytes(bytes: Uint8Array, at: number): number {
+  if (at < 0 || at + bytes.length > CANON.length) return -1;
+  CANON.set(bytes, at);
+  return at + bytes.length;
 }
 
 /** Writes `s` and a line feed into CANON at `at`; the next position, or -1 where canonicalText must decide. */
@@ -335,6 +357,7 @@ interface KeyState {
   workerId: string | null; // the worker id this key registered, if any
   session: Buffer | null; // the session key its last registration opened, if any
   seqs: SeqWindow | null; // that session's replay window
+  head: SessionHead | null; // that session's first lines (key and worker id)
 }
 
 export interface VerifierOptions {
@@ -387,7 +410,7 @@ export class Verifier {
     opts.keys.forEach((hex, index) => {
       const id = hex.toLowerCase();
       if (this.byKey.has(id)) return; // the first line wins
-      const state: KeyState = { index, id, check: verifierOf(id), nonces: null, workerId: null, session: null, seqs: null };
+      const state: KeyState = { index, id, check: verifierOf(id), nonces: null, workerId: null, session: null, seqs: null, head: null };
       this.byKey.set(id, state);
       this.byIndex[index] = state;
     });
@@ -455,23 +478,25 @@ export class Verifier {
     const state = index >= 0 && token.charCodeAt(parsedEnd) === 46 ? this.byIndex[index] : undefined;
     if (!state) return { ok: false, reason: 'unknown-key', publicKey: '' };
     const id = state.id;
-    if (!state.session || !state.seqs || f.workerId.charCodeAt(0) === 35 /* #: a registration */) return { ok: false, reason: 'no-session', publicKey: id };
+    if (!state.session || !state.seqs || !state.head || f.workerId.charCodeAt(0) === 35 /* #: a registration */) return { ok: false, reason: 'no-session', publicKey: id };
     const timestamp = digitsAt(token, parsedEnd + 1, 15);
     if (timestamp < 0 || Math.abs(now - timestamp) > this.maxSkewMs) return { ok: false, reason: 'stale', publicKey: id };
     const seq = token.charCodeAt(parsedEnd) === 46 ? digitsAt(token, parsedEnd + 1, 15) : -1;
     if (seq <= 0 || token.charCodeAt(parsedEnd) !== 46) return { ok: false, reason: 'bad-signature', publicKey: id };
+    // The MAC covers the worker id the request names. The session's own head serves, unless it
+    // names another id: then a head is made for it, and a good MAC means `wrong-worker`.
+    const head = state.head;
+    const other = f.workerId !== head.workerId;
     let msg: Buffer | string;
     try {
-      msg = sessionMessage(f.method, f.path, id, f.workerId, f.round, timestamp, seq, f.bodySha256);
+      msg = sessionMessage(other ? sessionHead(id, f.workerId) : head, f.method, f.path, f.round, timestamp, seq, f.bodySha256);
     } catch {
-      return { ok: false, reason: 'bad-signature', publicKey: id }; // a field the canonical form refuses
+      return { ok: false, reason: 'bad-signature', publicKey: id }; // a field the message form refuses
     }
     if (!macMatches(state.session, msg, token, parsedEnd + 1)) return { ok: false, reason: 'bad-signature', publicKey: id };
     if (!state.seqs.fresh(seq)) return { ok: false, reason: 'replay', publicKey: id };
-    if (f.workerId !== '') {
-      const owner = this.boundTo.get(f.workerId);
-      if (owner !== undefined && owner !== id) return { ok: false, reason: 'wrong-worker', publicKey: id };
-    }
+    // A session is opened by a registration, which bound the key's worker id: it acts as that worker only.
+    if (other) return { ok: false, reason: 'wrong-worker', publicKey: id };
     state.seqs.record(seq);
     return { ok: true, publicKey: id };
   }
@@ -480,12 +505,15 @@ export class Verifier {
    * A registration of `publicKey` that carried `workerExchangeKey` (and whose signature, which
    * covers it, verified) succeeded: the key's session is (re)opened, replacing any earlier one.
    * Returns the server's exchange key (hex) for the worker to derive the same session key.
-   * Throws on an unknown key or a malformed or low-order exchange key.
+   * The session acts as the worker id the key registered (bindWorker comes first). Throws on
+   * an unknown key, a key with no worker id, or a malformed or low-order exchange key.
    */
   openSession(publicKey: string, workerExchangeKey: string): string {
     const id = publicKey.toLowerCase();
     const state = this.byKey.get(id);
     if (!state) throw new Error('openSession: the key is not in the list');
+    if (state.workerId === null) throw new Error('openSession: the key has registered no worker id (bindWorker first)');
+    const head = sessionHead(id, state.workerId);
     this.exchange ??= exchangeKeyPair();
     const key = sessionKey(this.exchange, workerExchangeKey, id, false);
     // The server's exchange key lives as long as the server, so a registration that carries an
@@ -494,6 +522,7 @@ export class Verifier {
     // requests already made in that session could be replayed against an empty one.
     if (!state.session || !state.seqs || !timingSafeEqual(state.session, key)) state.seqs = new SeqWindow();
     state.session = key;
+    state.head = head;
     return this.exchange.publicHex;
   }
 
@@ -501,7 +530,8 @@ export class Verifier {
    * A registration succeeded: `workerId` belongs to `publicKey` from now on, and requests of
    * any other key acting as it are `wrong-worker`. The first key to register an id keeps it:
    * binding it to another key returns false and changes nothing (as does an unknown key).
-   * A key holds one worker id: registering again under a new id releases the old one.
+   * A key holds one worker id: registering again under a new id releases the old one and
+   * ends the key's session (a session acts as one worker id; openSession opens the next).
    */
   bindWorker(workerId: string, publicKey: string): boolean {
     const id = publicKey.toLowerCase();
@@ -509,7 +539,10 @@ export class Verifier {
     if (!state || workerId === '') return false;
     const owner = this.boundTo.get(workerId);
     if (owner !== undefined) return owner === id;
-    if (state.workerId !== null) this.boundTo.delete(state.workerId);
+    if (state.workerId !== null) {
+      this.boundTo.delete(state.workerId);
+      state.session = state.seqs = state.head = null;
+    }
     state.workerId = workerId;
     this.boundTo.set(workerId, id);
     return true;

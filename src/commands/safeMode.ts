@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { loadKeyList, loadWorkerKeys } from '../auth/keys.js';
-import { BodyDigest, sha256Hex } from '../auth/digest.js';
+import { BodyDigest, EMPTY_SHA256, sha256Hex } from '../auth/digest.js';
 import { type ExchangeKeyPair, exchangeKeyPair, macHex, sessionKey } from '../auth/session.js';
-import { Verifier, canonical, sessionMessage } from '../auth/sign.js';
+import { type SessionHead, Verifier, canonical, sessionHead, sessionMessage } from '../auth/sign.js';
 import type { AuthScheme, RequestChecker, RequestSigner } from '../sim/ports.js';
 import { AUTH } from '../transport/auth.js';
 import { UsageError } from '../errors.js';
@@ -16,7 +16,7 @@ export function serverChecker(listFile: string): { checker: RequestChecker; keys
   const keys = loadKeyList(listFile);
   const v = new Verifier({ keys });
   const checker: RequestChecker = {
-    bodyDigest: () => new BodyDigest(),
+    bodyDigest: (received) => new BodyDigest(received),
     bodySha256: sha256Hex,
     check(facts, header) {
       const token = header(AUTH.mac);
@@ -78,6 +78,7 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
     let exchange: ExchangeKeyPair | null = null; // the registration's X25519 key, until the reply
     let session: Buffer | null = null;
     let seq = 0; // the session's last sequence number
+    let head: SessionHead | null = null; // the session's first lines, for the worker id it acts as
     out.set(index, {
       bodySha256: sha256Hex,
       headers(facts, into = {}): Record<string, string> {
@@ -89,8 +90,9 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
         // session's next sequence number (its nonce), MAC.
         if (session && workerId.charCodeAt(0) !== 35 /* #: a registration */) {
           const n = ++seq;
-          const proof = macHex(session, sessionMessage(method, path, publicKey, workerId, round, timestamp, n, bodySha256));
-          into[AUTH.bodySha256] = bodySha256;
+          if (head === null || head.workerId !== workerId) head = sessionHead(publicKey, workerId);
+          const proof = macHex(session, sessionMessage(head, method, path, round, timestamp, n, bodySha256));
+          if (bodySha256 !== EMPTY_SHA256) into[AUTH.bodySha256] = bodySha256; // left out, it claims an empty body
           into[AUTH.mac] = `${index}.${timestamp}.${n}.${proof}`;
           return into;
         }
@@ -102,13 +104,15 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
         // attempt, replayed later, then opens a session under another key.
         const exchangeKey = scheme === 'session' && workerId.charCodeAt(0) === 35 ? (exchange = exchangeKeyPair()).publicHex : undefined;
         const sig = key.sign(canonical({ method, path, publicKey, workerId, round, timestamp, nonce, bodySha256, exchangeKey })).toString('hex');
-        Object.assign(into, { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.bodySha256]: bodySha256, [AUTH.signature]: sig });
+        Object.assign(into, { [AUTH.key]: publicKey, [AUTH.timestamp]: ts, [AUTH.nonce]: nonce, [AUTH.signature]: sig });
+        if (bodySha256 !== EMPTY_SHA256) into[AUTH.bodySha256] = bodySha256;
         if (exchangeKey) into[AUTH.exchange] = exchangeKey;
         return into;
       },
       registered(serverExchangeKey) {
         session = exchange && serverExchangeKey ? sessionKey(exchange, serverExchangeKey, key.publicKeyHex, true) : null;
         seq = 0;
+        head = null;
         exchange = null;
       },
     });

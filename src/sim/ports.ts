@@ -118,8 +118,12 @@ export type CheckResult = { ok: true; publicKey: string; scheme: AuthScheme; exc
 
 /** The server's check of requests (safe mode): which pass, by which scheme, and why the others are refused. */
 export interface RequestChecker {
-  /** The SHA-256 of a body that arrives in chunks, to compare with the signed one (hex, either case). */
-  bodyDigest(): { update(chunk: Buffer): void; matches(claimedHex: string): boolean };
+  /**
+   * The SHA-256 of a body that arrives in chunks, to compare with the signed one (hex, either
+   * case). `received()` gives the bytes received so far; update() is called after each chunk
+   * has joined them.
+   */
+  bodyDigest(received: () => Buffer): { update(chunk: Buffer): void; matches(claimedHex: string): boolean };
   /** The SHA-256 (hex) of a body held whole (a registration's). */
   bodySha256(body: Buffer): string;
   check(facts: RequestFacts, headers: (name: string) => string | undefined): CheckResult;

@@ -17,7 +17,7 @@ export const AUTH = {
 
 export type { AuthScheme, RequestChecker, RequestFacts, RequestSigner } from '../sim/ports.js';
 
-export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+export { EMPTY_SHA256 } from '../auth/digest.js';
 
 /** The method and path gRPC requests sign (the RPC, as the server dispatches it). */
 export const GRPC_AUTH_PATH = { register: '/fedsim/Register', pushUpdate: '/fedsim/PushUpdate', pullModel: '/fedsim/PullModel' } as const;

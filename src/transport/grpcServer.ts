@@ -17,7 +17,7 @@ import type { UpdateSlot } from '../sim/updateSlots.js';
 import type { FlServer } from '../sim/flServer.js';
 import type { PublishedModel } from '../sim/ports.js';
 import { CHUNK_BYTES } from './headers.js';
-import { AUTH, GRPC_AUTH_PATH, registerBody, registrationId } from './auth.js';
+import { AUTH, EMPTY_SHA256, GRPC_AUTH_PATH, registerBody, registrationId } from './auth.js';
 import { type HeaderList, encodeIndexed, encodeLiterals, headerValue } from './hpack.js';
 import { type Http2Stream, Http2Session } from './http2Session.js';
 import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, HeaderDataReader, chunkPrefix, encodeGrpcMessage, frame, parseGrpcTimeout, wholeMessages } from './grpcWire.js';
@@ -291,7 +291,7 @@ export class GrpcFlServer {
   private async register(call: ServerCall): Promise<void> {
     const request = RegisterRequest.decode(await readRequest(call));
     this.fl.in('register', 4);
-    const claimed = call.meta(AUTH.bodySha256) ?? '';
+    const claimed = call.meta(AUTH.bodySha256) ?? EMPTY_SHA256;
     const facts = { method: 'RPC', path: GRPC_AUTH_PATH.register, workerId: registrationId(request.workerIndex), round: 0, bodySha256: claimed };
     const auth = this.fl.authorize(facts, (n) => call.meta(n));
     if (!auth.ok) return call.fail(refusal(auth.reason));
@@ -336,8 +336,8 @@ export class GrpcFlServer {
         return;
       }
       slot = s;
-      const claimed = call.meta(AUTH.bodySha256) ?? '';
-      const hash = this.fl.auth ? this.fl.auth.bodyDigest() : null;
+      const claimed = call.meta(AUTH.bodySha256) ?? EMPTY_SHA256;
+      const hash = this.fl.auth ? this.fl.auth.bodyDigest(() => s.bytes()) : null;
       let header: UpdateHeader | null = null;
       let publicKey = '';
       // Safe mode: the signature covers the worker id and round the first chunk names.
@@ -358,12 +358,12 @@ export class GrpcFlServer {
         },
         (data) => {
           if (over || !slot) return;
-          hash?.update(data);
           if (slot.length + data.length > this.maxBodyBytes) {
             stop(new GrpcStatusError(GrpcCode.RESOURCE_EXHAUSTED, `update over ${this.maxBodyBytes} bytes`));
             return;
           }
           slot.write(data);
+          hash?.update(data); // after the write: the digest reads the slot
         },
       );
       const decoder = new FrameDecoder(reader, GRPC_MAX_MESSAGE_BYTES);
@@ -414,7 +414,7 @@ export class GrpcFlServer {
     const request = PullRequest.decode(await readRequest(call));
     if (this.fl.auth) {
       const auth = this.fl.authorize(
-        { method: 'RPC', path: GRPC_AUTH_PATH.pullModel, workerId: request.workerId, round: request.after, bodySha256: call.meta(AUTH.bodySha256) ?? '' },
+        { method: 'RPC', path: GRPC_AUTH_PATH.pullModel, workerId: request.workerId, round: request.after, bodySha256: call.meta(AUTH.bodySha256) ?? EMPTY_SHA256 },
         (n) => call.meta(n),
       );
       if (!auth.ok) return call.fail(refusal(auth.reason));

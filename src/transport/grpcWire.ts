@@ -18,7 +18,7 @@
 import net from 'node:net';
 import { type OpenConnection, sharedRead } from '../runtime/readBuffer.js';
 import { formatHostPort } from '../config/values.js';
-import { type HeaderList, encodeIndexed, encodeLiterals, headerValue } from './hpack.js';
+import { type HeaderList, encodeIndexed, encodeLiterals, headerValue, literalBytes, writeLiteral } from './hpack.js';
 import { H2Error, Http2Session, type Http2Stream, type StreamHandler } from './http2Session.js';
 
 /** Both sides allow messages of 8 MiB: chunks are 1 MiB (docs/protocols.md). */
@@ -326,22 +326,22 @@ export class GrpcConnection {
   private pingDeadline: NodeJS.Timeout | null = null;
   private closed = false;
   /** The header fields every call starts with, encoded once: before :path, and after it. */
-  private readonly headPrefix: readonly number[];
-  private readonly headSuffix: readonly number[];
+  private readonly headPrefix: Buffer;
+  private readonly headSuffix: Buffer;
 
   constructor(private readonly opts: GrpcConnectionOptions) {
     const prefix: number[] = [];
     encodeIndexed(prefix, 3); // :method: POST
     encodeIndexed(prefix, 6); // :scheme: http
     encodeLiterals(prefix, [[':authority', formatHostPort(opts.host, opts.port)]]);
-    this.headPrefix = prefix;
+    this.headPrefix = Buffer.from(prefix);
     const suffix: number[] = [];
     encodeLiterals(suffix, [
       ['content-type', 'application/grpc'],
       ['te', 'trailers'],
     ]);
     if (opts.userAgent) encodeLiterals(suffix, [['user-agent', opts.userAgent]]);
-    this.headSuffix = suffix;
+    this.headSuffix = Buffer.from(suffix);
     // One listener per connection, not one per call.
     opts.signal?.addEventListener('abort', () => this.stop(), { once: true });
   }
@@ -415,14 +415,19 @@ export class GrpcConnection {
     }
   }
 
-  /** A call's header block, built in one array and made a Buffer once. */
+  /** A call's header block, written straight into one Buffer. */
   private headerBlock(o: CallOptions): Buffer {
-    const out = this.headPrefix.slice();
-    encodeLiterals(out, [[':path', o.path]]);
-    for (const b of this.headSuffix) out.push(b);
-    encodeLiterals(out, [['grpc-timeout', grpcTimeout(o.timeoutMs)]]);
-    if (o.metadata) encodeLiterals(out, Object.entries(o.metadata));
-    return Buffer.from(out);
+    const timeout = grpcTimeout(o.timeoutMs);
+    const meta = o.metadata;
+    let size = this.headPrefix.length + this.headSuffix.length + literalBytes(':path', o.path) + literalBytes('grpc-timeout', timeout);
+    if (meta) for (const name in meta) size += literalBytes(name, meta[name]);
+    const buf = Buffer.allocUnsafe(size);
+    let at = this.headPrefix.copy(buf, 0);
+    at = writeLiteral(buf, at, ':path', o.path);
+    at += this.headSuffix.copy(buf, at);
+    at = writeLiteral(buf, at, 'grpc-timeout', timeout);
+    if (meta) for (const name in meta) at = writeLiteral(buf, at, name, meta[name]);
+    return buf.subarray(0, at);
   }
 
   /** Starts a call. Never throws: a failure to start shows in `status`. */

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { UpdateSlot } from '../sim/updateSlots.js';
 import type { RequestFacts } from '../sim/ports.js';
-import { AUTH, registrationId } from './auth.js';
+import { AUTH, EMPTY_SHA256, registrationId } from './auth.js';
 import type { FlServer } from '../sim/flServer.js';
 import { H } from './headers.js';
 import { type Exchange, Http1Server, TooLarge } from './http1Server.js';
@@ -25,7 +25,7 @@ function readInto(ex: Exchange, slot: UpdateSlot, hash: { update(chunk: Buffer):
     ex.readBody(
       (c) => {
         slot.write(c);
-        // Safe mode: the body's hash is computed as it streams in, not over a second copy.
+        // Safe mode: the body's hash is computed from the slot, as it streams in (not over a second copy).
         hash?.update(c);
       },
       (err) => (err ? reject(err) : resolve(slot.bytes())),
@@ -80,7 +80,8 @@ export class HttpFlServer {
       ex.json(401, { error: `safe mode: request refused: ${r.reason}`, reason: r.reason });
       return null;
     };
-    const claimed = header(AUTH.bodySha256) ?? '';
+    // Left out, it claims an empty body (a pull sends none).
+    const claimed = header(AUTH.bodySha256) ?? EMPTY_SHA256;
     switch (route) {
       case 'POST /v1/register': {
         // A registration is a few bytes: read it first, so the signature can be checked against the index it asks for.
@@ -133,7 +134,7 @@ export class HttpFlServer {
         if (ex.contentLength > this.opts.maxBodyBytes) throw new TooLarge(`body of ${ex.contentLength} bytes is over the limit of ${this.opts.maxBodyBytes} bytes`);
         const slot = await fl.slots.acquire();
         try {
-          const hash = fl.auth ? fl.auth.bodyDigest() : null;
+          const hash = fl.auth ? fl.auth.bodyDigest(() => slot.bytes()) : null;
           const body = await readInto(ex, slot, hash);
           fl.in('update', body.length);
           if (hash && !hash.matches(claimed)) {

@@ -1,21 +1,26 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { hexInto, writeAscii } from '../../src/auth/hex.js';
+import { hexEquals, writeAscii } from '../../src/auth/hex.js';
 
-test('hexInto decodes hex of the exact length, either case, from an offset; it refuses anything else', () => {
-  const b = randomBytes(32);
-  const out = Buffer.alloc(32);
-  assert.equal(hexInto(b.toString('hex'), out), true);
-  assert.deepEqual(out, b);
-  assert.equal(hexInto(b.toString('hex').toUpperCase(), out), true);
-  assert.deepEqual(out, b);
-  assert.equal(hexInto(`1.2.3.${b.toString('hex')}`, out.fill(0), 6), true);
-  assert.deepEqual(out, b);
-  const h = b.toString('hex');
-  for (const bad of ['', h.slice(2), `${h}00`, `g${h.slice(1)}`, `0g${h.slice(2)}`, `${h.slice(0, 63)}:`, `${h.slice(0, 62)}0g`, ' '.repeat(64), `${h.slice(0, 31)}é${h.slice(32)}`, `${h.slice(0, 31)}\u0161${h.slice(32)}`, `${h.slice(0, 31)}\u0a61${h.slice(32)}`]) {
-    assert.equal(hexInto(bad, out), false, JSON.stringify(bad));
+test('hexEquals matches the exact hex of the bytes, either case, from an offset; it refuses anything else', () => {
+  for (let n = 0; n < 200; n++) {
+    const b = randomBytes(32);
+    const h = b.toString('hex');
+    assert.equal(hexEquals(b, h), true);
+    assert.equal(hexEquals(b, h.toUpperCase()), true);
+    assert.equal(hexEquals(b, `1.2.3.${h}`, 6), true);
+    // Every digit position, changed to every other character of the hex alphabets and to a few that are not hex.
+    const i = n % 64;
+    for (const c of '0123456789abcdefABCDEFgG:/@`\u0000\u0130\u0161\u0a61é ') {
+      if (c.toLowerCase() === h[i]) continue;
+      const bad = h.slice(0, i) + c + h.slice(i + 1);
+      assert.equal(hexEquals(b, bad), false, `${JSON.stringify(bad)} for ${h}`);
+    }
+    for (const bad of ['', h.slice(2), `${h}00`, ` ${h}`, `${h.slice(0, 63)}`]) assert.equal(hexEquals(b, bad), false, JSON.stringify(bad));
   }
+  assert.equal(hexEquals(Buffer.from([0x00, 0x9f, 0xa0, 0xff]), '009FA0fF'), true);
+  assert.equal(hexEquals(Buffer.alloc(0), ''), true);
 });
 
 test('writeAscii writes ASCII that fits and refuses the rest', () => {

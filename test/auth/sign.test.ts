@@ -6,7 +6,7 @@ import { type Sodium, ed25519, libsodiumOrNull, openssl } from '../../src/auth/e
 import nacl from 'tweetnacl';
 import { blake2b } from '../../src/auth/blake2b.js';
 import { exchangeKeyPair, macHex, macMatches, sessionKey } from '../../src/auth/session.js';
-import { type SignedFields, SEQ_WINDOW, Verifier, canonical, checkBody, sessionMessage, publicKeyOfSeed, signer, verifySignature } from '../../src/auth/sign.js';
+import { type SignedFields, SEQ_WINDOW, Verifier, canonical, checkBody, sessionHead, sessionMessage, sessionText, publicKeyOfSeed, signer, verifySignature } from '../../src/auth/sign.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -59,21 +59,27 @@ test('canonical: a version line, then each field on its own line, in order', () 
   assert.throws(() => canonical({ ...f, timestamp: Number.NaN }), TypeError);
 });
 
-test('sessionMessage: the bytes of canonical with the sequence number as nonce, or its refusal, whatever the fields', () => {
+test('sessionMessage: the bytes of sessionText, or its refusal, whatever the fields; the session head is made once', () => {
   const f = { method: 'GET', path: '/v1/model', publicKey: 'cd'.repeat(32), workerId: 'w3', round: -1, timestamp: 1700000000999, seq: 7, bodySha256: sha('') };
-  const msg = (g: typeof f) => sessionMessage(g.method, g.path, g.publicKey, g.workerId, g.round, g.timestamp, g.seq, g.bodySha256);
-  const same = (g: typeof f) => {
-    const { seq, ...rest } = g;
-    assert.deepEqual(Buffer.from(msg(g)), canonical({ ...rest, nonce: String(seq) }), JSON.stringify(g).slice(0, 80));
-  };
+  const msg = (g: typeof f) => sessionMessage(sessionHead(g.publicKey, g.workerId), g.method, g.path, g.round, g.timestamp, g.seq, g.bodySha256);
+  const same = (g: typeof f) => assert.deepEqual(Buffer.from(msg(g)), Buffer.from(sessionText(g), 'utf8'), JSON.stringify(g).slice(0, 80));
   same(f);
+  assert.equal(
+    sessionText(f),
+    `fedsim-session-v1\n${'cd'.repeat(32)}\nw3\nGET\n/v1/model\n-1\n1700000000999\n7\n${sha('')}\n`,
+    'the documented layout (docs/safe-mode.md)',
+  );
   for (const n of [0, 1, 9, 10, 99, 100, 12345, -12345, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER]) {
     same({ ...f, round: n });
     same({ ...f, seq: Math.abs(n) });
+    same({ ...f, timestamp: Math.abs(n) });
   }
+  same({ ...f, bodySha256: sha('x') });
   same({ ...f, workerId: '', round: 0 });
+  same({ ...f, workerId: 'wé' }); // a head that is not ASCII: its UTF-8 bytes
   same({ ...f, path: '/é' }); // not ASCII: the string path
   same({ ...f, path: 'x'.repeat(5000) }); // over the scratch buffer
+  for (let i = 0; i < 10; i++) same({ ...f, method: 'POST', path: `/route-${i}` }); // more routes than are cached
   // A message written after another is whole (the scratch buffer is reused).
   const first = Buffer.from(msg({ ...f, path: '/a-much-longer-path-than-the-next' }));
   same({ ...f, path: '/b' });
@@ -82,6 +88,7 @@ test('sessionMessage: the bytes of canonical with the sequence number as nonce, 
   assert.throws(() => msg({ ...f, bodySha256: 'a\r' }), TypeError);
   assert.throws(() => msg({ ...f, round: 0.5 }), TypeError);
   assert.throws(() => msg({ ...f, method: undefined as unknown as string }), TypeError);
+  assert.throws(() => sessionHead(f.publicKey, 'w\n1'), TypeError);
 });
 
 test('tweetnacl and native signatures are the same keys both ways', () => {
@@ -344,7 +351,7 @@ test('Verifier.verifySession: a session opened by a registration admits MACed re
   let seq = 0;
   const sfields = (key: TestKey, over: Partial<SignedFields> = {}) => fields(key, { nonce: String(++seq), ...over });
   /** The x-fedsim-mac token of a request: INDEX.TIMESTAMP.SEQ.MAC (k is line 0, other line 1). */
-  const token = (key: Buffer, f: SignedFields, index = f.publicKey === k.pub ? 0 : 1) => `${index}.${f.timestamp}.${f.nonce}.${macHex(key, canonical(f))}`;
+  const token = (key: Buffer, f: SignedFields, index = f.publicKey === k.pub ? 0 : 1) => `${index}.${f.timestamp}.${f.nonce}.${macHex(key, sessionText({ ...f, seq: Number(f.nonce) }))}`;
   const ok = { ok: true, publicKey: k.pub };
   const no = (reason: string, publicKey = k.pub) => ({ ok: false, reason, publicKey });
   // Before any registration: no session.
@@ -406,6 +413,11 @@ test('Verifier.verifySession: a session opened by a registration admits MACed re
   assert.deepEqual(v.verifySession(w, token(okey, w), NOW), no('wrong-worker', other.pub));
   const w2 = sfields(other, { workerId: 'w0' });
   assert.deepEqual(v.verifySession(w2, token(okey, w2, 0), NOW), no('bad-signature'));
+  // Nor as a worker id nobody registered: a session acts as its registration's worker only.
+  const free = sfields(other, { workerId: 'w9' });
+  assert.deepEqual(v.verifySession(free, token(okey, free), NOW), no('wrong-worker', other.pub));
+  const own = sfields(other, { workerId: 'w1' });
+  assert.deepEqual(v.verifySession(own, token(okey, own), NOW), { ok: true, publicKey: other.pub });
 
   // A new registration replaces the session: the old key no longer verifies.
   const again = exchangeKeyPair();
@@ -427,7 +439,7 @@ test("Verifier.verifySession: a session's sequence numbers pass once each, in an
   let key = open();
   const send = (seq: number) => {
     const f = fields(k, { nonce: String(seq) });
-    return v.verifySession(f, `0.${f.timestamp}.${seq}.${macHex(key, canonical(f))}`, NOW);
+    return v.verifySession(f, `0.${f.timestamp}.${seq}.${macHex(key, sessionText({ ...f, seq: Number(f.nonce) }))}`, NOW);
   };
   const ok = { ok: true, publicKey: k.pub };
   const replay = { ok: false, reason: 'replay', publicKey: k.pub };
@@ -463,6 +475,25 @@ test("Verifier.verifySession: a session's sequence numbers pass once each, in an
   assert.deepEqual(send(1), replay);
   assert.deepEqual(send(2), replay);
   assert.deepEqual(send(3), ok);
+});
+
+test('Verifier: a session acts as the worker id its key registered; registering under another id ends it; openSession needs that id', () => {
+  const k = newKey();
+  const v = new Verifier({ keys: [k.pub] });
+  const x = exchangeKeyPair();
+  assert.throws(() => v.openSession(k.pub, x.publicHex), /no worker id/);
+  assert.equal(v.bindWorker('w0', k.pub), true);
+  const key = sessionKey(x, v.openSession(k.pub, x.publicHex), k.pub, true);
+  const send = (workerId: string, seq: number) => {
+    const f = fields(k, { workerId, nonce: String(seq) });
+    return v.verifySession(f, `0.${f.timestamp}.${seq}.${macHex(key, sessionText({ ...f, seq }))}`, NOW);
+  };
+  assert.deepEqual(send('w0', 1), { ok: true, publicKey: k.pub });
+  assert.deepEqual(send('', 2), { ok: false, reason: 'wrong-worker', publicKey: k.pub });
+  // Registered again under another id (without a new session): the old session is over.
+  assert.equal(v.bindWorker('w5', k.pub), true);
+  assert.deepEqual(send('w0', 3), { ok: false, reason: 'no-session', publicKey: k.pub });
+  assert.deepEqual(send('w5', 4), { ok: false, reason: 'no-session', publicKey: k.pub });
 });
 
 test('the session MAC is keyed BLAKE2b-256: libsodium and src/auth/blake2b.ts give the same bytes; the JS one matches RFC 7693 and OpenSSL', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HpackDecoder, HpackError, encodeIndexed, encodeLiterals, huffmanCodes, huffmanDecode, huffmanEncode } from '../../src/transport/hpack.js';
+import { HpackDecoder, HpackError, encodeIndexed, encodeLiterals, huffmanCodes, huffmanDecode, huffmanEncode, literalBytes, writeLiteral } from '../../src/transport/hpack.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -102,4 +102,28 @@ test('encoder: literals without indexing (static names where they exist) and ind
     ['te', 'trailers'],
     ['x-long', 'v'.repeat(300)],
   ]);
+});
+
+test('writeLiteral writes the bytes encodeLiterals does, within literalBytes, for names in and out of the static table and lengths across the integer prefixes', () => {
+  const fields: [string, string][] = [
+    [':path', '/fedsim.v1.Fedsim/PullModel'],
+    ['grpc-timeout', '30000m'],
+    ['x-fedsim-mac', `12.1733150000000.7.${'ab'.repeat(32)}`],
+    ['x-fedsim-body-sha256', 'cd'.repeat(32)],
+    ['x-empty', ''],
+    ['x', 'v'.repeat(126)],
+    ['y'.repeat(127), 'v'.repeat(127)],
+    ['z', 'v'.repeat(128 + 127)],
+    ['w', 'v'.repeat(20_000)],
+    ['latin', 'é\u00ff'],
+  ];
+  for (const [name, value] of fields) {
+    const want: number[] = [];
+    encodeLiterals(want, [[name, value]]);
+    const buf = Buffer.alloc(literalBytes(name, value) + 4, 0xee);
+    const end = writeLiteral(buf, 2, name, value);
+    assert.ok(end - 2 <= literalBytes(name, value), name);
+    assert.deepEqual(buf.subarray(2, end), Buffer.from(want), name.slice(0, 20));
+    assert.deepEqual(new HpackDecoder().decode(buf.subarray(2, end)), [[name, value]]);
+  }
 });
