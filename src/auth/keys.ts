@@ -116,6 +116,26 @@ function writeAtomic(file: string, data: string, mode: number): void {
 }
 
 /**
+ * `--keys DIR` of `fedsim run` (and of a worker node): the directory `fedsim keys gen` wrote.
+ * A file given instead (keys.list itself, say), a directory that does not exist or one with
+ * no keys.list is a usage error that says what to pass, before any node starts.
+ */
+export function checkKeysDir(dir: string): void {
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    throw new UsageError(`--keys ${dir}: no such directory; make one with \`fedsim keys gen --workers N --out ${dir}\``);
+  }
+  if (!isDir) throw new UsageError(`--keys ${dir} is a file: give the directory \`fedsim keys gen\` wrote (it holds ${KEY_LIST_FILE} and the worker keys), here ${path.dirname(dir)}`);
+  try {
+    statSync(path.join(dir, KEY_LIST_FILE));
+  } catch {
+    throw new UsageError(`--keys ${dir} has no ${KEY_LIST_FILE}: give the directory \`fedsim keys gen\` wrote`);
+  }
+}
+
+/**
  * The public keys of a keys.list (lower-case hex), in order: line i is worker i. Blank lines
  * and `#` comments (whole lines or the end of a line) are ignored. A line that is not 64 hex
  * characters, a key listed twice, or a list without keys is a UsageError naming file:line.

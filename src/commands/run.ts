@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { KEY_LIST_FILE } from '../auth/keys.js';
+import { KEY_LIST_FILE, checkKeysDir } from '../auth/keys.js';
 import { type ResolveInput, resolveScenario } from '../config/scenario.js';
 import { generateToken } from '../control/protocol.js';
 import { ExitCode, RunError, UsageError } from '../errors.js';
@@ -46,6 +46,7 @@ export async function runRun(flags: RunFlags, settingFlags: ResolveInput['flags'
       }
     }
   }
+  if (flags.keys !== undefined) checkKeysDir(flags.keys);
   const metrics = metricsOf(flags);
   const outDir = prepareOutDir(flags.out ?? defaultOutDir());
   const token = generateToken();

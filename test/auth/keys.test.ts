@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, st
 import path from 'node:path';
 import { after, test } from 'node:test';
 import nacl from 'tweetnacl';
-import { KEY_LIST_FILE, generateKeys, loadKeyList, loadWorkerKeys } from '../../src/auth/keys.js';
+import { KEY_LIST_FILE, checkKeysDir, generateKeys, loadKeyList, loadWorkerKeys } from '../../src/auth/keys.js';
 import { verifySignature } from '../../src/auth/sign.js';
 import { UsageError } from '../../src/errors.js';
 import { runCli, tempDir } from '../helpers/cli.js';
@@ -186,4 +186,24 @@ test('fedsim keys gen: writes the keys (exit 0), refuses to overwrite (exit 2), 
   const noOut = await runCli(['keys', 'gen', '--workers', '2']);
   assert.equal(noOut.code, 2);
   assert.match(noOut.stderr, /--out/);
+});
+
+test('fedsim run --keys: a file, a missing directory or one without keys.list is exit 2 with what to pass, before any node starts', async () => {
+  const dir = fresh('run');
+  generateKeys({ workers: 2, outDir: dir });
+  const empty = fresh('empty');
+  mkdirSync(empty);
+  const cases: Array<[string, RegExp]> = [
+    [path.join(dir, KEY_LIST_FILE), new RegExp(`is a file: give the directory .*here ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`)],
+    [fresh('missing'), /no such directory; make one with `fedsim keys gen/],
+    [empty, /has no keys\.list/],
+  ];
+  for (const [keys, want] of cases) {
+    const out = fresh('out');
+    const r = await runCli(['run', '--workers', '2', '--nodes', '1', '--rounds', '1', '--keys', keys, '--out', out, '--headless']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, want);
+    assert.equal(existsSync(out), false, 'no run directory was made');
+  }
+  assert.doesNotThrow(() => checkKeysDir(dir));
 });
