@@ -116,9 +116,10 @@ function writeAtomic(file: string, data: string, mode: number): void {
 }
 
 /**
- * `--keys DIR` of `fedsim run` (and of a worker node): the directory `fedsim keys gen` wrote.
- * A file given instead (keys.list itself, say), a directory that does not exist or one with
- * no keys.list is a usage error that says what to pass, before any node starts.
+ * `--keys DIR` of `fedsim run`: the directory `fedsim keys gen` wrote. A file given instead
+ * (keys.list itself, say), a directory that does not exist or one with no keys.list is a usage
+ * error that says what to pass, before any node starts. (A worker node's `--keys DIR` needs
+ * only its own workers' key files, not keys.list.)
  */
 export function checkKeysDir(dir: string): void {
   let isDir: boolean;
@@ -127,12 +128,17 @@ export function checkKeysDir(dir: string): void {
   } catch {
     throw new UsageError(`--keys ${dir}: no such directory; make one with \`fedsim keys gen --workers N --out ${dir}\``);
   }
-  if (!isDir) throw new UsageError(`--keys ${dir} is a file: give the directory \`fedsim keys gen\` wrote (it holds ${KEY_LIST_FILE} and the worker keys), here ${path.dirname(dir)}`);
-  try {
-    statSync(path.join(dir, KEY_LIST_FILE));
-  } catch {
-    throw new UsageError(`--keys ${dir} has no ${KEY_LIST_FILE}: give the directory \`fedsim keys gen\` wrote`);
+  if (!isDir) {
+    const hint = path.basename(dir) === KEY_LIST_FILE ? `, here ${path.resolve(path.dirname(dir))}` : '';
+    throw new UsageError(`--keys ${dir} is a file: give the directory \`fedsim keys gen\` wrote (it holds ${KEY_LIST_FILE} and the worker keys)${hint}`);
   }
+  let list = false;
+  try {
+    list = statSync(path.join(dir, KEY_LIST_FILE)).isFile();
+  } catch {
+    list = false;
+  }
+  if (!list) throw new UsageError(`--keys ${dir} has no ${KEY_LIST_FILE}: give the directory \`fedsim keys gen\` wrote`);
 }
 
 /**

@@ -166,7 +166,7 @@ function putBytes(bytes: Uint8Array, at: number): number {
   return at + bytes.length;
 }
 
-/** Writes `s` and a line feed into CANON at `at`; the next position, or -1 where canonicalText must decide. */
+/** Writes `s` and a line feed into CANON at `at`; the next position, or -1 where sessionText must decide. */
 function put(s: string, at: number): number {
   if (at < 0 || typeof s !== 'string' || at + s.length + 1 > CANON.length) return -1;
   for (let i = 0; i < s.length; i++) {
@@ -381,7 +381,8 @@ export interface VerifierOptions {
  *    (not 128 hex characters, a nonce over MAX_NONCE_CHARS, a field the canonical form refuses).
  * 5. `replay`: the key has used this nonce among its last `noncesPerWorker` accepted requests.
  * 6. `wrong-worker`: the request acts as a worker id that another key registered (see
- *    bindWorker). Registration requests (workerId '') are exempt.
+ *    bindWorker). Registration requests (workerId '') are exempt. (A session-scheme request
+ *    may act only as its key's own worker id: see verifySession.)
  * A request that passes every rule has its nonce recorded; a refused one records nothing, so
  * forged requests cannot push genuine nonces out of the cache.
  *
@@ -465,11 +466,12 @@ export class Verifier {
    * A request of the session scheme. `token` is its `x-fedsim-mac` header,
    * `INDEX.TIMESTAMP.SEQ.MAC`: the line of the worker's key in the list, the time (ms), the
    * request's sequence number in its session (1, 2, …, in decimal) and the MAC (hex,
-   * src/auth/session.ts) under the session key that key's registration opened, over the same
-   * canonical fields a signature covers, the sequence number as the nonce. The same rules as
-   * verify, in the same order; a key without a session is `no-session` (it never registered,
-   * or registered with the ed25519 scheme), as is a registration (it must be signed: it is
-   * what opens a session). A bad MAC is `bad-signature`; a sequence number seen before, or
+   * src/auth/session.ts) under the session key that key's registration opened, over
+   * sessionText (the fields a signature covers, the sequence number as the nonce). The rules
+   * of verify, in the same order, except that a session acts as its registration's worker id
+   * only: a good MAC naming any other id ('' too) is `wrong-worker`. A key without a session is
+   * `no-session` (it never registered, registered with the ed25519 scheme, or registered again
+   * under another id), as is a registration (it must be signed: it is what opens a session). A bad MAC is `bad-signature`; a sequence number seen before, or
    * older than the session's window (SEQ_WINDOW), is `replay`.
    */
   verifySession(f: SessionFields, token: string, now: number): AuthResult & { publicKey: string } {
@@ -541,7 +543,10 @@ export class Verifier {
     if (owner !== undefined) return owner === id;
     if (state.workerId !== null) {
       this.boundTo.delete(state.workerId);
-      state.session = state.seqs = state.head = null;
+      // The session named the old id: it is over (no-session) until openSession makes a head
+      // for the new one. Its key and window stay, so a held-back registration that carries the
+      // same exchange key again still meets the window (openSession).
+      state.head = null;
     }
     state.workerId = workerId;
     this.boundTo.set(workerId, id);

@@ -3,8 +3,12 @@ import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { UsageError } from '../errors.js';
 
-/** Bumped whenever a message changes meaning; a mismatch is refused on both sides. */
-export const PROTOCOL_VERSION = 2;
+/**
+ * Bumped whenever a message changes meaning; a mismatch is refused on both sides. Also bumped
+ * when the nodes' FL wire changes in a way older builds cannot follow, since this handshake is
+ * what tells a mixed deployment (3: safe mode's session text and pulls without a body hash).
+ */
+export const PROTOCOL_VERSION = 3;
 
 export const TOKEN_METADATA = 'authorization';
 

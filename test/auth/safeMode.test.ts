@@ -11,7 +11,7 @@ import { sha256Hex } from '../../src/runtime/hash.js';
 import { FlServer } from '../../src/sim/flServer.js';
 import { type RequestSigner, TransportError, type WorkerTransport } from '../../src/sim/ports.js';
 import { WorkerNodeStats } from '../../src/sim/workerStats.js';
-import { AUTH } from '../../src/transport/auth.js';
+import { AUTH, EMPTY_SHA256 } from '../../src/transport/auth.js';
 import { GrpcWorkerTransport } from '../../src/transport/grpcClient.js';
 import { GrpcFlServer } from '../../src/transport/grpcServer.js';
 import { HttpWorkerTransport } from '../../src/transport/httpClient.js';
@@ -45,6 +45,10 @@ const staleSigner = signerOf((facts) => {
     [AUTH.signature]: key.sign(canonical({ ...facts, publicKey: key.publicKeyHex, timestamp, nonce })).toString('hex'),
   };
 });
+
+/** What changed between two counter maps. */
+const delta = (now: Record<string, number>, then: Record<string, number>) =>
+  Object.fromEntries(Object.entries(now).filter(([k, v]) => v !== (then[k] ?? 0)).map(([k, v]) => [k, v - (then[k] ?? 0)]));
 
 async function refusal(p: Promise<unknown>): Promise<string> {
   const e = await p.then(
@@ -124,8 +128,6 @@ for (const kind of ['http', 'grpc'] as const) {
     test('session scheme: a signed registration opens a session, later requests carry a MAC; ed25519 signs every request; forged, sessionless and swapped-key requests are refused', async () => {
       const refused = { ...fl.authRefused };
       const accepted = { ...fl.authAccepted };
-      const delta = (now: Record<string, number>, then: Record<string, number>) =>
-        Object.fromEntries(Object.entries(now).filter(([k, v]) => v !== (then[k] ?? 0)).map(([k, v]) => [k, v - (then[k] ?? 0)]));
       /** Records the names of the auth headers of each request, and can bend them. */
       const spy = (inner: RequestSigner, bend: (h: Record<string, string>) => void = () => undefined) => {
         const sent: string[] = [];
@@ -134,7 +136,7 @@ for (const kind of ['http', 'grpc'] as const) {
           headers(f) {
             const h = { ...inner.headers(f) };
             bend(h);
-            sent.push(Object.keys(h).filter((k) => k === AUTH.signature || k === AUTH.mac || k === AUTH.exchange).sort().join('+'));
+            sent.push(Object.keys(h).filter((k) => k === AUTH.signature || k === AUTH.mac || k === AUTH.exchange || k === AUTH.bodySha256).sort().join('+'));
             return h;
           },
           registered: (k) => inner.registered(k),
@@ -149,7 +151,8 @@ for (const kind of ['http', 'grpc'] as const) {
       const r2 = await c2.register(2);
       assert.notEqual((await c2.pushUpdate(r2.workerId, 1, body)).outcome, undefined);
       assert.ok(await c2.pullModel(r2.workerId, -1, () => undefined));
-      assert.deepEqual(ed.sent, ['x-fedsim-sig', 'x-fedsim-sig', 'x-fedsim-sig']);
+      // A pull (an empty body) leaves out its body's hash.
+      assert.deepEqual(ed.sent, ['x-fedsim-body-sha256+x-fedsim-sig', 'x-fedsim-body-sha256+x-fedsim-sig', 'x-fedsim-sig']);
       // A MAC from a key without a session.
       const sessionless = spy(workerSigners(dir, [2], 'ed25519').get(2)!, (h) => {
         h[AUTH.mac] = `2.${h[AUTH.timestamp]}.${h[AUTH.nonce]}.${'ab'.repeat(32)}`;
@@ -167,7 +170,7 @@ for (const kind of ['http', 'grpc'] as const) {
       const r3 = await c3.register(3);
       assert.notEqual((await c3.pushUpdate(r3.workerId, 1, body)).outcome, undefined);
       assert.ok(await c3.pullModel(r3.workerId, -1, () => undefined));
-      assert.deepEqual(good.sent, ['x-fedsim-kx+x-fedsim-sig', 'x-fedsim-mac', 'x-fedsim-mac']);
+      assert.deepEqual(good.sent, ['x-fedsim-body-sha256+x-fedsim-kx+x-fedsim-sig', 'x-fedsim-body-sha256+x-fedsim-mac', 'x-fedsim-mac']);
       // Each registration attempt carries a fresh exchange key (a held-back attempt replayed
       // later then opens a session under another key than the one in use).
       const fresh = workerSigners(dir, [2]).get(2)!;
@@ -185,6 +188,37 @@ for (const kind of ['http', 'grpc'] as const) {
 
       assert.deepEqual(delta(fl.authRefused, refused), { 'no-session': 1, 'bad-signature': 2 });
       assert.deepEqual(delta(fl.authAccepted, accepted), { ed25519: 4, session: 2 });
+    });
+
+    test('a request that leaves out its body hash claims an empty body: an update with a body (small or streamed) is then refused body-hash, under either scheme; a stripped header is bad-signature', async () => {
+      const refused = { ...fl.authRefused };
+      for (const scheme of ['session', 'ed25519'] as const) {
+        const inner = workerSigners(dir, [1], scheme).get(1)!;
+        // Updates signed (or MACed) as if their body were empty: the signer then leaves the header out.
+        const empty: RequestSigner = {
+          bodySha256: (b) => inner.bodySha256(b),
+          headers: (f, into) => inner.headers(/pdate/i.test(f.path) ? { ...f, bodySha256: EMPTY_SHA256 } : f, into),
+          registered: (k) => inner.registered(k),
+        };
+        const c = client(empty);
+        const r = await c.register(1);
+        for (const size of [23, 2000]) {
+          // (Into the open round: a late update's body is read and dropped, never folded nor hashed.)
+          assert.match(await refusal(c.pushUpdate(r.workerId, fl.engine.openRound, Buffer.alloc(size, 7))), /body-hash/, `${scheme}, ${size} bytes`);
+        }
+        // The header stripped from a request that had it: what it claims is no longer what was signed.
+        const stripped: RequestSigner = {
+          bodySha256: (b) => inner.bodySha256(b),
+          headers: (f, into) => {
+            const h = inner.headers(f, into);
+            if (/pdate/i.test(f.path)) delete h[AUTH.bodySha256];
+            return h;
+          },
+          registered: (k) => inner.registered(k),
+        };
+        assert.match(await refusal(client(stripped).pushUpdate(r.workerId, fl.engine.openRound, Buffer.alloc(23, 7))), /bad-signature/, scheme);
+      }
+      assert.deepEqual(delta(fl.authRefused, refused), { 'body-hash': 4, 'bad-signature': 2 });
     });
   });
 }

@@ -109,14 +109,14 @@ test('a wrong token and a protocol-version mismatch are refused on both sides (e
     assert.match(bad.stderr, /refused this node: wrong run token/);
     const old = await runCli(['node', '--role', 'worker', '--coordinator', addr, '--token', TOKEN], 30_000, { FEDSIM_TEST_PROTOCOL_VERSION: '99' });
     assert.equal(old.code, 2, old.stderr);
-    assert.match(old.stderr, /control protocol v2, the node v99/);
+    assert.match(old.stderr, /control protocol v3, the node v99/);
     const noToken = await runCli(['node', '--role', 'worker', '--coordinator', addr], 30_000, { FEDSIM_TOKEN: '' });
     assert.equal(noToken.code, 2);
     assert.match(noToken.stderr, /--token \(or FEDSIM_TOKEN\) is required/);
     c.kill('SIGTERM');
     await new Promise((r) => c.once('exit', r));
     assert.match(coordErr, /refused a node from .*: wrong run token/);
-    assert.match(coordErr, /refused a worker node .*protocol v2, the node v99/);
+    assert.match(coordErr, /refused a worker node .*protocol v3, the node v99/);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
