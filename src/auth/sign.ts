@@ -532,22 +532,23 @@ export class Verifier {
    * A registration succeeded: `workerId` belongs to `publicKey` from now on, and requests of
    * any other key acting as it are `wrong-worker`. The first key to register an id keeps it:
    * binding it to another key returns false and changes nothing (as does an unknown key).
-   * A key holds one worker id: registering again under a new id releases the old one and
-   * ends the key's session (a session acts as one worker id; openSession opens the next).
+   * A key holds one worker id: registering again under a new id releases the old one. Every
+   * registration that binds ends the key's session until openSession opens the next (a
+   * registration of the ed25519 scheme so leaves none, whatever the id).
    */
   bindWorker(workerId: string, publicKey: string): boolean {
     const id = publicKey.toLowerCase();
     const state = this.byKey.get(id);
     if (!state || workerId === '') return false;
     const owner = this.boundTo.get(workerId);
-    if (owner !== undefined) return owner === id;
-    if (state.workerId !== null) {
-      this.boundTo.delete(state.workerId);
-      // The session named the old id: it is over (no-session) until openSession makes a head
-      // for the new one. Its key and window stay, so a held-back registration that carries the
-      // same exchange key again still meets the window (openSession).
-      state.head = null;
-    }
+    if (owner !== undefined && owner !== id) return false;
+    // Every registration ends the key's session (no-session) until openSession makes a head
+    // for it again: one that opens none (the ed25519 scheme, or an exchange key X25519
+    // refuses) leaves no session behind. The key and window stay, so a held-back registration
+    // that carries the latest exchange key again still meets that session's window.
+    state.head = null;
+    if (owner === id) return true;
+    if (state.workerId !== null) this.boundTo.delete(state.workerId);
     state.workerId = workerId;
     this.boundTo.set(workerId, id);
     return true;

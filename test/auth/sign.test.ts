@@ -490,10 +490,17 @@ test('Verifier: a session acts as the worker id its key registered; registering 
   };
   assert.deepEqual(send('w0', 1), { ok: true, publicKey: k.pub });
   assert.deepEqual(send('', 2), { ok: false, reason: 'wrong-worker', publicKey: k.pub });
+  // Registered again under the same id without a new session (the ed25519 scheme): the session is over.
+  assert.equal(v.bindWorker('w0', k.pub), true);
+  assert.deepEqual(send('w0', 3), { ok: false, reason: 'no-session', publicKey: k.pub });
+  // The same exchange key again (a held-back registration): the same session key, and its window is kept.
+  assert.deepEqual(sessionKey(x, v.openSession(k.pub, x.publicHex), k.pub, true), key);
+  assert.deepEqual(send('w0', 1), { ok: false, reason: 'replay', publicKey: k.pub });
+  assert.deepEqual(send('w0', 3), { ok: true, publicKey: k.pub });
   // Registered again under another id (without a new session): the old session is over.
   assert.equal(v.bindWorker('w5', k.pub), true);
-  assert.deepEqual(send('w0', 3), { ok: false, reason: 'no-session', publicKey: k.pub });
-  assert.deepEqual(send('w5', 4), { ok: false, reason: 'no-session', publicKey: k.pub });
+  assert.deepEqual(send('w0', 4), { ok: false, reason: 'no-session', publicKey: k.pub });
+  assert.deepEqual(send('w5', 5), { ok: false, reason: 'no-session', publicKey: k.pub });
 });
 
 test('the session MAC is keyed BLAKE2b-256: libsodium and src/auth/blake2b.ts give the same bytes; the JS one matches RFC 7693 and OpenSSL', () => {
