@@ -256,20 +256,6 @@ export class HpackDecoder {
 const STATIC_NAME_INDEX = new Map<string, number>();
 for (let i = STATIC_TABLE.length - 1; i >= 0; i--) STATIC_NAME_INDEX.set(STATIC_TABLE[i][0], i + 1);
 
-function pushInt(out: number[], value: number, prefixBits: number, firstByte: number): void {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) {
-    out.push(firstByte | value);
-    return;
-  }
-  out.push(firstByte | max);
-  let v = value - max;
-  while (v >= 128) {
-    out.push((v % 128) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-}
 
 /**
  * Appends header fields as literals without indexing (RFC 7541 §6.2.2), the name from the
@@ -277,21 +263,17 @@ function pushInt(out: number[], value: number, prefixBits: number, firstByte: nu
  */
 export function encodeLiterals(out: number[], fields: Iterable<readonly [string, string]>): void {
   for (const [name, value] of fields) {
-    const index = STATIC_NAME_INDEX.get(name);
-    if (index !== undefined) pushInt(out, index, 4, 0x00);
-    else {
-      out.push(0x00);
-      pushLatin1(out, name);
-    }
-    pushLatin1(out, value);
+    const b = Buffer.allocUnsafe(literalBytes(name, value));
+    const end = writeLiteral(b, 0, name, value);
+    for (let i = 0; i < end; i++) out.push(b[i]);
   }
 }
 
 /**
- * encodeLiterals for one field, written into `buf` at `at` (it must have room: name and value
- * lengths plus 12); returns the position after it. A call's header block is written this way,
- * straight into its bytes: safe mode's metadata (about 180 characters a request) went through
- * an array of numbers and a copy out of it.
+ * One field as encodeLiterals encodes it, written into `buf` at `at` (it must have room:
+ * literalBytes); returns the position after it. A gRPC call's header block is written this
+ * way, straight into its bytes: safe mode's metadata (about 180 characters a request) went
+ * through an array of numbers and a copy out of it.
  */
 export function writeLiteral(buf: Buffer, at: number, name: string, value: string): number {
   const index = STATIC_NAME_INDEX.get(name);
@@ -306,6 +288,7 @@ export function writeLiteral(buf: Buffer, at: number, name: string, value: strin
 /** The most bytes writeLiteral writes for a field. */
 export const literalBytes = (name: string, value: string): number => name.length + value.length + 12;
 
+/** A string literal without Huffman coding: its length, then each character as one byte (latin1). */
 function writeLatin1(buf: Buffer, at: number, s: string): number {
   at = writeInt(buf, at, s.length, 7, 0x00);
   for (let i = 0; i < s.length; i++) buf[at++] = s.charCodeAt(i) & 0xff;
@@ -328,13 +311,9 @@ function writeInt(buf: Buffer, at: number, value: number, prefixBits: number, fi
   return at;
 }
 
-/** A string literal without Huffman coding: its length, then each character as one byte (latin1). */
-function pushLatin1(out: number[], s: string): void {
-  pushInt(out, s.length, 7, 0x00);
-  for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i) & 0xff);
-}
-
 /** An indexed field from the static table (":method: POST" is 3, ":scheme: http" is 6). */
 export function encodeIndexed(out: number[], index: number): void {
-  pushInt(out, index, 7, 0x80);
+  const b = Buffer.allocUnsafe(8);
+  const end = writeInt(b, 0, index, 7, 0x80);
+  for (let i = 0; i < end; i++) out.push(b[i]);
 }
