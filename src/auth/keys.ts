@@ -126,19 +126,14 @@ export function checkKeysDir(dir: string): void {
   try {
     isDir = statSync(dir).isDirectory();
   } catch {
+    // Not there, or a path through a file (ENOTDIR): no directory either way.
     throw new UsageError(`--keys ${dir}: no such directory; make one with \`fedsim keys gen --workers N --out ${dir}\``);
   }
   if (!isDir) {
     const hint = path.basename(dir) === KEY_LIST_FILE ? `, here ${path.resolve(path.dirname(dir))}` : '';
     throw new UsageError(`--keys ${dir} is a file: give the directory \`fedsim keys gen\` wrote (it holds ${KEY_LIST_FILE} and the worker keys)${hint}`);
   }
-  let list = false;
-  try {
-    list = statSync(path.join(dir, KEY_LIST_FILE)).isFile();
-  } catch {
-    list = false;
-  }
-  if (!list) throw new UsageError(`--keys ${dir} has no ${KEY_LIST_FILE}: give the directory \`fedsim keys gen\` wrote`);
+  if (!statSync(path.join(dir, KEY_LIST_FILE), { throwIfNoEntry: false })?.isFile()) throw new UsageError(`--keys ${dir} has no ${KEY_LIST_FILE}: give the directory \`fedsim keys gen\` wrote`);
 }
 
 /**

@@ -102,7 +102,12 @@ export type SessionMessageFields = SessionFields & { publicKey: string; timestam
  * integer, throws a TypeError.
  */
 export function sessionText(f: SessionMessageFields): string {
-  return `${SESSION_PREFIX}\n${text('publicKey', f.publicKey)}\n${text('workerId', f.workerId)}\n${text('method', f.method)}\n${text('path', f.path)}\n${int('round', f.round)}\n${int('timestamp', f.timestamp)}\n${int('seq', f.seq)}\n${text('bodySha256', f.bodySha256)}\n`;
+  return `${headText(f.publicKey, f.workerId)}${text('method', f.method)}\n${text('path', f.path)}\n${int('round', f.round)}\n${int('timestamp', f.timestamp)}\n${int('seq', f.seq)}\n${text('bodySha256', f.bodySha256)}\n`;
+}
+
+/** sessionText's first lines: the prefix, the public key and the worker id. */
+function headText(publicKey: string, workerId: string): string {
+  return `${SESSION_PREFIX}\n${text('publicKey', publicKey)}\n${text('workerId', workerId)}\n`;
 }
 
 /** The first lines of every message of one session (prefix, public key, worker id), as bytes. */
@@ -114,7 +119,7 @@ export interface SessionHead {
 
 /** A session's head, made once per session on each side; throws as sessionText. */
 export function sessionHead(publicKey: string, workerId: string): SessionHead {
-  return { publicKey, workerId, bytes: Buffer.from(`${SESSION_PREFIX}\n${text('publicKey', publicKey)}\n${text('workerId', workerId)}\n`, 'utf8') };
+  return { publicKey, workerId, bytes: Buffer.from(headText(publicKey, workerId), 'utf8') };
 }
 
 /** Where sessionMessage writes (each message is used and done with within one synchronous call). */
