@@ -23,14 +23,42 @@ import { type Http2Stream, Http2Session } from './http2Session.js';
 import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, HeaderDataReader, chunkPrefix, encodeGrpcMessage, frame, parseGrpcTimeout, wholeMessages } from './grpcWire.js';
 
 /**
- * The window an update's stream gets once it has a slot, or is the first in line for one
- * (it starts with HTTP/2's default 64 KiB, all the other waiting updates may hold here). Four 1 MiB chunks: the worker
- * never waits for a WINDOW_UPDATE, and an update of up to 2 MiB needs none at all
- * (Http2Session.credit gives the window back only once less than half of it is left; with
- * 2 MiB, a 1 MiB update's framing took it just under half and cost one). What the slot's
- * stream holds here is still bounded: its data goes into the slot as it comes.
+ * The least window an update's stream gets once it has a slot (it starts with HTTP/2's
+ * default 64 KiB, all the other waiting updates may hold here). Four 1 MiB chunks: an update
+ * of up to 2 MiB needs no WINDOW_UPDATE at all (Http2Session.credit gives the window back
+ * only once less than half of it is left). A larger update gets its whole size once its
+ * header is read (holderWindow). What the slot's stream holds here is still bounded: its data
+ * goes into the slot as it comes.
  */
 const UPLOAD_WINDOW_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The update first in line for a slot may send this much ahead (bounded by the largest update
+ * the server takes), so the slot does not sit idle when it frees while the worker reads a
+ * WINDOW_UPDATE and writes on: at 64 workers and a 14 MB model that took 1 to 6 ms an update,
+ * the worker nodes' event loops being busy (docs/benchmarks.md, "Session 23"). The server
+ * holds only QUEUE_HOLD_BYTES of it (the first bytes, ready when the slot frees) and then
+ * stops reading that connection: the rest waits in the kernel's socket buffers, as an
+ * HTTP/1.1 upload waits for its turn, and nothing of it is copied here twice.
+ */
+const QUEUE_LEAD_BYTES = 16 * 1024 * 1024;
+const QUEUE_HOLD_BYTES = 1024 * 1024;
+
+/**
+ * The window of the stream that holds a slot, once its header names the update's size: the
+ * whole update and its framing, so the worker never stops to wait for a WINDOW_UPDATE in the
+ * middle of it. With UPLOAD_WINDOW_BYTES alone, a 14 MB update waited about twice, each
+ * time for the worker's event loop to read the WINDOW_UPDATE and write on (1 ms or more on
+ * a busy node: docs/benchmarks.md "Session 23"). This holds no memory here: a slot's data
+ * goes into the slot as it comes, and more than `maxBodyBytes` is refused. A size the
+ * worker declares is bounded by `maxBodyBytes`.
+ */
+export function holderWindow(totalBytes: number, maxBodyBytes: number): number {
+  const bytes = Math.min(Math.max(0, totalBytes), maxBodyBytes);
+  // Each chunk's framing: the 5-byte gRPC prefix and the data field's tag and length.
+  const framing = Math.ceil(bytes / CHUNK_BYTES) * 16 + 4096;
+  return Math.min(2 ** 31 - 1, Math.max(UPLOAD_WINDOW_BYTES, bytes + framing));
+}
 
 const PATH = {
   register: '/fedsim.v1.Fedsim/Register',
@@ -231,7 +259,11 @@ export class GrpcFlServer {
   private readonly server: net.Server;
   private readonly sessions = new Set<Http2Session>();
 
+  /** The window of the update first in line (QUEUE_LEAD_BYTES). */
+  private readonly leadWindow: number;
+
   constructor(private readonly fl: FlServer, private readonly maxBodyBytes: number) {
+    this.leadWindow = Math.min(QUEUE_LEAD_BYTES, holderWindow(maxBodyBytes, maxBodyBytes));
     // Reads land in the process's shared buffer and are parsed in place (runtime/accept.ts).
     this.server = sharedReadServer((socket) => {
       socket.setNoDelay(true);
@@ -244,8 +276,9 @@ export class GrpcFlServer {
         // update is often the first stream of its connection.)
         streamWindow: 65_535,
         // The streams' windows bound what a connection holds (a worker has an update and a
-        // pull open at most); a large connection window only spares WINDOW_UPDATEs.
-        connectionWindow: 4 * UPLOAD_WINDOW_BYTES,
+        // pull open at most); a large connection window only spares WINDOW_UPDATEs, and
+        // never binds before the window of an update first in line.
+        connectionWindow: 2 * QUEUE_LEAD_BYTES,
         onStream: (stream, fields, end) => this.dispatch(stream, fields, end),
         // A dead connection ends its calls through their streams.
         onClosed: (s) => this.sessions.delete(s),
@@ -327,10 +360,13 @@ export class GrpcFlServer {
       failed(e);
     };
     call.whenCancelled(release);
-    // First in line for a slot: the stream may send its slot's window ahead (it waits in
-    // this session), so the slot does not sit idle for the WINDOW_UPDATE's round trip when
-    // it frees. The others hold HTTP/2's default 64 KiB.
-    void this.fl.slots.acquire(() => call.stream.growWindow(UPLOAD_WINDOW_BYTES)).then((s) => {
+    // First in line for a slot: the stream may send QUEUE_LEAD_BYTES ahead, of which this
+    // session holds QUEUE_HOLD_BYTES and the kernel the rest. The others hold HTTP/2's
+    // default 64 KiB.
+    void this.fl.slots.acquire(() => {
+      call.stream.holdLimit = QUEUE_HOLD_BYTES;
+      call.stream.growWindow(this.leadWindow);
+    }).then((s) => {
       if (call.cancelled) {
         s.release();
         return;
@@ -347,6 +383,8 @@ export class GrpcFlServer {
         (h) => {
           if (header) return;
           header = h;
+          // The slot's stream may send its whole update without waiting on a WINDOW_UPDATE.
+          call.stream.growWindow(holderWindow(h.totalBytes, this.maxBodyBytes));
           if (!this.fl.auth) return;
           const auth = this.fl.authorize({ method: 'RPC', path: GRPC_AUTH_PATH.pushUpdate, workerId: h.workerId, round: h.round, bodySha256: claimed }, (n) => call.meta(n));
           if (auth.ok) {

@@ -28,6 +28,12 @@ const HELD_SMALL = 64 * 1024;
 const HELD_BLOCK = 256 * 1024;
 const HELD_POOL_BLOCKS = 16;
 
+/**
+ * The longest a stream's `holdLimit` stops the socket's reads: a client's keepalive PING must
+ * be answered well within its timeout (fedsim's workers wait 5 s for it).
+ */
+const READ_STOP_MAX_MS = 1000;
+
 const heldBlocks = {
   free: [] as Buffer[],
   take(): Buffer {
@@ -162,6 +168,13 @@ export class Http2Stream {
   trailers: Buffer | null = null;
   /** While paused, received DATA is held here and its window is not given back. */
   paused = false;
+  /**
+   * While paused: once this many bytes are held, the session stops reading its socket until
+   * the stream resumes or leaves (Http2Session.stopReading), and what the peer sends in the
+   * meantime waits in the kernel's socket buffers, not here. 0: the stream holds all its
+   * window allows.
+   */
+  holdLimit = 0;
   /** Views of `heldIn`, in order. */
   private held: Buffer[] = [];
   /** The blocks held DATA was copied into, and the next free byte of the last one. */
@@ -228,6 +241,7 @@ export class Http2Stream {
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
+    this.session.startReading(this);
     while (this.held.length > 0) {
       if (this.paused) return;
       const c = this.held.shift()!;
@@ -255,6 +269,7 @@ export class Http2Stream {
     if (this.heldBytes + chunk.length <= HELD_SMALL) {
       this.held.push(Buffer.from(chunk));
       this.heldBytes += chunk.length;
+      if (this.holdLimit > 0 && this.heldBytes >= this.holdLimit) this.session.stopReading(this);
       return;
     }
     this.heldBytes += chunk.length;
@@ -270,10 +285,12 @@ export class Http2Stream {
       this.heldAt += n;
       at += n;
     }
+    if (this.holdLimit > 0 && this.heldBytes >= this.holdLimit) this.session.stopReading(this);
   }
 
   /** Forgets what is held and gives the blocks back (all delivered, or the stream closed while paused). */
   dropHeld(): void {
+    this.session.startReading(this);
     this.held = [];
     heldBlocks.give(this.heldIn);
     this.heldIn = [];
@@ -447,6 +464,9 @@ export class Http2Session {
   private connected = false;
   private closedNotified = false;
   private readonly pings: (() => void)[] = [];
+  /** The paused stream whose `holdLimit` stopped the socket's reads, and when they start again regardless. */
+  private readStoppedBy: Http2Stream | null = null;
+  private readStopTimer: NodeJS.Timeout | null = null;
 
   // The reader's state.
   private state: Read;
@@ -729,6 +749,33 @@ export class Http2Session {
     }
   }
 
+  /**
+   * Stops reading the socket for `stream` (a paused stream that holds its `holdLimit`): the
+   * peer's bytes wait in the kernel, as an HTTP/1.1 upload waits for its turn, and nothing of
+   * them is copied here. Nothing else on the connection is read meanwhile (a PING, another
+   * stream), so the reads start again after READ_STOP_MAX_MS at the latest, and the stream then
+   * holds what its window lets come.
+   */
+  stopReading(stream: Http2Stream): void {
+    if (this.readStoppedBy !== null || this.deathReason !== null) return;
+    this.readStoppedBy = stream;
+    this.socket.pause();
+    this.readStopTimer = setTimeout(() => {
+      stream.holdLimit = 0;
+      this.startReading(stream);
+    }, READ_STOP_MAX_MS);
+    this.readStopTimer.unref();
+  }
+
+  /** Reads start again if `stream` stopped them. */
+  startReading(stream: Http2Stream): void {
+    if (this.readStoppedBy !== stream) return;
+    this.readStoppedBy = null;
+    if (this.readStopTimer) clearTimeout(this.readStopTimer);
+    this.readStopTimer = null;
+    if (this.deathReason === null) this.socket.resume();
+  }
+
   // ---- dying ----
 
   private fail(code: number, message: string): void {
@@ -742,6 +789,11 @@ export class Http2Session {
   private die(reason: string, graceful = false): void {
     if (this.deathReason !== null) return;
     this.deathReason = reason;
+    if (this.readStopTimer) clearTimeout(this.readStopTimer);
+    this.readStopTimer = null;
+    // Read on: a graceful end then sees the peer's close, not only its own timer.
+    if (this.readStoppedBy !== null) this.socket.resume();
+    this.readStoppedBy = null;
     const streams = [...this.streams.values()];
     this.streams.clear();
     this.blocked.clear();

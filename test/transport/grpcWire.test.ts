@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { ModelHeader, ModelChunk } from '../../src/proto/gen/fedsim.js';
-import { FrameDecoder, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, frame, grpcTimeout, wholeMessages } from '../../src/transport/grpcWire.js';
+import { ModelHeader, ModelChunk, UpdateHeader } from '../../src/proto/gen/fedsim.js';
+import { holderWindow } from '../../src/transport/grpcServer.js';
+import { CHUNK_BYTES } from '../../src/transport/headers.js';
+import { FrameDecoder, GrpcCode, GrpcConnection, GrpcStatusError, GrpcStoppedError, HeaderDataReader, chunkPrefix, frame, grpcTimeout, wholeMessages } from '../../src/transport/grpcWire.js';
 
 // A raw HTTP/2 server whose every path answers the way the test names: what fedsim's gRPC
 // client must make of answers a well-behaved grpc-js server never gives.
@@ -217,4 +219,29 @@ test('a closed connection refuses new calls with UNAVAILABLE', async () => {
   const r = await callOnce(c, '/t.S/Ok');
   assert.ok(r.err instanceof GrpcStatusError);
   assert.equal(r.err.code, GrpcCode.UNAVAILABLE);
+});
+
+test("holderWindow: a slot's stream may send its whole update as the client frames it (1 MiB chunks, the header on the first), bounded by the server's limit", () => {
+  const header = UpdateHeader.encode({ workerId: 'w123456', round: 1_000_000, totalBytes: 0 }).finish();
+  /** The bytes of an update's messages on the wire, as GrpcWorkerTransport.pushUpdate writes them. */
+  const framed = (total: number) => {
+    let n = 0;
+    for (let off = 0; off === 0 || off < total; off += CHUNK_BYTES) {
+      const data = Math.min(CHUNK_BYTES, total - off);
+      n += chunkPrefix(off === 0 ? UpdateHeader.encode({ workerId: 'w123456', round: 1_000_000, totalBytes: total }).finish() : null, data).length + data;
+    }
+    return n;
+  };
+  assert.ok(header.length < 64);
+  const max = 64 * 1024 * 1024;
+  for (const total of [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1, 13_967_566, 3 * CHUNK_BYTES + 8, max]) {
+    const w = holderWindow(total, max);
+    assert.ok(w >= framed(total), `${total} bytes: a window of ${w} holds the framed ${framed(total)}`);
+    assert.ok(w >= 4 * 1024 * 1024, 'never below the least window of a slot');
+    assert.ok(w <= Math.max(4 * 1024 * 1024, total + 1024 * 1024), `${total} bytes: a window of ${w} is not far over the update`);
+  }
+  // A size the worker declares is bounded by what the server takes.
+  assert.equal(holderWindow(2 ** 40, max), holderWindow(max, max));
+  assert.equal(holderWindow(-5, max), holderWindow(0, max));
+  assert.ok(holderWindow(2 ** 31, 2 ** 31) <= 2 ** 31 - 1, 'within HTTP/2 window limit');
 });

@@ -303,11 +303,16 @@ for (const [name, send, code] of [
 // ---- the server side ----
 
 /** A server session on a real socket, and a hand-written client (preface sent) talking to it. */
-async function serverPair(onStream: (stream: Http2Stream, fields: HeaderList, end: boolean) => void, preface = true): Promise<{ peer: Peer; session: () => Http2Session; closed: Promise<void>; server: net.Server }> {
+async function serverPair(
+  onStream: (stream: Http2Stream, fields: HeaderList, end: boolean) => void,
+  preface = true,
+): Promise<{ peer: Peer; session: () => Http2Session; closed: Promise<void>; server: net.Server; accepted: () => net.Socket }> {
   let session!: Http2Session;
+  let accepted!: net.Socket;
   let onClosed!: () => void;
   const closed = new Promise<void>((r) => (onClosed = r));
   const server = net.createServer((socket) => {
+    accepted = socket;
     session = new Http2Session(socket, { role: 'server', streamWindow: 65_535, connectionWindow: 1024 * 1024, onStream, onClosed: () => onClosed() });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -316,7 +321,7 @@ async function serverPair(onStream: (stream: Http2Stream, fields: HeaderList, en
   await new Promise((r) => socket.once('connect', r));
   const peer = new Peer(socket, false);
   if (preface) socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-  return { peer, session: () => session, closed, server };
+  return { peer, session: () => session, closed, server, accepted: () => accepted };
 }
 
 test('server: a connection that does not open with the preface (an HTTP/1.1 request) gets GOAWAY PROTOCOL_ERROR and is closed', async () => {
@@ -457,3 +462,78 @@ test('server: shutdown sends GOAWAY naming the last stream, refuses new ones, an
   assert.ok(peer.ended);
   server.close();
 });
+
+test("server: a paused stream's holdLimit stops the socket's reads (the rest waits in the kernel) until the stream resumes, is reset, or READ_STOP_MAX_MS passes", async () => {
+  const streams: { stream: Http2Stream; got: Buffer[]; ended: boolean }[] = [];
+  const { peer, server, accepted } = await serverPair((stream) => {
+    const rec = { stream, got: [] as Buffer[], ended: false };
+    streams.push(rec);
+    stream.pause();
+    stream.holdLimit = 100 * 1024;
+    stream.growWindow(1024 * 1024);
+    stream.handler = { headers: () => {}, data: (c) => rec.got.push(Buffer.from(c)), end: () => (rec.ended = true), reset: () => {}, died: () => {} };
+  });
+  /** 600 KiB in 16 KiB frames, each byte naming its frame, then END_STREAM. */
+  const upload = (id: number) => {
+    peer.send(HEADERS, 0x4, id, requestBlock('/up'));
+    for (let i = 0; i < 40; i++) peer.send(DATA, i === 39 ? 1 : 0, id, Buffer.alloc(15_360, i));
+  };
+  const settle = () => new Promise((r) => setTimeout(r, 150));
+  const pong = (data: string) => peer.take((f) => f.type === PING && (f.flags & 1) === 1 && f.payload.toString() === data, `the PING ACK ${data}`);
+  const check = (rec: { got: Buffer[]; ended: boolean }) => {
+    const all = Buffer.concat(rec.got);
+    assert.equal(all.length, 40 * 15_360);
+    for (let i = 0; i < 40; i++) assert.equal(all[i * 15_360], i, `frame ${i} in its place`);
+    assert.ok(rec.ended);
+  };
+
+  try {
+    // 1. Resumed: everything comes, in order, and the socket is read again.
+    upload(1);
+    await peer.take((f) => f.type === WINDOW_UPDATE && f.stream === 1, 'the grown window');
+    await settle();
+    assert.equal(accepted().isPaused(), true, 'the socket is not read once the stream holds its limit');
+    peer.send(PING, 0, 0, Buffer.from('ping-one'));
+    await settle();
+    assert.equal(streams[0].got.length, 0, 'held while paused');
+    streams[0].stream.resume();
+    assert.equal(accepted().isPaused(), false);
+    await pong('ping-one');
+    await until('stream 1 has all of it', () => streams[0].ended);
+    check(streams[0]);
+
+    // 2. Reset by this side while the reads are stopped: they start again.
+    upload(3);
+    await settle();
+    assert.equal(accepted().isPaused(), true);
+    streams[1].stream.cancel(8);
+    assert.equal(accepted().isPaused(), false, 'a stream that leaves lets the reads go on');
+    await peer.take((f) => f.type === RST_STREAM && f.stream === 3, 'RST_STREAM');
+
+    // 3. Never resumed: the reads start again after READ_STOP_MAX_MS regardless (a PING is
+    // answered), and the stream goes on holding what its window lets come.
+    upload(5);
+    await settle();
+    assert.equal(accepted().isPaused(), true);
+    peer.send(PING, 0, 0, Buffer.from('ping-two'));
+    await pong('ping-two');
+    assert.equal(accepted().isPaused(), false);
+    await settle();
+    assert.equal(accepted().isPaused(), false, 'not stopped again for the same stream');
+    assert.equal(streams[2].got.length, 0, 'still held: the stream is paused');
+    streams[2].stream.resume();
+    await until('stream 5 has all of it', () => streams[2].ended);
+    check(streams[2]);
+  } finally {
+    server.close();
+    accepted().destroy();
+  }
+});
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > 5000) assert.fail(`not within 5 s: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

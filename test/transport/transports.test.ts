@@ -133,11 +133,13 @@ for (const kind of ['http', 'grpc'] as const) {
 
 for (const kind of ['http', 'grpc'] as const) {
   test(`${kind}: an update whose worker goes away while it waits for the one slot gives the slot back`, async () => {
-    // 8 MiB: more than the sockets' buffers hold, so the upload is cut in the middle.
-    const codec = new BytesPayload(8 * 1024 * 1024);
+    // More than the upload may send before it has the slot, so it is cut in the middle: over
+    // HTTP/1.1 what the sockets' buffers hold, over gRPC the window of the update first in
+    // line (16 MiB, QUEUE_LEAD_BYTES), which the kernel holds whole.
+    const codec = new BytesPayload((kind === 'http' ? 8 : 24) * 1024 * 1024);
     const fl = new FlServer({ expectedWorkers: 2, codec, clock: systemClock, hash: sha256Hex }, 300, 1);
-    const hs = new HttpFlServer(fl, { host: '127.0.0.1', port: 0, maxBodyBytes: 16 << 20 }, () => ({}));
-    const gs = new GrpcFlServer(fl, 16 << 20);
+    const hs = new HttpFlServer(fl, { host: '127.0.0.1', port: 0, maxBodyBytes: 32 << 20 }, () => ({}));
+    const gs = new GrpcFlServer(fl, 32 << 20);
     const h = await hs.listen();
     const g = await gs.listen('127.0.0.1', 0);
     const opts = { host: '127.0.0.1', port: kind === 'http' ? h.port : g, requestTimeoutMs: 10_000 };
@@ -175,3 +177,45 @@ for (const kind of ['http', 'grpc'] as const) {
     }
   });
 }
+
+test('grpc: an update first in line for a slot sends ahead and waits in the kernel; a long wait still answers the worker\'s keepalive PINGs, and the update is folded whole', async () => {
+  // 12 MiB: more than the server holds of a waiting update (QUEUE_HOLD_BYTES), less than
+  // what it may send ahead (QUEUE_LEAD_BYTES).
+  const codec = new BytesPayload(12 * 1024 * 1024);
+  const fl = new FlServer({ expectedWorkers: 1, codec, clock: systemClock, hash: sha256Hex }, 300, 1);
+  const gs = new GrpcFlServer(fl, 64 << 20);
+  const port = await gs.listen('127.0.0.1', 0);
+  // A PING every 200 ms, each answered within 2.5 s, while the slot stays taken for 4.5 s:
+  // a connection whose reads stayed stopped the whole wait would be declared dead.
+  const c = new GrpcWorkerTransport({ host: '127.0.0.1', port, requestTimeoutMs: 20_000, keepaliveMs: 200, keepaliveTimeoutMs: 2500 }, new WorkerNodeStats(1));
+  let slow: NodeJS.Timeout | undefined;
+  try {
+    const r = await c.register(0);
+    const v0 = await c.pullModel(r.workerId, -1, () => undefined);
+    assert.ok(v0);
+    // The slot's holder is a slow upload, not a stalled one (that would lend its place).
+    const held = await fl.slots.acquire();
+    slow = setInterval(() => held.write(Buffer.alloc(1)), 50);
+    const update = codec.makeUpdate(v0.body, 0, 1);
+    let settled = false;
+    const pushed = c.pushUpdate(r.workerId, 1, update).finally(() => (settled = true));
+    const t0 = Date.now();
+    while (fl.slots.waiting === 0) {
+      if (Date.now() - t0 > 5000) assert.fail('the update did not come to wait for the slot');
+      await new Promise((res) => setTimeout(res, 10));
+    }
+    await new Promise((res) => setTimeout(res, 4500));
+    assert.equal(settled, false, 'the update waited for the slot');
+    clearInterval(slow);
+    held.release();
+    const ack = await pushed;
+    assert.equal(ack.outcome, 'accepted');
+    // Folded whole: the new model is the one update.
+    assert.ok(fl.engine.current.body.equals(update));
+  } finally {
+    clearInterval(slow);
+    c.close();
+    fl.engine.close();
+    await gs.close();
+  }
+});
