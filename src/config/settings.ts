@@ -86,7 +86,7 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'retryBaseMs', kind: 'number', default: 100, min: 1, unit: 'ms', help: 'first backoff (doubles each retry, full jitter)' },
   { key: 'retryMaxMs', kind: 'number', default: 2000, min: 1, unit: 'ms', help: 'longest backoff' },
   { key: 'keepalive', kind: 'number', default: 10, min: 0.1, unit: 's', help: 'worker connections: gRPC keepalive ping interval and TCP keepalive idle time (a black-holed link is noticed after about keepalive + keepaliveTimeout)' },
-  { key: 'keepaliveTimeout', kind: 'number', default: 5, min: 0.1, unit: 's', help: 'a gRPC keepalive ping unanswered this long ends the connection' },
+  { key: 'keepaliveTimeout', kind: 'number', default: 5, min: 0.1, unit: 's', help: 'a gRPC keepalive ping unanswered this long ends the connection; fedsim\'s gRPC server may leave the connection of an update first in line for its slot unread for up to 0.25 s, so keep this well above that' },
   { key: 'requestTimeout', kind: 'number', default: 60, min: 0.1, unit: 's', help: 'seconds without an answer before a request fails (above pollTimeout)' },
   { key: 'seed', kind: 'int', default: 1, min: 0, help: 'seed of jitter and payload randomness' },
   { key: 'heartbeatMs', kind: 'number', default: 1000, min: 50, unit: 'ms', help: 'node heartbeat interval; missing after 3 missed beats' },

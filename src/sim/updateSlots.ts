@@ -14,7 +14,7 @@
 export class UpdateSlots {
   private readonly spareBuffers: Buffer[] = [];
   private readonly busySlots = new Set<UpdateSlot>();
-  private readonly queue: Array<{ take: (s: UpdateSlot) => void; next?: () => void }> = [];
+  private readonly queue: Array<{ take: (s: UpdateSlot) => void; next?: () => void; gone?: () => boolean }> = [];
   private timer: NodeJS.Timeout | null = null;
   /** The most slots ever busy at once (for reports). */
   peak = 0;
@@ -30,14 +30,24 @@ export class UpdateSlots {
   /**
    * A free slot, now or once one is released (or a busy one stalls). `next` runs when the
    * update becomes the first in line (at once if it is): the gRPC server lets that one's
-   * first bytes come ahead, so its slot does not wait a round trip for them.
+   * first bytes come ahead, so its slot does not wait a round trip for them. Once `gone`
+   * says true (the request ended while it waited), the update leaves the line at the next
+   * `dropGone` or turn, and its promise never settles.
    */
-  acquire(next?: () => void): Promise<UpdateSlot> {
+  acquire(next?: () => void, gone?: () => boolean): Promise<UpdateSlot> {
     if (this.queue.length === 0 && this.busySlots.size < this.capacity()) return Promise.resolve(this.take());
-    const p = new Promise<UpdateSlot>((resolve) => this.queue.push({ take: resolve, next }));
+    const p = new Promise<UpdateSlot>((resolve) => this.queue.push({ take: resolve, next, gone }));
     if (this.queue.length === 1) next?.();
     this.watch();
     return p;
+  }
+
+  /** Takes the updates whose requests have ended out of the line; a new first in line hears `next`. */
+  dropGone(): void {
+    const head = this.queue[0];
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i].gone?.()) this.queue.splice(i, 1);
+    if (this.queue[0] !== head) this.queue[0]?.next?.();
+    this.watch();
   }
 
   get waiting(): number {
@@ -72,12 +82,12 @@ export class UpdateSlots {
   }
 
   private serve(): void {
-    let served = false;
+    const head = this.queue[0];
     while (this.queue.length > 0 && this.busySlots.size < this.capacity()) {
-      this.queue.shift()!.take(this.take());
-      served = true;
+      const waiter = this.queue.shift()!;
+      if (!waiter.gone?.()) waiter.take(this.take());
     }
-    if (served) this.queue[0]?.next?.();
+    if (this.queue[0] !== head) this.queue[0]?.next?.();
     this.watch();
   }
 

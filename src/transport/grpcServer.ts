@@ -34,30 +34,35 @@ const UPLOAD_WINDOW_BYTES = 4 * 1024 * 1024;
 
 /**
  * The update first in line for a slot may send this much ahead (bounded by the largest update
- * the server takes), so the slot does not sit idle when it frees while the worker reads a
- * WINDOW_UPDATE and writes on: at 64 workers and a 14 MB model that took 1 to 6 ms an update,
- * the worker nodes' event loops being busy (docs/benchmarks.md, "Session 23"). The server
- * holds only QUEUE_HOLD_BYTES of it (the first bytes, ready when the slot frees) and then
- * stops reading that connection: the rest waits in the kernel's socket buffers, as an
- * HTTP/1.1 upload waits for its turn, and nothing of it is copied here twice.
+ * the server takes, with UPLOAD_WINDOW_BYTES at least), so the slot does not sit idle when it
+ * frees while the worker reads a WINDOW_UPDATE and writes on: at 64 workers and a 14 MB model
+ * that took 1 to 6 ms an update, the worker nodes' event loops being busy (docs/benchmarks.md,
+ * "Session 23"; 8 MiB left a median of 0.6 ms an update of such waits, 4 MiB 1.0 ms, 16 MiB
+ * 0.5 ms). The server holds QUEUE_HOLD_BYTES of it (the first bytes, ready when the slot
+ * frees) and then stops reading that connection, so the rest waits in the kernel's socket
+ * buffers and the worker's send queue, as an HTTP/1.1 upload waits for its turn, and is not
+ * copied here twice. If the slot has not freed within READ_STOP_MAX_MS (a slow upload holds
+ * it), the reads start again and the stream holds what its window lets come: at most this
+ * much, for one stream at a time (only the first in line has it).
  */
-const QUEUE_LEAD_BYTES = 16 * 1024 * 1024;
+const QUEUE_LEAD_BYTES = 8 * 1024 * 1024;
 const QUEUE_HOLD_BYTES = 1024 * 1024;
 
 /**
- * The window of the stream that holds a slot, once its header names the update's size: the
- * whole update and its framing, so the worker never stops to wait for a WINDOW_UPDATE in the
- * middle of it. With UPLOAD_WINDOW_BYTES alone, a 14 MB update waited about twice, each
- * time for the worker's event loop to read the WINDOW_UPDATE and write on (1 ms or more on
- * a busy node: docs/benchmarks.md "Session 23"). This holds no memory here: a slot's data
- * goes into the slot as it comes, and more than `maxBodyBytes` is refused. A size the
- * worker declares is bounded by `maxBodyBytes`.
+ * The window of the stream that holds a slot, once its header names the update's size: twice
+ * the update and its framing, so the worker never stops to wait for a WINDOW_UPDATE in the
+ * middle of it and the server sends none (Http2Session.credit gives the window back once less
+ * than half of it is left). With UPLOAD_WINDOW_BYTES alone, a 14 MB update waited about twice,
+ * each time for the worker's event loop to read the WINDOW_UPDATE and write on (1 ms or more
+ * on a busy node: docs/benchmarks.md "Session 23"). This holds no memory here: a slot's data
+ * goes into the slot as it comes, and more than `maxBodyBytes` is refused. A size the worker
+ * declares is bounded by `maxBodyBytes`.
  */
 export function holderWindow(totalBytes: number, maxBodyBytes: number): number {
   const bytes = Math.min(Math.max(0, totalBytes), maxBodyBytes);
   // Each chunk's framing: the 5-byte gRPC prefix and the data field's tag and length.
   const framing = Math.ceil(bytes / CHUNK_BYTES) * 16 + 4096;
-  return Math.min(2 ** 31 - 1, Math.max(UPLOAD_WINDOW_BYTES, bytes + framing));
+  return Math.min(2 ** 31 - 1, Math.max(UPLOAD_WINDOW_BYTES, 2 * (bytes + framing)));
 }
 
 const PATH = {
@@ -263,7 +268,7 @@ export class GrpcFlServer {
   private readonly leadWindow: number;
 
   constructor(private readonly fl: FlServer, private readonly maxBodyBytes: number) {
-    this.leadWindow = Math.min(QUEUE_LEAD_BYTES, holderWindow(maxBodyBytes, maxBodyBytes));
+    this.leadWindow = Math.max(UPLOAD_WINDOW_BYTES, Math.min(QUEUE_LEAD_BYTES, maxBodyBytes));
     // Reads land in the process's shared buffer and are parsed in place (runtime/accept.ts).
     this.server = sharedReadServer((socket) => {
       socket.setNoDelay(true);
@@ -276,9 +281,9 @@ export class GrpcFlServer {
         // update is often the first stream of its connection.)
         streamWindow: 65_535,
         // The streams' windows bound what a connection holds (a worker has an update and a
-        // pull open at most); a large connection window only spares WINDOW_UPDATEs, and
-        // never binds before the window of an update first in line.
-        connectionWindow: 2 * QUEUE_LEAD_BYTES,
+        // pull open at most); a large connection window only spares WINDOW_UPDATEs (it is
+        // given back as the socket is read), and is more than the window of an update first in line.
+        connectionWindow: 4 * QUEUE_LEAD_BYTES,
         onStream: (stream, fields, end) => this.dispatch(stream, fields, end),
         // A dead connection ends its calls through their streams.
         onClosed: (s) => this.sessions.delete(s),
@@ -362,11 +367,17 @@ export class GrpcFlServer {
     call.whenCancelled(release);
     // First in line for a slot: the stream may send QUEUE_LEAD_BYTES ahead, of which this
     // session holds QUEUE_HOLD_BYTES and the kernel the rest. The others hold HTTP/2's
-    // default 64 KiB.
-    void this.fl.slots.acquire(() => {
-      call.stream.holdLimit = QUEUE_HOLD_BYTES;
-      call.stream.growWindow(this.leadWindow);
-    }).then((s) => {
+    // default 64 KiB. A call that ends while it waits leaves the line (its turn and its lead
+    // go to the next).
+    const turn = this.fl.slots.acquire(
+      () => {
+        call.stream.holdLimit = QUEUE_HOLD_BYTES;
+        call.stream.growWindow(this.leadWindow);
+      },
+      () => call.cancelled,
+    );
+    call.whenCancelled(() => this.fl.slots.dropGone());
+    void turn.then((s) => {
       if (call.cancelled) {
         s.release();
         return;
@@ -383,12 +394,14 @@ export class GrpcFlServer {
         (h) => {
           if (header) return;
           header = h;
-          // The slot's stream may send its whole update without waiting on a WINDOW_UPDATE.
-          call.stream.growWindow(holderWindow(h.totalBytes, this.maxBodyBytes));
-          if (!this.fl.auth) return;
+          // The slot's stream may send its whole update without waiting on a WINDOW_UPDATE
+          // (once safe mode has let it in).
+          const grow = () => call.stream.growWindow(holderWindow(h.totalBytes, this.maxBodyBytes));
+          if (!this.fl.auth) return grow();
           const auth = this.fl.authorize({ method: 'RPC', path: GRPC_AUTH_PATH.pushUpdate, workerId: h.workerId, round: h.round, bodySha256: claimed }, (n) => call.meta(n));
           if (auth.ok) {
             publicKey = auth.publicKey;
+            grow();
           } else {
             authorized = false;
             stop(refusal(auth.reason));

@@ -29,10 +29,11 @@ const HELD_BLOCK = 256 * 1024;
 const HELD_POOL_BLOCKS = 16;
 
 /**
- * The longest a stream's `holdLimit` stops the socket's reads: a client's keepalive PING must
- * be answered well within its timeout (fedsim's workers wait 5 s for it).
+ * The longest a stream's `holdLimit` stops the socket's reads. Nothing of the connection is
+ * read meanwhile, a keepalive PING included (fedsim's workers wait `--keepalive-timeout`, 5 s
+ * by default, for its answer; docs/protocols.md).
  */
-const READ_STOP_MAX_MS = 1000;
+const READ_STOP_MAX_MS = 250;
 
 const heldBlocks = {
   free: [] as Buffer[],
@@ -137,6 +138,8 @@ export interface SessionOptions {
   readonly readByCaller?: boolean;
   /** Server: a client opened a stream with these request headers; set `stream.handler` here. */
   readonly onStream?: (stream: Http2Stream, fields: HeaderList, end: boolean) => void;
+  /** The longest a stream's `holdLimit` stops the reads (READ_STOP_MAX_MS by default). */
+  readonly readStopMaxMs?: number;
 }
 
 const NO_HANDLER: StreamHandler = { headers: () => {}, data: () => {}, end: () => {}, reset: () => {}, died: () => {} };
@@ -467,6 +470,8 @@ export class Http2Session {
   /** The paused stream whose `holdLimit` stopped the socket's reads, and when they start again regardless. */
   private readStoppedBy: Http2Stream | null = null;
   private readStopTimer: NodeJS.Timeout | null = null;
+  /** How many times a stream's `holdLimit` stopped the reads (for tests and reports). */
+  readStops = 0;
 
   // The reader's state.
   private state: Read;
@@ -751,20 +756,22 @@ export class Http2Session {
 
   /**
    * Stops reading the socket for `stream` (a paused stream that holds its `holdLimit`): the
-   * peer's bytes wait in the kernel, as an HTTP/1.1 upload waits for its turn, and nothing of
-   * them is copied here. Nothing else on the connection is read meanwhile (a PING, another
-   * stream), so the reads start again after READ_STOP_MAX_MS at the latest, and the stream then
-   * holds what its window lets come.
+   * peer's bytes wait in the kernel's buffers and the peer's send queue, as an HTTP/1.1
+   * upload waits for its turn, and nothing of them is copied here. Nothing else on the
+   * connection is read meanwhile (a PING, another stream), so the reads start again after
+   * READ_STOP_MAX_MS at the latest, and the stream then holds what its window lets come.
    */
   stopReading(stream: Http2Stream): void {
     if (this.readStoppedBy !== null || this.deathReason !== null) return;
     this.readStoppedBy = stream;
+    this.readStops++;
     this.socket.pause();
+    // Not unref'd: a socket that is not read does not keep the process alive, and a server
+    // closing meanwhile must still see this connection end.
     this.readStopTimer = setTimeout(() => {
       stream.holdLimit = 0;
       this.startReading(stream);
-    }, READ_STOP_MAX_MS);
-    this.readStopTimer.unref();
+    }, this.opts.readStopMaxMs ?? READ_STOP_MAX_MS);
   }
 
   /** Reads start again if `stream` stopped them. */
@@ -800,6 +807,9 @@ export class Http2Session {
     // Before the socket is ended: a stream's marker write (afterWrites) must queue behind its
     // bytes, not after the end, where it would be refused at once while they are still going out.
     for (const s of streams) s.leave();
+    // What the streams held goes back to the pool now, not when the last reference to a
+    // stream (an update waiting for its slot) goes.
+    for (const s of streams) s.dropHeld();
     const socket = this.socket;
     if (!socket.destroyed) {
       if (graceful) {

@@ -66,3 +66,41 @@ test('update slots: a slot with no progress for stallMs lends its place to one w
   s1.release();
   (await s2).release();
 });
+
+test('update slots: the first in line hears `next`; one whose request has ended leaves the line (at dropGone, or at its turn), and the next in line hears `next` instead', async () => {
+  const slots = new UpdateSlots(1, 0);
+  const heard: string[] = [];
+  const gone = new Set<string>();
+  const waiter = (name: string) => {
+    let got = false;
+    const p = slots.acquire(() => heard.push(name), () => gone.has(name)).then((s) => ((got = true), s));
+    return { p, got: () => got };
+  };
+  const a = await slots.acquire();
+  const b = waiter('b');
+  const c = waiter('c');
+  const d = waiter('d');
+  const e = waiter('e');
+  assert.deepEqual(heard, ['b'], 'only the first in line');
+  // b's request ends: c is first now.
+  gone.add('b');
+  slots.dropGone();
+  assert.deepEqual(heard, ['b', 'c']);
+  assert.equal(slots.waiting, 3);
+  // d's ends behind c: nothing changes at the front.
+  gone.add('d');
+  slots.dropGone();
+  assert.deepEqual(heard, ['b', 'c']);
+  assert.equal(slots.waiting, 2);
+  a.release();
+  const cs = await c.p;
+  assert.deepEqual(heard, ['b', 'c', 'e'], 'e is next once c has the slot');
+  // e's request ends without a dropGone: skipped at its turn, the slot stays free.
+  gone.add('e');
+  cs.release();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(b.got() || d.got() || e.got(), false, 'an update that left never gets a slot');
+  assert.equal(slots.waiting, 0);
+  assert.equal(slots.busy, 0);
+  (await slots.acquire()).release();
+});

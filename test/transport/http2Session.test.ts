@@ -306,6 +306,7 @@ for (const [name, send, code] of [
 async function serverPair(
   onStream: (stream: Http2Stream, fields: HeaderList, end: boolean) => void,
   preface = true,
+  readStopMaxMs?: number,
 ): Promise<{ peer: Peer; session: () => Http2Session; closed: Promise<void>; server: net.Server; accepted: () => net.Socket }> {
   let session!: Http2Session;
   let accepted!: net.Socket;
@@ -313,7 +314,7 @@ async function serverPair(
   const closed = new Promise<void>((r) => (onClosed = r));
   const server = net.createServer((socket) => {
     accepted = socket;
-    session = new Http2Session(socket, { role: 'server', streamWindow: 65_535, connectionWindow: 1024 * 1024, onStream, onClosed: () => onClosed() });
+    session = new Http2Session(socket, { role: 'server', streamWindow: 65_535, connectionWindow: 1024 * 1024, onStream, onClosed: () => onClosed(), readStopMaxMs });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as net.AddressInfo;
@@ -463,16 +464,17 @@ test('server: shutdown sends GOAWAY naming the last stream, refuses new ones, an
   server.close();
 });
 
-test("server: a paused stream's holdLimit stops the socket's reads (the rest waits in the kernel) until the stream resumes, is reset, or READ_STOP_MAX_MS passes", async () => {
+test("server: a paused stream's holdLimit stops the socket's reads (the rest waits in the kernel) until the stream resumes, is reset, or readStopMaxMs passes", async () => {
   const streams: { stream: Http2Stream; got: Buffer[]; ended: boolean }[] = [];
-  const { peer, server, accepted } = await serverPair((stream) => {
+  // 3 s: the checks below, 150 ms apart, see the reads stopped however slow this machine is.
+  const { peer, server, accepted, session } = await serverPair((stream) => {
     const rec = { stream, got: [] as Buffer[], ended: false };
     streams.push(rec);
     stream.pause();
     stream.holdLimit = 100 * 1024;
     stream.growWindow(1024 * 1024);
     stream.handler = { headers: () => {}, data: (c) => rec.got.push(Buffer.from(c)), end: () => (rec.ended = true), reset: () => {}, died: () => {} };
-  });
+  }, true, 3000);
   /** 600 KiB in 16 KiB frames, each byte naming its frame, then END_STREAM. */
   const upload = (id: number) => {
     peer.send(HEADERS, 0x4, id, requestBlock('/up'));
@@ -510,7 +512,7 @@ test("server: a paused stream's holdLimit stops the socket's reads (the rest wai
     assert.equal(accepted().isPaused(), false, 'a stream that leaves lets the reads go on');
     await peer.take((f) => f.type === RST_STREAM && f.stream === 3, 'RST_STREAM');
 
-    // 3. Never resumed: the reads start again after READ_STOP_MAX_MS regardless (a PING is
+    // 3. Never resumed: the reads start again after readStopMaxMs regardless (a PING is
     // answered), and the stream goes on holding what its window lets come.
     upload(5);
     await settle();
@@ -524,6 +526,7 @@ test("server: a paused stream's holdLimit stops the socket's reads (the rest wai
     streams[2].stream.resume();
     await until('stream 5 has all of it', () => streams[2].ended);
     check(streams[2]);
+    assert.equal(session().readStops, 3);
   } finally {
     server.close();
     accepted().destroy();

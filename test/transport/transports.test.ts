@@ -10,6 +10,7 @@ import { WorkerNodeStats } from '../../src/sim/workerStats.js';
 import { GrpcWorkerTransport } from '../../src/transport/grpcClient.js';
 import { GrpcFlServer } from '../../src/transport/grpcServer.js';
 import { HttpWorkerTransport } from '../../src/transport/httpClient.js';
+import type { Http2Session } from '../../src/transport/http2Session.js';
 import { HttpFlServer } from '../../src/transport/httpServer.js';
 
 // 3 MiB + 8 bytes: more than three 1 MiB chunks on both transports.
@@ -135,7 +136,7 @@ for (const kind of ['http', 'grpc'] as const) {
   test(`${kind}: an update whose worker goes away while it waits for the one slot gives the slot back`, async () => {
     // More than the upload may send before it has the slot, so it is cut in the middle: over
     // HTTP/1.1 what the sockets' buffers hold, over gRPC the window of the update first in
-    // line (16 MiB, QUEUE_LEAD_BYTES), which the kernel holds whole.
+    // line (8 MiB, QUEUE_LEAD_BYTES), all of which may sit in the sockets' buffers.
     const codec = new BytesPayload((kind === 'http' ? 8 : 24) * 1024 * 1024);
     const fl = new FlServer({ expectedWorkers: 2, codec, clock: systemClock, hash: sha256Hex }, 300, 1);
     const hs = new HttpFlServer(fl, { host: '127.0.0.1', port: 0, maxBodyBytes: 32 << 20 }, () => ({}));
@@ -178,9 +179,9 @@ for (const kind of ['http', 'grpc'] as const) {
   });
 }
 
-test('grpc: an update first in line for a slot sends ahead and waits in the kernel; a long wait still answers the worker\'s keepalive PINGs, and the update is folded whole', async () => {
-  // 12 MiB: more than the server holds of a waiting update (QUEUE_HOLD_BYTES), less than
-  // what it may send ahead (QUEUE_LEAD_BYTES).
+test('grpc: an update first in line for a slot stops the reads of its connection; a long wait still answers the worker\'s keepalive PINGs, and the update is folded whole', async () => {
+  // 12 MiB: more than the update first in line may send ahead (QUEUE_LEAD_BYTES, of which the
+  // server holds QUEUE_HOLD_BYTES before it stops reading).
   const codec = new BytesPayload(12 * 1024 * 1024);
   const fl = new FlServer({ expectedWorkers: 1, codec, clock: systemClock, hash: sha256Hex }, 300, 1);
   const gs = new GrpcFlServer(fl, 64 << 20);
@@ -206,6 +207,8 @@ test('grpc: an update first in line for a slot sends ahead and waits in the kern
     }
     await new Promise((res) => setTimeout(res, 4500));
     assert.equal(settled, false, 'the update waited for the slot');
+    const sessions = (gs as unknown as { sessions: Set<Http2Session> }).sessions;
+    assert.ok([...sessions].some((s) => s.readStops > 0), 'the connection of the update first in line was not read for a while');
     clearInterval(slow);
     held.release();
     const ack = await pushed;
