@@ -26,7 +26,7 @@ import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, Header
  * The least window an update's stream gets once it has a slot (it starts with HTTP/2's
  * default 64 KiB, all the other waiting updates may hold here). Four 1 MiB chunks: an update
  * of up to 2 MiB needs no WINDOW_UPDATE at all (Http2Session.credit gives the window back
- * only once less than half of it is left). A larger update gets its whole size once its
+ * only once less than half of it is left). A larger update gets twice its size once its
  * header is read (holderWindow). What the slot's stream holds here is still bounded: its data
  * goes into the slot as it comes.
  */
@@ -51,8 +51,9 @@ const QUEUE_HOLD_BYTES = 1024 * 1024;
 /**
  * The window of the stream that holds a slot, once its header names the update's size: twice
  * the update and its framing, so the worker never stops to wait for a WINDOW_UPDATE in the
- * middle of it and the server sends none (Http2Session.credit gives the window back once less
- * than half of it is left). With UPLOAD_WINDOW_BYTES alone, a 14 MB update waited about twice,
+ * middle of it and the server sends none for the stream (Http2Session.credit gives a window
+ * back once less than half of it is left; the connection's is given back as the socket is
+ * read). With UPLOAD_WINDOW_BYTES alone, a 14 MB update waited about twice,
  * each time for the worker's event loop to read the WINDOW_UPDATE and write on (1 ms or more
  * on a busy node: docs/benchmarks.md "Session 23"). This holds no memory here: a slot's data
  * goes into the slot as it comes, and more than `maxBodyBytes` is refused. A size the worker

@@ -19,10 +19,12 @@ import { type HeaderList, HpackDecoder, HpackError } from './hpack.js';
 
 /**
  * DATA a paused stream holds beyond its first HELD_SMALL bytes is copied into blocks of this
- * size, kept for reuse (up to HELD_POOL_BLOCKS, the window of a gRPC update first in line
- * for a server slot: 4 MiB, which at 64 workers and a 14 MB model was 250 MB a round of fresh
- * Buffers for V8 to collect before this pool). A stream that holds less (every other waiting
- * update: HTTP/2's default window of 64 KiB) gets plain copies, so the blocks stay few.
+ * size, kept for reuse (up to HELD_POOL_BLOCKS, 4 MiB: a gRPC update first in line for a
+ * server slot holds 1 MiB before the session stops reading, and its whole 8 MiB window only
+ * when the slot takes longer than the stop; with a 4 MiB window and no stop, at 64 workers and
+ * a 14 MB model, that was 250 MB a round of fresh Buffers for V8 to collect before this
+ * pool). A stream that holds less (every other waiting update: HTTP/2's default window of
+ * 64 KiB) gets plain copies, so the blocks stay few.
  */
 const HELD_SMALL = 64 * 1024;
 const HELD_BLOCK = 256 * 1024;

@@ -154,14 +154,21 @@ for (const kind of ['http', 'grpc'] as const) {
         await new Promise((r) => setTimeout(r, 10));
       }
     };
+    let slow: NodeJS.Timeout | undefined;
     try {
       const r = await leaving.register(0);
       const held = await fl.slots.acquire(); // the one slot, taken: the update below waits
+      // by a slow upload, not a stalled one (that would lend its place and serve the line)
+      slow = setInterval(() => held.write(Buffer.alloc(1)), 50);
       const lost = leaving.pushUpdate(r.workerId, 1, codec.makeUpdate(codec.initialModel(), 0, 1)).catch(() => undefined);
       await until('the update waits for the slot', () => fl.slots.waiting === 1);
       leaving.close();
       await lost;
       await new Promise((r) => setTimeout(r, 100)); // the server sees the connection go
+      // Over gRPC the update leaves the line as soon as its call ends (UpdateSlots.dropGone);
+      // over HTTP/1.1 it is dropped at its turn.
+      if (kind === 'grpc') await until('the update left the line', () => fl.slots.waiting === 0);
+      clearInterval(slow);
       held.release();
       await until('the slot is free again', () => fl.slots.busy === 0 && fl.slots.waiting === 0);
       // And the next worker's update goes through it.
@@ -172,6 +179,7 @@ for (const kind of ['http', 'grpc'] as const) {
       assert.equal(fl.engine.updates.accepted, 1);
       assert.equal(fl.engine.updates.rejected ?? 0, 0);
     } finally {
+      clearInterval(slow);
       staying.close();
       fl.engine.close();
       await Promise.all([hs.close(), gs.close()]);
