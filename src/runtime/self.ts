@@ -39,12 +39,15 @@ export function childNodeFlags(processes: number, cores: number, env: NodeJS.Pro
  * started ~3 major GCs a round: 100 workers × `bytes:1MiB` over gRPC went from 0.68–0.86 to
  * 0.49–0.56 s a round, over HTTP 0.33–0.42 to 0.29–0.34 s, for 10–30 MB more peak RSS
  * (docs/benchmarks.md). With `mobilenetv2` either way the server's peak RSS has a target
- * of its own (docs/payloads.md), so it keeps V8's default there, as it does with
- * `FEDSIM_NODE_GC=default`.
+ * of its own (docs/payloads.md): there V8's young generation is held to 2 MB semi-spaces
+ * instead. At 128 workers its default let them grow mid-run (V8 sizes them by the rate of
+ * allocation), taking the server's heap from 33 to 51 MB and its peak RSS from about 180 to
+ * 205 MB, where 64 workers stayed at 33 (docs/benchmarks.md, "Session 23").
+ * `FEDSIM_NODE_GC=default` keeps V8's defaults in both cases.
  */
 export function serverNodeFlags(carriesMobilenet: boolean, env: NodeJS.ProcessEnv = process.env): string[] {
-  if ((env.FEDSIM_NODE_GC || 'auto') === 'default' || carriesMobilenet) return [];
-  return ['--initial-old-space-size=128'];
+  if ((env.FEDSIM_NODE_GC || 'auto') === 'default') return [];
+  return carriesMobilenet ? ['--max-semi-space-size=2'] : ['--initial-old-space-size=128'];
 }
 
 /** dist/src/runtime → package root (run from source). */

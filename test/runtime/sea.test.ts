@@ -37,10 +37,11 @@ test('child nodes get --single-threaded-gc when the host has fewer cores than fe
   assert.equal(self.args.indexOf('--single-threaded-gc'), self.args.length - 2, 'node flags come before the script');
 });
 
-test('the server node of fedsim run starts with a 128 MB old generation, except under mobilenetv2 or FEDSIM_NODE_GC=default', () => {
+test('the server node of fedsim run starts with a 128 MB old generation, under mobilenetv2 with 2 MB semi-spaces instead, and with neither under FEDSIM_NODE_GC=default', () => {
   assert.deepEqual(serverNodeFlags(false, {}), ['--initial-old-space-size=128']);
-  assert.deepEqual(serverNodeFlags(true, {}), []);
+  assert.deepEqual(serverNodeFlags(true, {}), ['--max-semi-space-size=2']);
   assert.deepEqual(serverNodeFlags(false, { FEDSIM_NODE_GC: 'default' }), []);
+  assert.deepEqual(serverNodeFlags(true, { FEDSIM_NODE_GC: 'default' }), []);
 });
 
 test('unpackFile: writes once, keeps a good copy, replaces a wrong one, and says where it cannot write', () => {
