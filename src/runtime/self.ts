@@ -40,9 +40,9 @@ export function childNodeFlags(processes: number, cores: number, env: NodeJS.Pro
  * 0.49–0.56 s a round, over HTTP 0.33–0.42 to 0.29–0.34 s, for 10–30 MB more peak RSS
  * (docs/benchmarks.md). With `mobilenetv2` either way the server's peak RSS has a target
  * of its own (docs/payloads.md): there V8's young generation is held to 2 MB semi-spaces
- * instead. At 128 workers its default let them grow mid-run (V8 sizes them by the rate of
- * allocation), taking the server's heap from 33 to 51 MB and its peak RSS from about 180 to
- * 205 MB, where 64 workers stayed at 33 (docs/benchmarks.md, "Session 23").
+ * instead. At 128 workers V8's default let them grow mid-run (it sizes them by the rate of
+ * allocation), taking the server's heap from 33 to 51 MB (64 workers stayed at 33) and its
+ * peak RSS from about 180 to 205 MB (docs/benchmarks.md, "Session 23").
  * `FEDSIM_NODE_GC=default` keeps V8's defaults in both cases.
  */
 export function serverNodeFlags(carriesMobilenet: boolean, env: NodeJS.ProcessEnv = process.env): string[] {

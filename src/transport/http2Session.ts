@@ -273,11 +273,15 @@ export class Http2Stream {
   private hold(chunk: Buffer): void {
     if (this.heldBytes + chunk.length <= HELD_SMALL) {
       this.held.push(Buffer.from(chunk));
-      this.heldBytes += chunk.length;
-      if (this.holdLimit > 0 && this.heldBytes >= this.holdLimit) this.session.stopReading(this);
-      return;
+    } else {
+      this.holdInBlocks(chunk);
     }
     this.heldBytes += chunk.length;
+    if (this.holdLimit > 0 && this.heldBytes >= this.holdLimit) this.session.stopReading(this);
+  }
+
+  /** Copies `chunk` into the pooled blocks; `held` gets views of them. */
+  private holdInBlocks(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length) {
       if (this.heldAt === HELD_BLOCK) {
@@ -290,7 +294,6 @@ export class Http2Stream {
       this.heldAt += n;
       at += n;
     }
-    if (this.holdLimit > 0 && this.heldBytes >= this.holdLimit) this.session.stopReading(this);
   }
 
   /** Forgets what is held and gives the blocks back (all delivered, or the stream closed while paused). */
