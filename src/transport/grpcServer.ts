@@ -365,7 +365,6 @@ export class GrpcFlServer {
       release();
       failed(e);
     };
-    call.whenCancelled(release);
     // First in line for a slot: the stream may send QUEUE_LEAD_BYTES ahead, of which this
     // session holds QUEUE_HOLD_BYTES and the kernel the rest. The others hold HTTP/2's
     // default 64 KiB. A call that ends while it waits leaves the line (its turn and its lead
@@ -377,7 +376,10 @@ export class GrpcFlServer {
       },
       () => call.cancelled,
     );
-    call.whenCancelled(() => this.fl.slots.dropGone());
+    call.whenCancelled(() => {
+      release();
+      this.fl.slots.dropGone();
+    });
     void turn.then((s) => {
       if (call.cancelled) {
         s.release();

@@ -475,7 +475,7 @@ export class Http2Session {
   /** The paused stream whose `holdLimit` stopped the socket's reads, and when they start again regardless. */
   private readStoppedBy: Http2Stream | null = null;
   private readStopTimer: NodeJS.Timeout | null = null;
-  /** How many times a stream's `holdLimit` stopped the reads (for tests and reports). */
+  /** How many times a stream's `holdLimit` stopped the reads (the tests read it). */
   readStops = 0;
 
   // The reader's state.
