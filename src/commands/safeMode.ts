@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { loadKeyList, loadWorkerKeys } from '../auth/keys.js';
 import { BodyDigest, EMPTY_SHA256, sha256Hex } from '../auth/digest.js';
+import { sha256OfBody } from '../sim/updateBody.js';
 import { type ExchangeKeyPair, exchangeKeyPair, macHex, sessionKey } from '../auth/session.js';
 import { type SessionHead, Verifier, canonical, sessionHead, sessionMessage } from '../auth/sign.js';
 import type { AuthScheme, RequestChecker, RequestSigner } from '../sim/ports.js';
@@ -80,7 +81,7 @@ export function workerSigners(dir: string, indices: Iterable<number>, scheme: Au
     let seq = 0; // the session's last sequence number
     let head: SessionHead | null = null; // the session's first lines, for the worker id it acts as
     out.set(index, {
-      bodySha256: sha256Hex,
+      bodySha256: sha256OfBody,
       headers(facts, into = {}): Record<string, string> {
         const timestamp = Date.now();
         const publicKey = key.publicKeyHex;

@@ -1,6 +1,6 @@
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
 import { seededRandom } from './random.js';
-import { type Float64Sum, SpareSum, tiler } from './kernels.js';
+import { type Float64Sum, SpareSum, type TiledRegion, TiledSource } from './kernels.js';
 
 /**
  * SIZE bytes of float32 weights. An update is the held global model plus a small seeded
@@ -11,10 +11,15 @@ export class BytesPayload implements PayloadCodec {
   private readonly n: number;
   /** The running sum of the last round, free again once its result is out: the next round's. */
   private spare: SpareSum | null = null;
+  /** The model is one float region. */
+  private readonly regions: readonly TiledRegion[];
+  /** The base of updates from a held model of the wrong size (all zeros). */
+  private zeros: Buffer | null = null;
 
   constructor(readonly size: number, private readonly seed = 1) {
     this.name = `bytes:${size}`;
     this.n = size / 4;
+    this.regions = [{ offset: 0, length: size, k0: 0 }];
   }
 
   initialModel(): Buffer {
@@ -25,16 +30,19 @@ export class BytesPayload implements PayloadCodec {
   }
 
   makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer {
-    // Every float of `out` is written below, so a reused buffer needs no clearing.
+    // Every byte of `out` is written below, so a reused buffer needs no clearing.
     const out = reuse && reuse.length === this.size && reuse !== global ? reuse : Buffer.allocUnsafe(this.size);
-    if (this.n === 0) return out;
-    const src = global.length === this.size ? global : Buffer.alloc(this.size);
-    const rnd = seededRandom((this.seed * 1_000_003 + workerIndex * 7919 + round) >>> 0);
-    // A perturbation drawn once per update and repeated in blocks keeps this cheap for large models.
-    const block = new Float32Array(Math.min(4096, this.n));
-    for (let i = 0; i < block.length; i++) block[i] = (rnd() - 0.5) * 0.01;
-    tiler().setBlock(block).add(out, src);
+    if (this.n > 0) this.updateSource(global, workerIndex, round).fill(out, 0);
     return out;
+  }
+
+  /** The held model plus a seeded perturbation drawn once per update and repeated in blocks (cheap for large models), made as it is sent. */
+  updateSource(global: Buffer, workerIndex: number, round: number): TiledSource {
+    const src = global.length === this.size ? global : (this.zeros ??= Buffer.alloc(this.size));
+    const rnd = seededRandom((this.seed * 1_000_003 + workerIndex * 7919 + round) >>> 0);
+    const block = new Float32Array(Math.max(1, Math.min(4096, this.n)));
+    for (let i = 0; i < block.length; i++) block[i] = (rnd() - 0.5) * 0.01;
+    return new TiledSource(src, this.regions, block);
   }
 
   updateBytes(): number {

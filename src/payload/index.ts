@@ -1,5 +1,6 @@
 import type { PayloadSpec, SinglePayload } from '../config/payload.js';
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
+import type { UpdateSource } from '../sim/updateBody.js';
 import { BytesPayload } from './bytes.js';
 import { MobileNetPayload } from './mobilenet.js';
 import { StringPayload } from './string.js';
@@ -40,6 +41,11 @@ class PairPayload implements PayloadCodec {
   makeUpdate(_global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer {
     this.updateBase ??= this.update.initialModel();
     return this.update.makeUpdate(this.updateBase, workerIndex, round, reuse);
+  }
+
+  updateSource(_global: Buffer, workerIndex: number, round: number): UpdateSource | null {
+    this.updateBase ??= this.update.initialModel();
+    return this.update.updateSource?.(this.updateBase, workerIndex, round) ?? null;
   }
 
   updateBytes(): number {

@@ -1,4 +1,5 @@
 import { KERNELS_WASM_BASE64 } from './kernelsWasm.js';
+import type { UpdateSource } from '../sim/updateBody.js';
 
 /**
  * FedAvg's float loops in WebAssembly SIMD (src/payload/kernels.wat): the server's running
@@ -118,6 +119,9 @@ export class SpareSum {
   }
 }
 
+/** Sources a Tiler holds at once (holdSource). */
+const HELD_SOURCES = 2;
+
 /** Floats of the noise block `Tiler` repeats (at most). */
 export const MAX_BLOCK_FLOATS = 16_384;
 
@@ -131,35 +135,63 @@ export class Tiler {
   private mem: Uint8Array;
   private readonly stage = STAGE_SKEW;
   private readonly blk = STAGE_SKEW + STAGE_BYTES;
-  /** Where a source held in the module's memory starts (holdSource): after the block, 2 KiB into a page. */
-  private readonly source = Math.ceil((STAGE_SKEW + STAGE_BYTES + MAX_BLOCK_FLOATS * 4) / 4096) * 4096 + STAGE_SKEW;
+  /** Where the held sources' room starts (holdSource): after the block, 2 KiB into a page. */
+  private readonly sources = Math.ceil((STAGE_SKEW + STAGE_BYTES + MAX_BLOCK_FLOATS * 4) / 4096) * 4096 + STAGE_SKEW;
   private blockLength = 0;
-  /** The source held (weakly: a model the caller dropped is not kept alive here). */
-  private held: WeakRef<Uint8Array> | null = null;
-  private heldLength = 0;
+  /** The block set last (setBlock copies a new one only). */
+  private block: Float32Array | null = null;
+  /**
+   * The sources held (weakly: a model the caller dropped is not kept alive here), up to
+   * HELD_SOURCES, each in a room of `room` bytes; `active` is the one addFromHeld reads.
+   */
+  private held: Array<{ src: WeakRef<Uint8Array>; length: number; at: number; used: number }> = [];
+  private room = 0;
+  private active: { length: number; at: number } | null = null;
+  private uses = 0;
 
   constructor() {
     ({ x: this.x, mem: this.mem } = instantiate(STAGE_SKEW + STAGE_BYTES + MAX_BLOCK_FLOATS * 4));
   }
 
   /**
-   * Copies `src` into the module's memory (once: nothing is copied while it is the one held),
-   * so `addFromHeld` reads it there. A worker node perturbs one model for each of its workers
+   * Copies `src` into the module's memory (once: nothing is copied while it is held), so
+   * `addFromHeld` reads it there. A worker node perturbs one model for each of its workers
    * every round: reading it in place spares a copy of 14 MB per update (docs/benchmarks.md,
-   * session 20). The memory grows to the largest source held and stays so. `src` must not
-   * change while it is held (a received model does not).
+   * session 20). Two are held, so updates made as they are sent from two versions (a worker
+   * still sending the last round's while another sends this one's) do not copy them in turn.
+   * The memory grows to the largest sources held and stays so. `src` must not change while
+   * it is held (a received model does not).
    */
   holdSource(src: Uint8Array): void {
-    if (this.held?.deref() === src) return;
-    const need = this.source + src.length;
-    const have = this.x.memory.buffer.byteLength;
-    if (need > have) {
-      this.x.memory.grow(Math.ceil((need - have) / PAGE));
-      this.mem = new Uint8Array(this.x.memory.buffer);
+    this.uses++;
+    for (const h of this.held) {
+      if (h.src.deref() === src) {
+        h.used = this.uses;
+        this.active = h;
+        return;
+      }
     }
-    this.mem.set(src, this.source);
-    this.held = new WeakRef(src);
-    this.heldLength = src.length;
+    if (src.length > this.room) {
+      // Rooms for two of this size: what was held is copied in again when asked for.
+      this.room = Math.ceil(src.length / 4096) * 4096;
+      this.held = [];
+      const need = this.sources + HELD_SOURCES * this.room;
+      const have = this.x.memory.buffer.byteLength;
+      if (need > have) {
+        this.x.memory.grow(Math.ceil((need - have) / PAGE));
+        this.mem = new Uint8Array(this.x.memory.buffer);
+      }
+    }
+    let slot: { src: WeakRef<Uint8Array>; length: number; at: number; used: number };
+    if (this.held.length < HELD_SOURCES) {
+      slot = { src: new WeakRef(src), length: src.length, at: this.sources + this.held.length * this.room, used: this.uses };
+      this.held.push(slot);
+    } else {
+      slot = this.held.reduce((a, b) => (a.used <= b.used ? a : b));
+      Object.assign(slot, { src: new WeakRef(src), length: src.length, used: this.uses });
+    }
+    this.mem.set(src, slot.at);
+    this.active = slot;
   }
 
   /**
@@ -168,8 +200,10 @@ export class Tiler {
    * phase after the last float.
    */
   addFromHeld(dst: Uint8Array, at: number, phase = 0): number {
-    if (dst.length % 4 !== 0 || at < 0 || at + dst.length > this.heldLength) throw new RangeError(`addFromHeld: ${dst.length} bytes at ${at} of a held source of ${this.heldLength}`);
-    return this.tile(dst, phase, 'addFromHeld', (i) => this.source + at + i * 4);
+    const held = this.active;
+    const length = held?.length ?? 0;
+    if (!held || dst.length % 4 !== 0 || at < 0 || at + dst.length > length) throw new RangeError(`addFromHeld: ${dst.length} bytes at ${at} of a held source of ${length}`);
+    return this.tile(dst, phase, 'addFromHeld', (i) => held.at + at + i * 4);
   }
 
   /**
@@ -190,11 +224,16 @@ export class Tiler {
     return p;
   }
 
-  /** Copies `block` (1 to MAX_BLOCK_FLOATS floats) in: what `add` repeats until the next call. */
+  /**
+   * Copies `block` (1 to MAX_BLOCK_FLOATS floats) in: what `add` repeats until the next call.
+   * The block set last is not copied again, so a block must not change once it was set.
+   */
   setBlock(block: Float32Array): this {
     if (block.length < 1 || block.length > MAX_BLOCK_FLOATS) throw new RangeError(`setBlock: ${block.length} floats (1 to ${MAX_BLOCK_FLOATS})`);
+    if (this.block === block) return this;
     this.mem.set(bytesOf(block), this.blk);
     this.blockLength = block.length;
+    this.block = block;
     return this;
   }
 
@@ -219,4 +258,97 @@ let shared: Tiler | null = null;
 /** The process's Tiler. */
 export function tiler(): Tiler {
   return (shared ??= new Tiler());
+}
+
+/** Bytes [offset, offset + length) of a model are float32 weights; the first takes float `k0 % block.length` of the noise block. */
+export interface TiledRegion {
+  readonly offset: number;
+  /** A multiple of 4. */
+  readonly length: number;
+  readonly k0: number;
+}
+
+/**
+ * An update made as it is sent: `base` with `block` added float by float over its float
+ * regions (sorted, apart), the block's phase running on from one region into the next, and
+ * every other byte as in `base`. Any byte range can be made, a float cut at either end of it
+ * included: `makeUpdate` is the whole range. Reads `base` where the process's Tiler holds it.
+ */
+export class TiledSource implements UpdateSource {
+  readonly length: number;
+  private readonly one = Buffer.alloc(4);
+  /** The region the last fill ended in: the next fill (the next piece) usually starts there. */
+  private last = 0;
+
+  constructor(
+    private readonly base: Buffer,
+    private readonly regions: readonly TiledRegion[],
+    private readonly block: Float32Array,
+  ) {
+    this.length = base.length;
+  }
+
+  fill(dst: Buffer, at: number): void {
+    const end = at + dst.length;
+    if (!(at >= 0 && end <= this.length)) throw new RangeError(`fill: bytes ${at}..${end} of an update of ${this.length}`);
+    const t = tiler().setBlock(this.block);
+    t.holdSource(this.base);
+    const regions = this.regions;
+    let i = this.regionAt(at);
+    let pos = at;
+    while (pos < end) {
+      const r = regions[i];
+      if (!r || r.offset >= end) {
+        this.base.copy(dst, pos - at, pos, end);
+        break;
+      }
+      if (r.offset > pos) {
+        this.base.copy(dst, pos - at, pos, r.offset);
+        pos = r.offset;
+      }
+      const to = Math.min(end, r.offset + r.length);
+      let a = pos - r.offset;
+      const b = to - r.offset;
+      if (a & 3) {
+        // A float cut at the start of the range: made whole, its last bytes taken.
+        const j = a >> 2;
+        const upTo = Math.min(b, 4 * j + 4);
+        this.oneFloat(t, r, j).copy(dst, r.offset + a - at, a - 4 * j, upTo - 4 * j);
+        a = upTo;
+      }
+      const whole = b & ~3;
+      if (whole > a) {
+        t.addFromHeld(dst.subarray(r.offset + a - at, r.offset + whole - at), r.offset + a, (r.k0 + (a >> 2)) % this.block.length);
+        a = whole;
+      }
+      if (a < b) {
+        // A float cut at the end: its first bytes.
+        this.oneFloat(t, r, a >> 2).copy(dst, r.offset + a - at, 0, b - a);
+        a = b;
+      }
+      pos = to;
+      if (pos === r.offset + r.length) i++;
+    }
+    this.last = Math.min(i, regions.length - 1);
+  }
+
+  private oneFloat(t: Tiler, r: TiledRegion, j: number): Buffer {
+    t.addFromHeld(this.one, r.offset + 4 * j, (r.k0 + j) % this.block.length);
+    return this.one;
+  }
+
+  /** The first region that ends after byte `at` (regions.length when none does). */
+  private regionAt(at: number): number {
+    const rs = this.regions;
+    const l = this.last;
+    if (l < rs.length && rs[l].offset + rs[l].length > at && (l === 0 || rs[l - 1].offset + rs[l - 1].length <= at)) return l;
+    let lo = 0;
+    let hi = rs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (rs[mid].offset + rs[mid].length > at) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
 }

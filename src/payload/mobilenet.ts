@@ -1,6 +1,6 @@
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
 import { seededRandom } from './random.js';
-import { type Float64Sum, SpareSum, tiler } from './kernels.js';
+import { type Float64Sum, SpareSum, type TiledRegion, TiledSource } from './kernels.js';
 import { buildMobileNetV2 } from './mobilenet/model.js';
 
 type Built = ReturnType<typeof buildMobileNetV2>;
@@ -10,6 +10,8 @@ interface Layout {
   readonly length: number;
   readonly params: number;
   readonly floatRegions: Built['floatRegions'];
+  /** The float regions with the noise block's phase at each (the floats before it). */
+  readonly tiled: readonly TiledRegion[];
   readonly graph: ReadonlyArray<{ offset: number; bytes: Buffer }>;
 }
 
@@ -36,7 +38,13 @@ export function mobilenetOf(seed: number): Built {
       at = r.offset + r.length;
     }
     if (at < m.bytes.length) graph.push({ offset: at, bytes: Buffer.from(m.bytes.subarray(at)) });
-    layouts.set(seed, { length: m.bytes.length, params: m.params, floatRegions: m.floatRegions, graph });
+    let k0 = 0;
+    const tiled = m.floatRegions.map((r) => {
+      const t = { offset: r.offset, length: r.length, k0 };
+      k0 += r.length / 4;
+      return t;
+    });
+    layouts.set(seed, { length: m.bytes.length, params: m.params, floatRegions: m.floatRegions, tiled, graph });
   }
   return m;
 }
@@ -91,28 +99,25 @@ export class MobileNetPayload implements PayloadCodec {
 
   /** The held model with its weights perturbed, seeded by worker and round. */
   makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer {
+    const src = this.updateSource(global, workerIndex, round);
+    const out = reuse && reuse.length === src.length && reuse !== global ? reuse : Buffer.allocUnsafe(src.length);
+    src.fill(out, 0);
+    return out;
+  }
+
+  /**
+   * makeUpdate's bytes, made as they are sent: every weight of the held model plus seeded
+   * noise drawn once per update and repeated in blocks (the same bytes for the same worker
+   * and round, at memory speed rather than one random draw per weight), read from the held
+   * model where the process's Tiler keeps it; the bytes between the weights (the graph) as
+   * in the held model.
+   */
+  updateSource(global: Buffer, workerIndex: number, round: number): TiledSource {
     const base = global.length === this.layout.length ? global : this.pinnedModel();
-    const out = reuse && reuse.length === base.length && reuse !== base ? reuse : Buffer.allocUnsafe(base.length);
-    // Seeded noise drawn once per update and repeated in blocks: the same bytes for the same
-    // worker and round, at memory speed rather than one random draw per weight.
     const rnd = seededRandom((this.seed * 1_000_003 + workerIndex * 7919 + round) >>> 0);
     const block = new Float32Array(4099);
     for (let i = 0; i < block.length; i++) block[i] = (rnd() * 2 - 1) * 0.01;
-    const t = tiler().setBlock(block);
-    // The weights are written perturbed straight from the held model (read where the
-    // perturbation runs: one copy of it per version and node, not one per update), and only
-    // the bytes between them (the graph) copied.
-    t.holdSource(base);
-    let phase = 0;
-    let at = 0;
-    for (const r of this.layout.floatRegions) {
-      if (r.offset > at) base.copy(out, at, at, r.offset);
-      const end = r.offset + r.length;
-      phase = t.addFromHeld(out.subarray(r.offset, end), r.offset, phase);
-      at = end;
-    }
-    if (at < base.length) base.copy(out, at, at);
-    return out;
+    return new TiledSource(base, this.layout.tiled, block);
   }
 
   updateBytes(): number {

@@ -3,6 +3,8 @@
  * nothing in sim/ touches sockets, processes or the terminal.
  */
 
+import type { UpdateBody, UpdateSource } from './updateBody.js';
+
 export interface Clock {
   /** Monotonic milliseconds, for durations. */
   now(): number;
@@ -26,7 +28,7 @@ export type UpdateOutcome = 'accepted' | 'duplicate' | 'late' | 'rejected';
 /** What a worker's transport client can do against the server. */
 export interface WorkerTransport {
   register(workerIndex: number): Promise<{ workerId: string; version: number }>;
-  pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }>;
+  pushUpdate(workerId: string, round: number, body: UpdateBody): Promise<{ outcome: UpdateOutcome; reason?: string }>;
   /**
    * Long-poll for a model with version > after. Resolves null when the server's poll
    * timeout ended with no newer model. `onHeaders` fires when the first byte of the model arrives.
@@ -52,6 +54,11 @@ export interface PayloadCodec {
    * one into it when the size matches (no 14 MB allocation per worker per round).
    */
   makeUpdate(global: Buffer, workerIndex: number, round: number, reuse?: Buffer): Buffer;
+  /**
+   * The same update as `makeUpdate`, made piece by piece as it is sent (UpdateSource): what a
+   * worker sends when the codec has it. Null when this codec makes its updates only whole.
+   */
+  updateSource?(global: Buffer, workerIndex: number, round: number): UpdateSource | null;
   /** The size of an update, bytes (a typical one where sizes vary): what the server sizes its update slots by, without making one. */
   updateBytes(): number;
   createAggregator(): Aggregator;
@@ -100,8 +107,8 @@ export interface RequestFacts {
 
 /** A worker's signer (safe mode): the auth headers of its requests. */
 export interface RequestSigner {
-  /** The SHA-256 (hex) of a body, for RequestFacts.bodySha256. */
-  bodySha256(body: Buffer): string;
+  /** The SHA-256 (hex) of a body (one made as it is sent included), for RequestFacts.bodySha256. */
+  readonly bodySha256: (body: UpdateBody) => string;
   /** The auth headers of one request: added to `into` when given, else to a new record; the record is returned (a caller that passed `into` copies them over when another one comes back). */
   headers(facts: RequestFacts, into?: Record<string, string>): Record<string, string>;
   /**

@@ -126,13 +126,14 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
 
       enter('sending');
       const round = held.version + 1;
-      const update = ctx.codec.makeUpdate(held.body, ctx.index, round, spare);
+      // Made as it is sent when the codec can (nothing held per worker), else whole, into the last one.
+      const update = ctx.codec.updateSource?.(held.body, ctx.index, round) ?? ctx.codec.makeUpdate(held.body, ctx.index, round, spare);
       t = clock.now();
       const ack = await attempt(() => transport.pushUpdate(workerId, round, update));
       stats.latency('uploadMs', clock.now() - t);
       stats.updates[ack.outcome] = (stats.updates[ack.outcome] ?? 0) + 1;
       // Sent and answered: the transport holds no reference to it any more.
-      spare = update;
+      if (Buffer.isBuffer(update)) spare = update;
       if (ack.outcome === 'rejected') {
         throw new TransportError('rejected', `worker ${ctx.index}: the server rejected its update for round ${round}: ${ack.reason ?? 'no reason given'}`, false);
       }

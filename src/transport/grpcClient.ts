@@ -1,5 +1,7 @@
 import { ModelHeader, RegisterReply, RegisterRequest, UpdateAck, UpdateHeader, PullRequest } from '../proto/gen/fedsim.js';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
+import type { UpdateBody } from '../sim/updateBody.js';
+import { pieceOf } from './pieces.js';
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
 import { BodyBuffer, CHUNK_BYTES, type SharedBody } from './headers.js';
@@ -87,7 +89,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
   }
 
   /** Safe mode: the signed facts as call metadata (none with safe mode off). */
-  private metadata(path: string, workerId: string, round: number, body: Buffer | null): Record<string, string> | undefined {
+  private metadata(path: string, workerId: string, round: number, body: UpdateBody | null): Record<string, string> | undefined {
     if (!this.opts.signer) return undefined;
     const bodySha256 = body ? this.opts.signer.bodySha256(body) : EMPTY_SHA256;
     return this.opts.signer.headers({ method: 'RPC', path, workerId, round, bodySha256 });
@@ -111,7 +113,7 @@ export class GrpcWorkerTransport implements WorkerTransport {
     return { workerId: r.workerId, version: r.modelVersion };
   }
 
-  async pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }> {
+  async pushUpdate(workerId: string, round: number, body: UpdateBody): Promise<{ outcome: UpdateOutcome; reason?: string }> {
     this.stats.sent('update', body.length);
     let ack: UpdateAck | null = null;
     const call = this.conn.call({
@@ -120,16 +122,35 @@ export class GrpcWorkerTransport implements WorkerTransport {
       timeoutMs: this.opts.requestTimeoutMs,
       sink: wholeMessages((m) => (ack = UpdateAck.decode(m))),
     });
-    // The first chunk carries the header; the data go out as views of the body, never copied here.
+    // The first chunk carries the header; the data go out as views of a body held whole, or,
+    // made as it is sent, a piece at a time (pieces.ts) while the call takes more. A pooled
+    // piece goes back once it has left the call's queue and the socket is done with it.
     const header = UpdateHeader.encode({ workerId, round, totalBytes: body.length }).finish();
+    const pooled = !this.opts.connect;
+    let written: Array<() => void> = [];
+    const handedOn = () => {
+      if (written.length === 0) return;
+      const done = written;
+      written = [];
+      call.afterWrites(() => {
+        for (const d of done) d();
+      });
+    };
     let off = 0;
     const pump = () => {
+      handedOn();
       do {
         const end = Math.min(body.length, off + CHUNK_BYTES);
         call.write(chunkPrefix(off === 0 ? header : null, end - off));
-        const more = end > off ? call.write(body.subarray(off, end)) : true;
+        let more = true;
+        if (end > off) {
+          const piece = pieceOf(body, off, end, pooled);
+          written.push(piece.done);
+          more = call.write(piece.bytes);
+        }
         off = end;
-        if (!more && off < body.length) {
+        if (more) handedOn();
+        else if (off < body.length) {
           call.onDrain(pump);
           return;
         }
@@ -138,6 +159,8 @@ export class GrpcWorkerTransport implements WorkerTransport {
     };
     pump();
     await this.ended(call);
+    // Answered: the server has every byte, so the socket holds none of the last pieces.
+    handedOn();
     const a = ack as UpdateAck | null;
     if (!a) throw new TransportError('grpc-INTERNAL', `${this.target}: gRPC INTERNAL: PushUpdate ended OK without an ack`, true);
     this.stats.received('ack', a.outcome.length);

@@ -301,6 +301,8 @@ export interface GrpcCall {
   /** Writes bytes of the request (framed by the caller); false: wait for `onDrain`. */
   write(bytes: Buffer): boolean;
   onDrain(fn: () => void): void;
+  /** `fn` runs once the socket is done with every byte written to it so far (Http2Session.afterWrites): bytes still in the call's queue are not among them. */
+  afterWrites(fn: () => void): void;
   end(bytes?: Buffer): void;
   /** Resolves when the call ends with OK; rejects with GrpcStatusError or GrpcStoppedError. */
   readonly status: Promise<void>;
@@ -311,7 +313,7 @@ interface LiveCall {
 }
 
 function failedCall(status: Promise<void>): GrpcCall {
-  return { write: () => false, onDrain: () => {}, end: () => {}, status };
+  return { write: () => false, onDrain: () => {}, afterWrites: (fn) => queueMicrotask(fn), end: () => {}, status };
 }
 
 /**
@@ -521,6 +523,7 @@ export class GrpcConnection {
     return {
       write: (bytes) => s.write(bytes),
       onDrain: (fn) => s.onDrain(fn),
+      afterWrites: (fn) => s.afterWrites(fn),
       end: (bytes) => s.end(bytes),
       status,
     };

@@ -327,6 +327,11 @@ export class Http2Stream {
     this.session.flush(this);
   }
 
+  /** `fn` runs once the socket is done with everything written to it so far (Http2Session.afterWrites). */
+  afterWrites(fn: () => void): void {
+    this.session.afterWrites(fn);
+  }
+
   /** Sends the last bytes (if any) and END_STREAM. */
   end(bytes?: Buffer): void {
     if (this.localClosed || this.endQueued) return;

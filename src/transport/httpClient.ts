@@ -1,4 +1,5 @@
 import type { OpenConnection } from '../runtime/readBuffer.js';
+import type { UpdateBody } from '../sim/updateBody.js';
 import type { PulledModel, UpdateOutcome, WorkerTransport } from '../sim/ports.js';
 import { TransportError } from '../sim/ports.js';
 import type { WorkerNodeStats } from '../sim/workerStats.js';
@@ -65,7 +66,7 @@ export class HttpWorkerTransport implements WorkerTransport {
     return { workerId: j.workerId, version: j.version };
   }
 
-  async pushUpdate(workerId: string, round: number, body: Buffer): Promise<{ outcome: UpdateOutcome; reason?: string }> {
+  async pushUpdate(workerId: string, round: number, body: UpdateBody): Promise<{ outcome: UpdateOutcome; reason?: string }> {
     this.stats.sent('update', body.length);
     const r = await this.request('POST', `/v1/update?round=${round}&worker=${encodeURIComponent(workerId)}`, body, undefined, { workerId, round });
     this.stats.received('ack', r.body.length);
@@ -103,7 +104,7 @@ export class HttpWorkerTransport implements WorkerTransport {
     throw new TransportError(`http-${r.status}`, `${this.target} ${what}: HTTP ${r.status} ${text}`, retryable);
   }
 
-  private async request(method: string, path: string, body: Buffer | null, onHeaders?: () => void, who?: { workerId: string; round: number }): Promise<Reply> {
+  private async request(method: string, path: string, body: UpdateBody | null, onHeaders?: () => void, who?: { workerId: string; round: number }): Promise<Reply> {
     const signal = this.opts.signal;
     if (signal?.aborted) throw new TransportError('stopped', 'stopped', false);
     const headers: Record<string, string> = body ? { 'content-type': 'application/octet-stream' } : {};

@@ -3,6 +3,8 @@ import { type OpenConnection, sharedRead } from '../runtime/readBuffer.js';
 import type { Duplex } from 'node:stream';
 import { TransportError } from '../sim/ports.js';
 import { fromSocketError } from './errors.js';
+import { PIECE_BYTES, pieceOf } from './pieces.js';
+import type { UpdateBody } from '../sim/updateBody.js';
 import { formatHostPort } from '../config/values.js';
 
 /**
@@ -56,7 +58,7 @@ export interface HttpConnectionOptions {
 export const MAX_HEAD_BYTES = 64 * 1024;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** Bodies longer than this go out in pieces of this size (see `send`). */
-export const UPLOAD_PIECE = 1024 * 1024;
+export const UPLOAD_PIECE = PIECE_BYTES;
 
 type BodyMode = { kind: 'none' } | { kind: 'length'; left: number } | { kind: 'chunked' } | { kind: 'close' };
 
@@ -97,7 +99,7 @@ export class HttpConnection {
    * wait their turn: one at a time on the connection. `headers` must not carry Host,
    * Content-Length or Connection (set here). `makeSink` is called when the head arrives.
    */
-  request<S extends BodySink>(method: string, path: string, headers: Record<string, string | number>, body: Buffer | null, makeSink: (status: number, headers: HttpHeaders) => S): Promise<HttpReply<S>> {
+  request<S extends BodySink>(method: string, path: string, headers: Record<string, string | number>, body: UpdateBody | null, makeSink: (status: number, headers: HttpHeaders) => S): Promise<HttpReply<S>> {
     const run = () => this.send(method, path, headers, body, makeSink);
     const p = this.tail.then(run, run);
     this.tail = p.catch(() => undefined);
@@ -110,7 +112,7 @@ export class HttpConnection {
     this.drop(err);
   }
 
-  private send<S extends BodySink>(method: string, path: string, headers: Record<string, string | number>, body: Buffer | null, makeSink: (status: number, headers: HttpHeaders) => S): Promise<HttpReply<S>> {
+  private send<S extends BodySink>(method: string, path: string, headers: Record<string, string | number>, body: UpdateBody | null, makeSink: (status: number, headers: HttpHeaders) => S): Promise<HttpReply<S>> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     return new Promise<HttpReply<S>>((resolve, reject) => {
       let socket: Duplex;
@@ -146,25 +148,32 @@ export class HttpConnection {
       head += '\r\n';
       socket.cork();
       socket.write(head, 'latin1');
-      if (body && body.length > UPLOAD_PIECE) {
+      if (body && (!Buffer.isBuffer(body) || body.length > UPLOAD_PIECE)) {
         // In pieces, each written when the last is out: every piece counts as activity for the
         // request timeout, as node:http's idle timeout counts writes, so a slow link (a
-        // bandwidth fault under a 14 MB update) is not taken for a dead one.
+        // bandwidth fault under a 14 MB update) is not taken for a dead one. An update made as
+        // it is sent (UpdateSource) is made a piece at a time, into one pooled piece when the
+        // socket is a real one (its write callback comes once the kernel has the bytes).
         pending.bodyDone = false;
+        const pooled = !this.opts.connect;
+        const whole = body;
         const from = (at: number): void => {
           if (socket.destroyed) return;
           if (this.current === (pending as unknown as Pending<BodySink>)) pending.timer?.refresh();
-          if (at >= body.length) {
+          if (at >= whole.length) {
             pending.bodyDone = true;
             return;
           }
-          const end = Math.min(at + UPLOAD_PIECE, body.length);
-          socket.write(body.subarray(at, end), (err) => {
-            if (!err) from(end);
+          const end = Math.min(at + UPLOAD_PIECE, whole.length);
+          const piece = pieceOf(whole, at, end, pooled);
+          socket.write(piece.bytes, (err) => {
+            if (err) return;
+            piece.done();
+            from(end);
           });
         };
         from(0);
-      } else if (body && body.length > 0) socket.write(body);
+      } else if (Buffer.isBuffer(body) && body.length > 0) socket.write(body);
       socket.uncork();
     });
   }

@@ -8,6 +8,7 @@ import { serverChecker, workerSigners } from '../../src/commands/safeMode.js';
 import { StringPayload } from '../../src/payload/string.js';
 import { systemClock } from '../../src/runtime/clock.js';
 import { sha256Hex } from '../../src/runtime/hash.js';
+import { sha256OfBody } from '../../src/sim/updateBody.js';
 import { FlServer } from '../../src/sim/flServer.js';
 import { type RequestSigner, TransportError, type WorkerTransport } from '../../src/sim/ports.js';
 import { WorkerNodeStats } from '../../src/sim/workerStats.js';
@@ -30,7 +31,7 @@ const signers = workerSigners(dir, [0, 1, 2, 3]);
 const strangerSigner = workerSigners(stranger, [0]).get(0)!;
 
 /** A signer whose headers are those of `headers` (tests bend them). */
-const signerOf = (headers: RequestSigner['headers']): RequestSigner => ({ bodySha256: sha256Hex, headers, registered: () => undefined });
+const signerOf = (headers: RequestSigner['headers']): RequestSigner => ({ bodySha256: sha256OfBody, headers, registered: () => undefined });
 
 /** A signer for worker 3 whose clock is ten minutes behind. */
 const staleSigner = signerOf((facts) => {
@@ -110,17 +111,25 @@ for (const kind of ['http', 'grpc'] as const) {
       // A signature over another body than the one sent.
       const tamper = signerOf((f) => signers.get(0)!.headers({ ...f, bodySha256: sha256Hex(Buffer.from('something else')) }));
       assert.match(await refusal(client(tamper).pushUpdate(ra.workerId, 1, body)), /body-hash/);
+      // An update made as it is sent (UpdateSource) is signed over the bytes it makes.
+      const made = {
+        length: 1000 * 1000,
+        fill: (d: Buffer, at: number) => {
+          for (let i = 0; i < d.length; i++) d[i] = ((at + i) * 7) % 251;
+        },
+      };
+      assert.match(await refusal(client(tamper).pushUpdate(ra.workerId, 1, made)), /body-hash/);
 
       // The same signed request twice: the second is a replay.
       let first: Record<string, string> | null = null;
       const replaying = signerOf((f) => (first ??= signers.get(0)!.headers(f)));
       const r = client(replaying);
-      assert.equal((await r.pushUpdate(ra.workerId, 1, body)).outcome, 'accepted');
-      assert.match(await refusal(r.pushUpdate(ra.workerId, 1, body)), /replay/);
+      assert.equal((await r.pushUpdate(ra.workerId, 1, made)).outcome, 'accepted');
+      assert.match(await refusal(r.pushUpdate(ra.workerId, 1, made)), /replay/);
 
       const m = await a.pullModel(ra.workerId, -1, () => undefined);
       assert.ok(m);
-      assert.deepEqual(fl.authRefused, { missing: 1, 'unknown-key': 1, stale: 1, 'wrong-worker': 2, 'body-hash': 1, replay: 1 });
+      assert.deepEqual(fl.authRefused, { missing: 1, 'unknown-key': 1, stale: 1, 'wrong-worker': 2, 'body-hash': 2, replay: 1 });
       assert.equal(fl.report().safeMode, true);
       assert.ok(logs.some((l) => /safe mode: refused .* wrong-worker/.test(l)), logs.join('\n'));
     });

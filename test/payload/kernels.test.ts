@@ -141,3 +141,48 @@ test('src/payload/kernelsWasm.ts is what src/payload/kernels.wat assembles to', 
   const checkedIn = readFileSync(new URL('../../../src/payload/kernelsWasm.ts', import.meta.url), 'utf8');
   assert.equal(checkedIn, render(await assemble()), 'run `node scripts/build-kernels.js`');
 });
+
+test('an update made as it is sent (TiledSource): any byte range, floats cut at either end included, is those bytes of makeUpdate', () => {
+  const mn = new MobileNetPayload(1);
+  const global = new MobileNetPayload(1).makeUpdate(mn.initialModel(), 99, 1);
+  const bytes = new BytesPayload(4 * 50_003);
+  const cases: Array<[string, Buffer, (g: Buffer) => { length: number; fill(d: Buffer, at: number): void }, (g: Buffer) => Buffer]> = [
+    ['mobilenetv2', global, (g) => mn.updateSource(g, 7, 3), (g) => mn.makeUpdate(g, 7, 3)],
+    ['bytes', bytes.initialModel(), (g) => bytes.updateSource(g, 7, 3), (g) => bytes.makeUpdate(g, 7, 3)],
+  ];
+  const rnd = seededRandom(42);
+  for (const [kind, g, source, whole] of cases) {
+    const want = whole(g);
+    const src = source(g);
+    assert.equal(src.length, want.length, kind);
+    // In 1 MiB pieces and in pieces of odd sizes, end to end.
+    for (const piece of [1024 * 1024, 65_537, 4099 * 4 + 3]) {
+      const got = Buffer.alloc(want.length);
+      for (let at = 0; at < got.length; at += piece) src.fill(got.subarray(at, Math.min(got.length, at + piece)), at);
+      assert.ok(got.equals(want), `${kind}: pieces of ${piece}`);
+    }
+    // Short ranges anywhere: 1 to 9 bytes (inside one float, across two), and longer ones.
+    for (let i = 0; i < 2000; i++) {
+      const n = i < 1500 ? 1 + Math.floor(rnd() * 9) : Math.floor(rnd() * Math.min(300_000, want.length));
+      const at = Math.floor(rnd() * (want.length - n));
+      const dst = Buffer.alloc(n, 0xee);
+      src.fill(dst, at);
+      if (!dst.equals(want.subarray(at, at + n))) assert.fail(`${kind}: bytes ${at}..${at + n}`);
+    }
+    assert.throws(() => src.fill(Buffer.alloc(2), want.length - 1), /bytes \d+\.\.\d+ of an update of/);
+  }
+});
+
+test('updates made as they are sent from three versions at once: each reads its own held model', () => {
+  const mn = new MobileNetPayload(1);
+  const versions = [mn.initialModel(), mn.makeUpdate(mn.initialModel(), 1, 1), mn.makeUpdate(mn.initialModel(), 2, 1)];
+  const sources = versions.map((g, w) => mn.updateSource(g, w, 5));
+  const wants = versions.map((g, w) => mn.makeUpdate(g, w, 5));
+  const gots = wants.map((w) => Buffer.alloc(w.length));
+  // Piece by piece, in turn: a Tiler holds two models, so the third takes the place of the least recently used.
+  const piece = 1024 * 1024;
+  for (let at = 0; at < gots[0].length; at += piece) {
+    for (let v = 0; v < 3; v++) sources[v].fill(gots[v].subarray(at, Math.min(gots[v].length, at + piece)), at);
+  }
+  for (let v = 0; v < 3; v++) assert.ok(gots[v].equals(wants[v]), `version ${v}`);
+});
