@@ -1,4 +1,5 @@
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
+import type { SlotPool } from '../sim/updateSlots.js';
 import { seededRandom } from './random.js';
 import { type Float64Sum, SpareSum, type TiledRegion, TiledSource } from './kernels.js';
 
@@ -47,6 +48,12 @@ export class BytesPayload implements PayloadCodec {
 
   updateBytes(): number {
     return this.size;
+  }
+
+  /** The server's update slots in the running sum's memory: an update is folded where it was received. */
+  slotPool(slots: number): SlotPool {
+    const sum = (this.spare ??= new SpareSum(this.n, this.size, slots));
+    return { take: (bytes) => (bytes <= this.size ? sum.takeSlot() : null), give: (b) => sum.giveSlot(b) };
   }
 
   createAggregator(): Aggregator {

@@ -1,6 +1,7 @@
 import type { PayloadSpec, SinglePayload } from '../config/payload.js';
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
 import type { UpdateSource } from '../sim/updateBody.js';
+import type { SlotPool } from '../sim/updateSlots.js';
 import { BytesPayload } from './bytes.js';
 import { MobileNetPayload } from './mobilenet.js';
 import { StringPayload } from './string.js';
@@ -50,6 +51,10 @@ class PairPayload implements PayloadCodec {
 
   updateBytes(): number {
     return this.update.updateBytes();
+  }
+
+  slotPool(slots: number): SlotPool | null {
+    return this.update.slotPool?.(slots) ?? null;
   }
 
   createAggregator(): Aggregator {

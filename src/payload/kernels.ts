@@ -50,20 +50,48 @@ function bytesOf(a: Uint8Array | Float32Array): Uint8Array {
  * A running float64 sum of float32 vectors of `length` floats, held in its own WebAssembly
  * memory (8 bytes a float). Reuse one with `reset()` rather than making one per round: each
  * is a separate WebAssembly memory.
+ *
+ * With `slots`, the memory also has room for that many buffers of `slotBytes` (takeSlot): an
+ * update received into one is summed where it lies, without the copy through the staging
+ * area every other source takes.
  */
 export class Float64Sum {
   private readonly x: Exports;
   private readonly mem: Uint8Array;
   private readonly stage: number;
   private readonly sums: Float64Array;
+  private readonly freeSlots: Buffer[] = [];
 
-  constructor(readonly length: number) {
+  constructor(
+    readonly length: number,
+    slotBytes = 0,
+    slots = 0,
+  ) {
     if (!Number.isInteger(length) || length < 0 || length > MAX_SUM_FLOATS) {
       throw new RangeError(`a running sum of ${length} floats does not fit a WebAssembly memory (at most ${MAX_SUM_FLOATS})`);
     }
     this.stage = Math.ceil((length * 8) / 4096) * 4096 + STAGE_SKEW;
-    ({ x: this.x, mem: this.mem } = instantiate(this.stage + STAGE_BYTES));
+    const room = Math.ceil(slotBytes / 4096) * 4096;
+    // Slot buffers start 1 KiB into a page: apart from the stage's and the sum's 4 KiB offsets (STAGE_SKEW).
+    const firstSlot = Math.ceil((this.stage + STAGE_BYTES) / 4096) * 4096 + 1024;
+    const bytes = slots > 0 && slotBytes > 0 ? firstSlot + slots * room : this.stage + STAGE_BYTES;
+    if (bytes > 65_536 * PAGE) throw new RangeError(`a running sum of ${length} floats and ${slots} slots of ${slotBytes} bytes do not fit a WebAssembly memory`);
+    ({ x: this.x, mem: this.mem } = instantiate(bytes));
     this.sums = new Float64Array(this.x.memory.buffer, 0, length);
+    if (bytes > this.stage + STAGE_BYTES) {
+      // The memory never grows again (instantiate), so these views stay valid.
+      for (let i = slots - 1; i >= 0; i--) this.freeSlots.push(Buffer.from(this.x.memory.buffer, firstSlot + i * room, slotBytes));
+    }
+  }
+
+  /** A buffer of `slotBytes` in this sum's memory, or null when all are taken. Give it back with giveSlot. */
+  takeSlot(): Buffer | null {
+    return this.freeSlots.pop() ?? null;
+  }
+
+  /** Gives back a buffer takeSlot gave (any other is ignored). */
+  giveSlot(b: Buffer): void {
+    if (b.buffer === this.x.memory.buffer && !this.freeSlots.includes(b)) this.freeSlots.push(b);
   }
 
   /** Sets every sum to 0. */
@@ -76,6 +104,11 @@ export class Float64Sum {
     const b = bytesOf(src);
     const n = b.length >>> 2;
     if (b.length % 4 !== 0 || at < 0 || at + n > this.length) throw new RangeError(`add: ${b.length} bytes at float ${at} do not fit a sum of ${this.length} floats`);
+    if (b.buffer === this.x.memory.buffer) {
+      // In this memory (a slot's): summed where it lies.
+      this.x.accumulate(at * 8, b.byteOffset, n);
+      return;
+    }
     for (let i = 0; i < n; i += STAGE_FLOATS) {
       const k = Math.min(STAGE_FLOATS, n - i);
       this.mem.set(b.subarray(i * 4, (i + k) * 4), this.stage);
@@ -99,23 +132,41 @@ export class Float64Sum {
 /**
  * The running sum a codec's aggregators share round after round: `take` gives the last
  * round's, zeroed, once it was given back, so a run uses one WebAssembly memory, not one a
- * round. An aggregator that never gives its sum back leaves it to the GC.
+ * round. An aggregator that never gives its sum back leaves it to the GC (and the next
+ * round gets a sum of its own).
+ *
+ * With `slots`, that one sum's memory has room for update slots (UpdateSlots' buffers,
+ * through takeSlot/giveSlot): updates received there are folded without a copy.
  */
 export class SpareSum {
-  private spare: Float64Sum | null = null;
+  private readonly home: Float64Sum;
+  private homeFree = true;
 
-  constructor(private readonly length: number) {}
+  constructor(
+    private readonly length: number,
+    slotBytes = 0,
+    slots = 0,
+  ) {
+    this.home = new Float64Sum(length, slotBytes, slots);
+  }
 
   take(): Float64Sum {
-    const s = this.spare;
-    this.spare = null;
-    if (!s) return new Float64Sum(this.length);
-    s.reset();
-    return s;
+    if (!this.homeFree) return new Float64Sum(this.length);
+    this.homeFree = false;
+    this.home.reset();
+    return this.home;
   }
 
   give(s: Float64Sum): void {
-    this.spare = s;
+    if (s === this.home) this.homeFree = true;
+  }
+
+  takeSlot(): Buffer | null {
+    return this.home.takeSlot();
+  }
+
+  giveSlot(b: Buffer): void {
+    this.home.giveSlot(b);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
+import type { SlotPool } from '../sim/updateSlots.js';
 import { seededRandom } from './random.js';
 import { type Float64Sum, SpareSum, type TiledRegion, TiledSource } from './kernels.js';
 import { buildMobileNetV2 } from './mobilenet/model.js';
@@ -122,6 +123,12 @@ export class MobileNetPayload implements PayloadCodec {
 
   updateBytes(): number {
     return this.layout.length;
+  }
+
+  /** The server's update slots in the running sum's memory: an update is folded where it was received. */
+  slotPool(slots: number): SlotPool {
+    const sum = (this.spare ??= new SpareSum(this.layout.params, this.layout.length, slots));
+    return { take: (bytes) => (bytes <= this.layout.length ? sum.takeSlot() : null), give: (b) => sum.giveSlot(b) };
   }
 
   createAggregator(): Aggregator {

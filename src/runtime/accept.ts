@@ -15,8 +15,14 @@
 import net from 'node:net';
 import { SERVER_READ_BUFFER_BYTES, sharedRead } from './readBuffer.js';
 
-/** What the caller does with each accepted socket: returns the function its reads go to (views valid only during the call). */
-export type Accept = (socket: net.Socket) => (chunk: Buffer) => void;
+/**
+ * What a socket's reads go to (views valid only during the call). `into`, when present, may
+ * name where the next read lands instead of the shared buffer (sharedRead's `into`).
+ */
+export type SocketReader = ((chunk: Buffer) => void) & { into?: () => Buffer | null };
+
+/** What the caller does with each accepted socket: returns its reader. */
+export type Accept = (socket: net.Socket) => SocketReader;
 
 type ListenHandle = { onconnection?: (err: number, client: unknown) => void };
 type ServerInternals = { _handle?: ListenHandle | null; _connections?: number; maxConnections?: number };
@@ -44,12 +50,16 @@ export function sharedReadServer(accept: Accept): net.Server {
         nodeOwn.call(this, err, client);
         return;
       }
-      let reader: (chunk: Buffer) => void = () => {};
+      let reader: SocketReader = () => {};
       const socket = new net.Socket({
         handle: client,
         readable: true,
         writable: true,
-        onread: sharedRead((c) => reader(c), SERVER_READ_BUFFER_BYTES),
+        onread: sharedRead(
+          (c) => reader(c),
+          SERVER_READ_BUFFER_BYTES,
+          () => reader.into?.() ?? null,
+        ),
       } as net.SocketConstructorOpts);
       // Node's own bookkeeping for an accepted socket: close() waits for these.
       s._connections = (s._connections ?? 0) + 1;

@@ -27,12 +27,25 @@ export const SERVER_READ_BUFFER_BYTES = 64 * 1024;
 
 const buffers = new Map<number, Buffer>();
 
-/** The `onread` option for net.connect (or an accepted socket): reads land in the shared buffer of `bytes` and go to `onData` as views. */
-export function sharedRead(onData: (chunk: Buffer) => void, bytes = READ_BUFFER_BYTES): { buffer: Buffer; callback: (bytes: number, buf: Buffer) => boolean } {
-  let buffer = buffers.get(bytes);
-  if (!buffer) buffers.set(bytes, (buffer = Buffer.allocUnsafe(bytes)));
+/**
+ * The `onread` option for net.connect (or an accepted socket): reads land in the shared buffer
+ * of `bytes` and go to `onData` as views. With `into`, each read lands where `into` says, when
+ * it names a buffer (node asks it after each read, for the next one): a server reads an update
+ * body straight into its slot that way. Such a buffer must stay the reader's until that read
+ * came or the socket is gone.
+ */
+export function sharedRead(onData: (chunk: Buffer) => void, bytes?: number): { buffer: Buffer; callback: (bytes: number, buf: Buffer) => boolean };
+export function sharedRead(onData: (chunk: Buffer) => void, bytes: number, into: () => Buffer | null): { buffer: () => Buffer; callback: (bytes: number, buf: Buffer) => boolean };
+export function sharedRead(
+  onData: (chunk: Buffer) => void,
+  bytes = READ_BUFFER_BYTES,
+  into?: () => Buffer | null,
+): { buffer: Buffer | (() => Buffer); callback: (bytes: number, buf: Buffer) => boolean } {
+  let shared = buffers.get(bytes);
+  if (!shared) buffers.set(bytes, (shared = Buffer.allocUnsafe(bytes)));
+  const buffer = shared;
   return {
-    buffer,
+    buffer: into ? () => into() ?? buffer : buffer,
     callback: (n, buf) => {
       onData(buf.subarray(0, n));
       return true;

@@ -90,7 +90,8 @@ export class FlServer {
   readonly slots: UpdateSlots;
 
   constructor(opts: RoundEngineOptions, readonly pollTimeoutMs: number, updateSlots = 4) {
-    this.slots = new UpdateSlots(updateSlots);
+    // Slot buffers in the codec's fold memory where it has one: updates are folded where they were received.
+    this.slots = new UpdateSlots(updateSlots, updateSlots, 250, opts.codec.slotPool?.(updateSlots) ?? null);
     this.engine = new RoundEngine(opts);
     this.engine.onRoundClosed((c) => this.onClosed(c));
   }

@@ -4,6 +4,7 @@
  */
 
 import type { UpdateBody, UpdateSource } from './updateBody.js';
+import type { SlotPool } from './updateSlots.js';
 
 export interface Clock {
   /** Monotonic milliseconds, for durations. */
@@ -68,6 +69,12 @@ export interface PayloadCodec {
    * others are ignored.
    */
   recycle?(model: Buffer): void;
+  /**
+   * Buffers for the server's `slots` update slots in the memory this codec's aggregators sum
+   * in, so an update received into one is folded where it lies (no copy). Called once, by
+   * the server; null when the codec has no such memory.
+   */
+  slotPool?(slots: number): SlotPool | null;
 }
 
 export interface Aggregator {

@@ -11,6 +11,16 @@
  * update size while uploads flow (one slot for a 14 MB model: a second one was 14 MB of the
  * server's peak memory and no faster, docs/benchmarks.md "Session 19").
  */
+/**
+ * Where slot buffers may come from besides the heap: the payload codec's fold memory
+ * (PayloadCodec.slotPool), where an update is folded without a copy. `take` gives a buffer
+ * of at least `bytes`, or null; `give` takes back one it gave (and ignores others).
+ */
+export interface SlotPool {
+  take(bytes: number): Buffer | null;
+  give(b: Buffer): void;
+}
+
 export class UpdateSlots {
   private readonly spareBuffers: Buffer[] = [];
   private readonly busySlots = new Set<UpdateSlot>();
@@ -18,11 +28,14 @@ export class UpdateSlots {
   private timer: NodeJS.Timeout | null = null;
   /** The most slots ever busy at once (for reports). */
   peak = 0;
+  /** Update bytes read straight into a slot's room (UpdateSlot.room), not copied from a read buffer. */
+  bytesInPlace = 0;
 
   constructor(
     readonly slots: number,
     readonly spare = slots,
     readonly stallMs = 250,
+    private readonly pool: SlotPool | null = null,
   ) {
     if (!(slots >= 1)) throw new Error(`update slots must be >= 1, not ${slots}`);
   }
@@ -68,7 +81,7 @@ export class UpdateSlots {
   }
 
   private take(): UpdateSlot {
-    const slot = new UpdateSlot(this.spareBuffers.pop() ?? Buffer.alloc(0), (s, buf) => this.release(s, buf));
+    const slot = new UpdateSlot(this.spareBuffers.pop() ?? Buffer.alloc(0), (s, buf) => this.release(s, buf), this.pool, (n) => (this.bytesInPlace += n));
     this.busySlots.add(slot);
     this.peak = Math.max(this.peak, this.busySlots.size);
     return slot;
@@ -76,8 +89,9 @@ export class UpdateSlots {
 
   private release(slot: UpdateSlot, buf: Buffer): void {
     this.busySlots.delete(slot);
-    // Buffers beyond `slots` were lent for a stall: not kept.
+    // Buffers beyond `slots` were lent for a stall: not kept (one of the pool's goes back to it).
     if (this.spareBuffers.length + this.busySlots.size < this.slots) this.spareBuffers.push(buf);
+    else this.pool?.give(buf);
     this.serve();
   }
 
@@ -117,19 +131,41 @@ export class UpdateSlot {
   constructor(
     private buf: Buffer,
     private readonly onRelease: (slot: UpdateSlot, buf: Buffer) => void,
+    private readonly pool: SlotPool | null = null,
+    private readonly inPlace: (bytes: number) => void = () => undefined,
   ) {}
 
   /** Room for `total` bytes (a declared Content-Length), so no copy happens on growth. */
   reserve(total: number): void {
-    if (this.buf.length < total) this.buf = Buffer.allocUnsafe(total);
+    if (this.buf.length < total) this.replace(total);
+  }
+
+  /** A larger buffer, from the pool when it has one, with the bytes so far; the old one goes back to the pool (if it was the pool's). */
+  private replace(bytes: number): void {
+    const next = this.pool?.take(bytes) ?? Buffer.allocUnsafe(bytes);
+    this.buf.copy(next, 0, 0, this.n);
+    this.pool?.give(this.buf);
+    this.buf = next;
+  }
+
+  /**
+   * The slot's free room for up to `max` more bytes, to read them straight into (then write()
+   * the view of them: nothing is copied), or null when it has none. Valid until release().
+   */
+  room(max: number): Buffer | null {
+    const end = Math.min(this.buf.length, this.n + max);
+    return end > this.n && !this.released ? this.buf.subarray(this.n, end) : null;
   }
 
   write(chunk: Buffer): void {
-    if (this.n + chunk.length > this.buf.length) {
-      const next = Buffer.allocUnsafe(Math.max(this.n + chunk.length, this.buf.length * 2, 64 * 1024));
-      this.buf.copy(next, 0, 0, this.n);
-      this.buf = next;
+    if (chunk.buffer === this.buf.buffer && chunk.byteOffset === this.buf.byteOffset + this.n && this.n + chunk.length <= this.buf.length) {
+      // Read straight into the room (room()): in place already.
+      this.n += chunk.length;
+      this.inPlace(chunk.length);
+      this.lastProgress = performance.now();
+      return;
     }
+    if (this.n + chunk.length > this.buf.length) this.replace(Math.max(this.n + chunk.length, this.buf.length * 2, 64 * 1024));
     chunk.copy(this.buf, this.n);
     this.n += chunk.length;
     this.lastProgress = performance.now();

@@ -55,6 +55,8 @@ export class Exchange {
   gone = false;
   private onData: ((chunk: Buffer) => void) | null = null;
   private onEnd: ((err: Error | null) => void) | null = null;
+  /** Where the body's next bytes may be read straight into (readBody's `into`). */
+  private into: ((max: number) => Buffer | null) | null = null;
   private readonly held: Buffer[] = [];
   private discarding = false;
   /** @internal Runs once the body is all read (the connection's next request). */
@@ -90,10 +92,16 @@ export class Exchange {
    * Reads the body: `onData` gets its bytes (views valid only during the call: copy what you
    * keep), then `onEnd(null)` once it is whole, or `onEnd(error)` if the connection closes
    * first. Call it once.
+   *
+   * `into`, when given, names where up to `max` of the body's next bytes may be read straight
+   * into (an update's slot): the socket's next read lands there instead of the shared read
+   * buffer, and `onData` gets a view of it (nothing to copy). Its buffer must stay the
+   * caller's until `onEnd` (a body cut short ends the connection, so no read comes later).
    */
-  readBody(onData: (chunk: Buffer) => void, onEnd: (err: Error | null) => void): void {
+  readBody(onData: (chunk: Buffer) => void, onEnd: (err: Error | null) => void, into?: (max: number) => Buffer | null): void {
     this.onData = onData;
     this.onEnd = onEnd;
+    this.into = into ?? null;
     for (const c of this.held.splice(0)) onData(c);
     if (this.bodyLeft === 0) {
       this.finishBody(null);
@@ -190,6 +198,11 @@ export class Exchange {
     }
   }
 
+  /** @internal Where the next read of the body may land (readBody's `into`), or null. */
+  readTarget(): Buffer | null {
+    return this.into && this.bodyLeft > 0 && !this.gone ? this.into(this.bodyLeft) : null;
+  }
+
   /** @internal True once a reader (or a discard) has the body. */
   get claimed(): boolean {
     return this.onData !== null || this.discarding;
@@ -208,6 +221,10 @@ export class Exchange {
     const end = this.onEnd;
     this.onEnd = null;
     this.onData = null;
+    this.into = null;
+    // A body cut short: no read may land where `into` said any more (the caller takes its
+    // buffer back), so the connection goes (it is closing already, or closed).
+    if (err) this.conn.destroy();
     end?.(err);
   }
 }
@@ -271,7 +288,13 @@ class Connection {
     this.socket.resume();
   }
 
-  /** Bytes read off the socket: views of the shared read buffer, valid only during the call. */
+  /** Where the socket's next read lands: the current body's target (an update's slot), or the shared read buffer (null). */
+  readTarget(): Buffer | null {
+    const ex = this.current;
+    return ex && !this.dead && !this.paused ? ex.readTarget() : null;
+  }
+
+  /** Bytes read off the socket: views of the shared read buffer (or of a body's target), valid only during the call. */
   read(chunk: Buffer): void {
     let c = chunk;
     while (c.length > 0 && !this.dead) {
@@ -464,7 +487,7 @@ export class Http1Server {
     this.server = sharedReadServer((socket) => {
       const conn = new Connection(socket, this);
       this.connections.add(conn);
-      return (chunk) => conn.read(chunk);
+      return Object.assign((chunk: Buffer) => conn.read(chunk), { into: () => conn.readTarget() });
     });
   }
 

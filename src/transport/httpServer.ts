@@ -22,6 +22,8 @@ function readInto(ex: Exchange, slot: UpdateSlot, hash: { update(chunk: Buffer):
     // A client that went away while its update waited for the slot ends here at once (the
     // slot is given back); one that goes away in the middle of its body too: a body that ends
     // short of its declared length is not an update, nothing of it is folded.
+    // The socket reads the body straight into the slot's room (a view of it comes back, and
+    // write() only counts it): no copy from the read buffer.
     ex.readBody(
       (c) => {
         slot.write(c);
@@ -29,6 +31,7 @@ function readInto(ex: Exchange, slot: UpdateSlot, hash: { update(chunk: Buffer):
         hash?.update(c);
       },
       (err) => (err ? reject(err) : resolve(slot.bytes())),
+      (max) => slot.room(max),
     );
   });
 }

@@ -186,3 +186,31 @@ test('updates made as they are sent from three versions at once: each reads its 
   }
   for (let v = 0; v < 3; v++) assert.ok(gots[v].equals(wants[v]), `version ${v}`);
 });
+
+test('a sum with slots: an update in a slot is summed where it lies, to the same bits as one copied in; slots run out and come back', () => {
+  const n = 40_000;
+  const s = new Float64Sum(n, n * 4 + 6, 2);
+  const a = s.takeSlot()!;
+  const b = s.takeSlot()!;
+  assert.equal(a.length, n * 4 + 6);
+  assert.equal(s.takeSlot(), null, 'two slots, both taken');
+  const heap = new Float64Sum(n);
+  for (const [i, slot] of [a, b].entries()) {
+    // At an odd byte offset of the slot, as a float region of a model sits.
+    const src = randomFloats(n, 0, 77 + i);
+    src.copy(slot, 3);
+    s.add(slot.subarray(3, 3 + n * 4));
+    heap.add(src);
+  }
+  const m1 = Buffer.alloc(n * 4);
+  const m2 = Buffer.alloc(n * 4);
+  s.meanInto(m1, 2);
+  heap.meanInto(m2, 2);
+  assert.ok(m1.equals(m2));
+  s.giveSlot(Buffer.alloc(8)); // not one of its own: ignored
+  assert.equal(s.takeSlot(), null);
+  s.giveSlot(a);
+  s.giveSlot(a); // once
+  assert.equal(s.takeSlot(), a);
+  assert.equal(s.takeSlot(), null);
+});

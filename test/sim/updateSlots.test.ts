@@ -104,3 +104,41 @@ test('update slots: the first in line hears `next`; one whose request has ended 
   assert.equal(slots.busy, 0);
   (await slots.acquire()).release();
 });
+
+test('update slots: buffers from the codec pool (given back when not kept), and bytes read straight into a slot\'s room', async () => {
+  const given: Buffer[] = [];
+  const poolBufs: Buffer[] = [Buffer.alloc(16), Buffer.alloc(16)];
+  const mine = new Set<Buffer>(poolBufs);
+  // As the codecs' pools do, one takes back only buffers it gave.
+  const pool = { take: (bytes: number) => (bytes <= 16 ? (poolBufs.pop() ?? null) : null), give: (b: Buffer) => void (mine.has(b) && given.push(b)) };
+  const slots = new UpdateSlots(1, 1, 10, pool);
+  const a = await slots.acquire();
+  a.reserve(12);
+  // The room is the slot's own memory, bounded by `max` and by the buffer.
+  const room = a.room(5)!;
+  assert.equal(room.length, 5);
+  room.write('hello');
+  a.write(room.subarray(0, 3)); // a read that filled 3 of the 5
+  assert.equal(slots.bytesInPlace, 3);
+  assert.equal(a.room(100)!.length, 13, 'room up to the end of the 16-byte pool buffer');
+  a.write(Buffer.from('XY')); // from elsewhere: copied
+  assert.equal(slots.bytesInPlace, 3);
+  assert.equal(a.bytes().toString(), 'helXY');
+  // A stalled holder lends its place: the second slot's buffer is the pool's other one, given back at release (not kept).
+  const b = slots.acquire();
+  await new Promise((r) => setTimeout(r, 30));
+  const bs = await b;
+  bs.reserve(16);
+  bs.release();
+  assert.equal(given.length, 1, 'the lent buffer went back to the pool');
+  a.release();
+  assert.equal(given.length, 1, 'the kept one stays the slots\'');
+  assert.equal(a.room(4), null, 'no room once released');
+  // Growing past the pool's size takes a heap buffer and gives the pool's back.
+  const c = await slots.acquire();
+  c.write(Buffer.alloc(10));
+  c.write(Buffer.alloc(10));
+  assert.equal(c.length, 20);
+  assert.equal(given.length, 2);
+  c.release();
+});
