@@ -64,11 +64,14 @@ function bindError(err: unknown, what: string, host: string, port: number): Erro
 }
 
 /**
- * In-flight update bodies share 16 MiB: one 14 MB model at a time, sixteen 1 MiB updates.
- * As many again may be lent to uploads that start beside stalled ones (UpdateSlots).
+ * In-flight update bodies share 32 MiB: two 14 MB models at a time (a second slot lets the
+ * server read one upload while the other's sender is busy: a 64-worker mobilenetv2 round
+ * 4 % faster for ~10 MB of peak RSS, docs/benchmarks.md "Session 24"), sixteen 1 MiB updates,
+ * one update of more than 16 MiB. As many again may be lent to uploads that start beside
+ * stalled ones (UpdateSlots).
  */
 export function updateSlotsFor(updateBytes: number): number {
-  return Math.max(1, Math.min(16, Math.floor((16 * 1024 * 1024) / Math.max(1, updateBytes))));
+  return Math.max(1, Math.min(16, Math.floor((32 * 1024 * 1024) / Math.max(1, updateBytes))));
 }
 
 /** Starts one round engine behind long-poll HTTP and gRPC. */
