@@ -1,5 +1,5 @@
 import { KERNELS_WASM_BASE64 } from './kernelsWasm.js';
-import type { UpdateSource } from '../sim/updateBody.js';
+import { type Piece, SOURCE_PIECE_BYTES, type UpdateSource } from '../sim/updateBody.js';
 
 /**
  * FedAvg's float loops in WebAssembly SIMD (src/payload/kernels.wat): the server's running
@@ -199,9 +199,40 @@ export class Tiler {
   private room = 0;
   private active: { length: number; at: number } | null = null;
   private uses = 0;
+  /** Made with its room (tilerFor): the memory never grows, so views of it stay valid. */
+  private readonly fixed: boolean;
+  /** Pieces of the module's memory an update made as it is sent is written into (takePiece). */
+  private readonly freePieces: Buffer[] = [];
 
-  constructor() {
-    ({ x: this.x, mem: this.mem } = instantiate(STAGE_SKEW + STAGE_BYTES + MAX_BLOCK_FLOATS * 4));
+  /**
+   * `room`: the memory is made once, with rooms for two sources of up to `room` bytes and
+   * `pieces` buffers of `pieceBytes` (tilerFor); it never grows, and a larger source is
+   * refused. Without it (`tiler()`), the memory grows to the largest source held.
+   */
+  constructor(room = 0, pieces = 0, pieceBytes = 0) {
+    const base = STAGE_SKEW + STAGE_BYTES + MAX_BLOCK_FLOATS * 4;
+    this.fixed = room > 0;
+    if (!this.fixed) {
+      ({ x: this.x, mem: this.mem } = instantiate(base));
+      return;
+    }
+    this.room = Math.ceil(room / 4096) * 4096;
+    // Pieces start 1 KiB into a page: apart from the sources' 2 KiB (STAGE_SKEW), so a
+    // piece written while a source is read does not alias it modulo 4 KiB.
+    const firstPiece = Math.ceil((this.sources + HELD_SOURCES * this.room) / 4096) * 4096 + 1024;
+    const pieceRoom = Math.ceil(pieceBytes / 4096) * 4096;
+    ({ x: this.x, mem: this.mem } = instantiate(firstPiece + pieces * pieceRoom));
+    for (let i = pieces - 1; i >= 0; i--) this.freePieces.push(Buffer.from(this.x.memory.buffer, firstPiece + i * pieceRoom, pieceBytes));
+  }
+
+  /** A piece of this module's memory (its size as made), or null when all are taken; give it back with givePiece. */
+  takePiece(): Buffer | null {
+    return this.freePieces.pop() ?? null;
+  }
+
+  /** Gives back a piece takePiece gave (others are ignored). */
+  givePiece(b: Buffer): void {
+    if (b.buffer === this.x.memory.buffer && !this.freePieces.includes(b)) this.freePieces.push(b);
   }
 
   /**
@@ -223,6 +254,7 @@ export class Tiler {
       }
     }
     if (src.length > this.room) {
+      if (this.fixed) throw new RangeError(`holdSource: a source of ${src.length} bytes in rooms of ${this.room}`);
       // Rooms for two of this size: what was held is copied in again when asked for.
       this.room = Math.ceil(src.length / 4096) * 4096;
       this.held = [];
@@ -254,6 +286,12 @@ export class Tiler {
     const held = this.active;
     const length = held?.length ?? 0;
     if (!held || dst.length % 4 !== 0 || at < 0 || at + dst.length > length) throw new RangeError(`addFromHeld: ${dst.length} bytes at ${at} of a held source of ${length}`);
+    if (dst.buffer === this.x.memory.buffer) {
+      // A piece of this memory (takePiece): written where it lies, not through the stage.
+      if (this.blockLength === 0) throw new RangeError('addFromHeld: no block set (setBlock first)');
+      if (phase < 0 || phase >= this.blockLength) throw new RangeError(`addFromHeld: phase ${phase} outside a block of ${this.blockLength} floats`);
+      return this.x.addTiled(dst.byteOffset, held.at + at, this.blk, this.blockLength, phase, dst.length >>> 2);
+    }
     return this.tile(dst, phase, 'addFromHeld', (i) => held.at + at + i * 4);
   }
 
@@ -306,9 +344,24 @@ export class Tiler {
 }
 
 let shared: Tiler | null = null;
-/** The process's Tiler. */
+/** The process's Tiler whose memory grows with its sources (no pieces). */
 export function tiler(): Tiler {
   return (shared ??= new Tiler());
+}
+
+/** Pieces each tilerFor instance has for updates made as they are sent (32 MiB of its memory, touched as used). */
+const TILER_PIECES = 32;
+const bySize = new Map<number, Tiler>();
+/**
+ * The process's Tiler for sources of `bytes` (a model's size): made once per size, with rooms
+ * for two such sources and TILER_PIECES pieces of SOURCE_PIECE_BYTES, so its memory never
+ * grows and a piece handed to a socket stays valid.
+ */
+export function tilerFor(bytes: number): Tiler {
+  const room = Math.max(4096, Math.ceil(bytes / 4096) * 4096);
+  let t = bySize.get(room);
+  if (!t) bySize.set(room, (t = new Tiler(room, TILER_PIECES, SOURCE_PIECE_BYTES)));
+  return t;
 }
 
 /** Bytes [offset, offset + length) of a model are float32 weights; the first takes float `k0 % block.length` of the noise block. */
@@ -342,7 +395,7 @@ export class TiledSource implements UpdateSource {
   fill(dst: Buffer, at: number): void {
     const end = at + dst.length;
     if (!(at >= 0 && end <= this.length)) throw new RangeError(`fill: bytes ${at}..${end} of an update of ${this.length}`);
-    const t = tiler().setBlock(this.block);
+    const t = tilerFor(this.length).setBlock(this.block);
     t.holdSource(this.base);
     const regions = this.regions;
     let i = this.regionAt(at);
@@ -381,6 +434,29 @@ export class TiledSource implements UpdateSource {
       if (pos === r.offset + r.length) i++;
     }
     this.last = Math.min(i, regions.length - 1);
+  }
+
+  /**
+   * Bytes [at, end) made into a piece of the Tiler's own memory (end - at <= SOURCE_PIECE_BYTES):
+   * the weights are written there by the kernel, not copied out of its stage. Null when the
+   * Tiler has no piece free (the caller makes one elsewhere with fill).
+   */
+  piece(at: number, end: number): Piece | null {
+    if (end - at > SOURCE_PIECE_BYTES) return null;
+    const t = tilerFor(this.length);
+    const whole = t.takePiece();
+    if (!whole) return null;
+    const bytes = whole.subarray(0, end - at);
+    this.fill(bytes, at);
+    let given = false;
+    return {
+      bytes,
+      done: () => {
+        if (given) return;
+        given = true;
+        t.givePiece(whole);
+      },
+    };
   }
 
   private oneFloat(t: Tiler, r: TiledRegion, j: number): Buffer {

@@ -12,6 +12,18 @@ export interface UpdateSource {
   readonly length: number;
   /** Writes the body's bytes [at, at + dst.length) into `dst` (within the body). */
   fill(dst: Buffer, at: number): void;
+  /**
+   * Bytes [at, end) made in memory of the source's own (end - at <= SOURCE_PIECE_BYTES), for a
+   * writer that gives the piece back (`done`) once the bytes have left the process; null when
+   * it has none free. Optional: a transport falls back to `fill`.
+   */
+  piece?(at: number, end: number): Piece | null;
+}
+
+/** Bytes to write, and how to give their buffer back once the writer is done with them (in the kernel). */
+export interface Piece {
+  readonly bytes: Buffer;
+  done(): void;
 }
 
 /** An update as a worker's transport sends it: bytes held whole, or made as they go. */

@@ -1,4 +1,4 @@
-import { type UpdateBody, SOURCE_PIECE_BYTES } from '../sim/updateBody.js';
+import { type Piece, type UpdateBody, SOURCE_PIECE_BYTES } from '../sim/updateBody.js';
 
 /** The pieces an update goes out in (both transports): 1 MiB. */
 export const PIECE_BYTES = SOURCE_PIECE_BYTES;
@@ -7,12 +7,6 @@ export const PIECE_BYTES = SOURCE_PIECE_BYTES;
 const free: Buffer[] = [];
 /** Pieces kept for reuse at most (more in use at once are made and left to the GC). */
 const MAX_FREE = 64;
-
-export interface Piece {
-  readonly bytes: Buffer;
-  /** The writer is done with `bytes` (in the kernel): a pooled piece may be made again. */
-  done(): void;
-}
 
 const NOTHING = (): void => undefined;
 
@@ -26,6 +20,9 @@ const NOTHING = (): void => undefined;
 export function pieceOf(body: UpdateBody, at: number, end: number, pooled: boolean): Piece {
   if (Buffer.isBuffer(body)) return { bytes: body.subarray(at, end), done: NOTHING };
   const n = end - at;
+  // Made where the source makes it (the kernels' own memory: no copy out of a stage).
+  const own = pooled && n <= PIECE_BYTES ? (body.piece?.(at, end) ?? null) : null;
+  if (own) return own;
   if (!pooled || n > PIECE_BYTES) {
     const bytes = Buffer.allocUnsafe(n);
     body.fill(bytes, at);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
-import { Float64Sum, MAX_BLOCK_FLOATS, Tiler } from '../../src/payload/kernels.js';
+import { Float64Sum, MAX_BLOCK_FLOATS, Tiler, tilerFor } from '../../src/payload/kernels.js';
 import { BytesPayload } from '../../src/payload/bytes.js';
 import { MobileNetPayload, mobilenetOf } from '../../src/payload/mobilenet.js';
 import { seededRandom } from '../../src/payload/random.js';
@@ -213,4 +213,37 @@ test('a sum with slots: an update in a slot is summed where it lies, to the same
   s.giveSlot(a); // once
   assert.equal(s.takeSlot(), a);
   assert.equal(s.takeSlot(), null);
+});
+
+test('an update made into pieces of the Tiler\'s own memory: the same bytes, pieces given back and taken again, none left: null', () => {
+  const mn = new MobileNetPayload(1);
+  const g = mn.initialModel();
+  const want = mn.makeUpdate(g, 4, 2);
+  const src = mn.updateSource(g, 4, 2);
+  const piece = 1024 * 1024;
+  const taken: Array<{ bytes: Buffer; done(): void }> = [];
+  for (let at = 0; at < want.length; at += piece) {
+    const end = Math.min(want.length, at + piece);
+    const p = src.piece(at, end);
+    assert.ok(p, `a piece for ${at}`);
+    assert.ok(p.bytes.equals(want.subarray(at, end)), `piece at ${at}`);
+    taken.push(p);
+  }
+  // A piece at an odd offset (floats cut at both ends).
+  const odd = src.piece(1_000_003, 1_000_003 + 65_537)!;
+  assert.ok(odd.bytes.equals(want.subarray(1_000_003, 1_000_003 + 65_537)));
+  taken.push(odd);
+  // 14 + 1 taken of 32: take the rest, then there is none.
+  while (taken.length < 32) taken.push(src.piece(0, 10)!);
+  assert.equal(src.piece(0, 10), null);
+  assert.equal(src.piece(0, piece + 1), null, 'over a piece: not made here');
+  taken[3].done();
+  taken[3].done(); // once
+  const again = src.piece(0, 100)!;
+  assert.equal(again.bytes.buffer, taken[3].bytes.buffer);
+  assert.equal(again.bytes.byteOffset, taken[3].bytes.byteOffset);
+  assert.equal(src.piece(0, 10), null);
+  for (const p of [...taken, again]) p.done();
+  // The Tiler for this size never grows: a larger source is refused.
+  assert.throws(() => tilerFor(want.length).holdSource(Buffer.alloc(want.length + 5000)), /a source of \d+ bytes in rooms of/);
 });

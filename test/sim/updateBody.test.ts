@@ -61,3 +61,30 @@ test('pieces: views of a body held whole; a source made into pooled pieces, give
   b.done();
   c.done();
 });
+
+test('pieces: a source that makes its own pieces is asked first (pooled writers only), and fill is the fallback', () => {
+  const src = counting(3 * PIECE_BYTES);
+  const own = Buffer.alloc(PIECE_BYTES);
+  let asked = 0;
+  let given = 0;
+  const withOwn = Object.assign(src, {
+    piece: (at: number, end: number) => {
+      asked++;
+      if (asked > 1) return null; // one only
+      src.fill(own.subarray(0, end - at), at);
+      return { bytes: own.subarray(0, end - at), done: () => given++ };
+    },
+  });
+  const a = pieceOf(withOwn, 5, 105, true);
+  assert.equal(a.bytes.buffer, own.buffer);
+  assert.equal(a.bytes[0], (5 * 7) % 251);
+  a.done();
+  assert.equal(given, 1);
+  const b = pieceOf(withOwn, 5, 105, true); // none left there: the process pool's
+  assert.notEqual(b.bytes.buffer, own.buffer);
+  assert.equal(b.bytes[0], (5 * 7) % 251);
+  b.done();
+  const c = pieceOf(withOwn, 5, 105, false); // not pooled: never the source's memory
+  assert.equal(asked, 2);
+  assert.notEqual(c.bytes.buffer, own.buffer);
+});
