@@ -17,6 +17,17 @@ import type { Duplex } from 'node:stream';
  */
 export type OpenConnection = (reader: (chunk: Buffer) => void) => Duplex;
 
+/**
+ * Where a socket's next read is to land instead of the shared buffer (an update's slot), and
+ * how to say it has: `landed` runs once that read came (its bytes are in `room`), or once
+ * the socket is closed and no read can come. Until then `room` must stay the reader's: an
+ * update slot defers its release (UpdateSlot.aim).
+ */
+export interface ReadAim {
+  readonly room: Buffer;
+  landed(): void;
+}
+
 const READ_BUFFER_BYTES = 256 * 1024;
 /**
  * Accepted (server) sockets read into a smaller one: a request that waits (an update waiting

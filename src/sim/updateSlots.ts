@@ -125,6 +125,9 @@ export class UpdateSlots {
 export class UpdateSlot {
   private n = 0;
   private released = false;
+  /** Reads aimed at the slot's room that have not landed (aim()); release waits for them. */
+  private aimed = 0;
+  private releaseAsked = false;
   /** When bytes last came (performance.now()): a slot without any for a while has stalled. */
   lastProgress = performance.now();
 
@@ -149,17 +152,30 @@ export class UpdateSlot {
   }
 
   /**
-   * The slot's free room for up to `max` more bytes, to read them straight into (then write()
-   * the view of them: nothing is copied), or null when it has none. Valid until release().
+   * The slot's free room for up to `max` more bytes, for a socket's next read to land in (then
+   * write() the view of them: nothing is copied), or null when it has none. The slot is not
+   * let go (release() waits) until `landed` says the read came or can no longer come, so a
+   * read aimed here never lands in a slot that went on to another update.
    */
-  room(max: number): Buffer | null {
+  aim(max: number): { readonly room: Buffer; landed(): void } | null {
     const end = Math.min(this.buf.length, this.n + max);
-    return end > this.n && !this.released ? this.buf.subarray(this.n, end) : null;
+    if (end <= this.n || this.released || this.releaseAsked) return null;
+    this.aimed++;
+    let done = false;
+    return {
+      room: this.buf.subarray(this.n, end),
+      landed: () => {
+        if (done) return;
+        done = true;
+        this.aimed--;
+        if (this.aimed === 0 && this.releaseAsked) this.finishRelease();
+      },
+    };
   }
 
   write(chunk: Buffer): void {
     if (chunk.buffer === this.buf.buffer && chunk.byteOffset === this.buf.byteOffset + this.n && this.n + chunk.length <= this.buf.length) {
-      // Read straight into the room (room()): in place already.
+      // Read straight into the room (aim()): in place already.
       this.n += chunk.length;
       this.inPlace(chunk.length);
       this.lastProgress = performance.now();
@@ -180,7 +196,14 @@ export class UpdateSlot {
     return this.buf.subarray(0, this.n);
   }
 
+  /** Lets the slot go (once), as soon as no read aimed at it is still to land. */
   release(): void {
+    if (this.released || this.releaseAsked) return;
+    this.releaseAsked = true;
+    if (this.aimed === 0) this.finishRelease();
+  }
+
+  private finishRelease(): void {
     if (this.released) return;
     this.released = true;
     this.onRelease(this, this.buf);

@@ -12,6 +12,7 @@
  */
 import type net from 'node:net';
 import { sharedReadServer } from '../runtime/accept.js';
+import type { ReadAim } from '../runtime/readBuffer.js';
 import { ModelHeader, PullRequest, RegisterReply, RegisterRequest, UpdateAck, UpdateHeader } from '../proto/gen/fedsim.js';
 import type { UpdateSlot } from '../sim/updateSlots.js';
 import type { FlServer } from '../sim/flServer.js';
@@ -137,6 +138,7 @@ class ServerCall {
   private readonly onCancel: (() => void)[] = [];
   private onData: ((chunk: Buffer) => void) | null = null;
   private onEnd: (() => void) | null = null;
+  private into: ((max: number) => ReadAim | null) | null = null;
 
   constructor(
     readonly stream: Http2Stream,
@@ -154,6 +156,7 @@ class ServerCall {
       end: () => this.onEnd?.(),
       reset: () => this.cancel(),
       died: () => this.cancel(),
+      into: (max) => this.into?.(max) ?? null,
     };
     if (endAtHeaders) stream.deliverEnd();
     const timeoutMs = parseGrpcTimeout(this.meta('grpc-timeout'));
@@ -172,10 +175,15 @@ class ServerCall {
     return headerValue(this.headers, name);
   }
 
-  /** Reads the request: its bytes as they come (views: copy to keep), then its end. */
-  read(onData: (chunk: Buffer) => void, onEnd: () => void): void {
+  /**
+   * Reads the request: its bytes as they come (views: copy to keep), then its end. `into`, when
+   * given, names where up to `max` of the next request bytes may be read straight into (an
+   * update's slot: StreamHandler.into).
+   */
+  read(onData: (chunk: Buffer) => void, onEnd: () => void, into?: (max: number) => ReadAim | null): void {
     this.onData = onData;
     this.onEnd = onEnd;
+    this.into = into ?? null;
     this.stream.resume();
   }
 
@@ -290,7 +298,8 @@ export class GrpcFlServer {
         onClosed: (s) => this.sessions.delete(s),
       });
       this.sessions.add(session);
-      return (chunk) => session.received(chunk);
+      // An update's DATA may be read straight into its slot (Http2Session.readTarget).
+      return Object.assign((chunk: Buffer) => session.received(chunk), { into: () => session.readTarget() });
     });
   }
 
@@ -430,6 +439,13 @@ export class GrpcFlServer {
           stop(e instanceof GrpcStatusError ? e : new GrpcStatusError(GrpcCode.INTERNAL, `an update chunk could not be read: ${(e as Error).message}`));
         }
       };
+      // The socket reads the update's data bytes straight into the slot: a frame's bytes left,
+      // within the message, within its data field (the view comes back, and write() counts it).
+      const into = (max: number) => {
+        if (over || !slot || !header || !authorized) return null;
+        const n = reader.dataRoom(decoder.room(max));
+        return n > 0 ? slot.aim(n) : null;
+      };
       call.read(onData, () => {
         void (async () => {
           if (!authorized || over || !slot || call.cancelled) return;
@@ -460,7 +476,7 @@ export class GrpcFlServer {
           call.send(ackMessage(ack.outcome, ack.reason ?? ''));
           call.finish(GrpcCode.OK);
         })();
-      });
+      }, into);
     });
   }
 

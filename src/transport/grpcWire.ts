@@ -133,6 +133,11 @@ export class FrameDecoder {
     return this.remaining < 0 && this.headerHave === 0;
   }
 
+  /** How many of the next `max` bytes are the current message's (they go to the sink as they are): 0 between messages. */
+  room(max: number): number {
+    return this.remaining > 0 ? Math.min(max, this.remaining) : 0;
+  }
+
   /** Throws GrpcStatusError for a compressed or oversized message. */
   push(chunk: Buffer): void {
     let off = 0;
@@ -572,6 +577,11 @@ export class HeaderDataReader<H> implements MessageSink {
     this.state = Field.Tag;
     this.value = 0;
     this.scale = 1;
+  }
+
+  /** How many of the next `max` bytes of the message are data bytes (to `onData` as they are): 0 outside the data field. */
+  dataRoom(max: number): number {
+    return this.state === Field.Bytes && this.field === 2 ? Math.min(max, this.left) : 0;
   }
 
   data(chunk: Buffer): void {

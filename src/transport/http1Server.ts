@@ -18,6 +18,7 @@
  */
 import type net from 'node:net';
 import { sharedReadServer } from '../runtime/accept.js';
+import type { ReadAim } from '../runtime/readBuffer.js';
 
 const MAX_HEAD_BYTES = 16 * 1024;
 const MAX_FIELDS = 100;
@@ -56,7 +57,7 @@ export class Exchange {
   private onData: ((chunk: Buffer) => void) | null = null;
   private onEnd: ((err: Error | null) => void) | null = null;
   /** Where the body's next bytes may be read straight into (readBody's `into`). */
-  private into: ((max: number) => Buffer | null) | null = null;
+  private into: ((max: number) => ReadAim | null) | null = null;
   private readonly held: Buffer[] = [];
   private discarding = false;
   /** @internal Runs once the body is all read (the connection's next request). */
@@ -94,11 +95,11 @@ export class Exchange {
    * first. Call it once.
    *
    * `into`, when given, names where up to `max` of the body's next bytes may be read straight
-   * into (an update's slot): the socket's next read lands there instead of the shared read
-   * buffer, and `onData` gets a view of it (nothing to copy). Its buffer must stay the
-   * caller's until `onEnd` (a body cut short ends the connection, so no read comes later).
+   * into (an update's slot, UpdateSlot.aim): the socket's next read lands there instead of the
+   * shared read buffer, and `onData` gets a view of it (nothing to copy). The aim is told
+   * when that read came, or when the connection closed before it did.
    */
-  readBody(onData: (chunk: Buffer) => void, onEnd: (err: Error | null) => void, into?: (max: number) => Buffer | null): void {
+  readBody(onData: (chunk: Buffer) => void, onEnd: (err: Error | null) => void, into?: (max: number) => ReadAim | null): void {
     this.onData = onData;
     this.onEnd = onEnd;
     this.into = into ?? null;
@@ -199,7 +200,7 @@ export class Exchange {
   }
 
   /** @internal Where the next read of the body may land (readBody's `into`), or null. */
-  readTarget(): Buffer | null {
+  readTarget(): ReadAim | null {
     return this.into && this.bodyLeft > 0 && !this.gone ? this.into(this.bodyLeft) : null;
   }
 
@@ -222,9 +223,6 @@ export class Exchange {
     this.onEnd = null;
     this.onData = null;
     this.into = null;
-    // A body cut short: no read may land where `into` said any more (the caller takes its
-    // buffer back), so the connection goes (it is closing already, or closed).
-    if (err) this.conn.destroy();
     end?.(err);
   }
 }
@@ -250,6 +248,8 @@ class Connection {
   /** Bytes after the current request (a pipelined next one), held until it is answered. */
   private pending: Buffer | null = null;
   private paused = false;
+  /** Where the socket's next read was aimed (readTarget), until that read came or the socket is gone. */
+  private aim: ReadAim | null = null;
   /** The current request asked for the connection to close after it (Connection: close, HTTP/1.0). */
   closeAfter = false;
   /** The current request is HTTP/1.0 (its keep-alive is said out loud). */
@@ -288,14 +288,31 @@ class Connection {
     this.socket.resume();
   }
 
-  /** Where the socket's next read lands: the current body's target (an update's slot), or the shared read buffer (null). */
+  /**
+   * Where the socket's next read lands (node asks after every read): the current body's
+   * target (an update's slot), or the shared read buffer (null). The aim is told it landed
+   * after that read, or once the socket is destroyed.
+   */
   readTarget(): Buffer | null {
+    this.aim?.landed(); // replaced before any read came: none will land there
+    this.aim = null;
     const ex = this.current;
-    return ex && !this.dead && !this.paused ? ex.readTarget() : null;
+    this.aim = ex && !this.dead && !this.paused ? ex.readTarget() : null;
+    return this.aim?.room ?? null;
   }
 
   /** Bytes read off the socket: views of the shared read buffer (or of a body's target), valid only during the call. */
   read(chunk: Buffer): void {
+    const aim = this.aim;
+    this.aim = null;
+    try {
+      this.readChunk(chunk);
+    } finally {
+      aim?.landed();
+    }
+  }
+
+  private readChunk(chunk: Buffer): void {
     let c = chunk;
     while (c.length > 0 && !this.dead) {
       const ex = this.current;
@@ -458,6 +475,9 @@ class Connection {
   destroy(): void {
     this.abort();
     this.socket.destroy();
+    // No read comes after this: an aimed one will not land.
+    this.aim?.landed();
+    this.aim = null;
   }
 
   private clearHeadTimer(): void {

@@ -16,6 +16,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { type HeaderList, HpackDecoder, HpackError } from './hpack.js';
+import type { ReadAim } from '../runtime/readBuffer.js';
 
 /**
  * DATA a paused stream holds beyond its first HELD_SMALL bytes is copied into blocks of this
@@ -122,6 +123,11 @@ export interface StreamHandler {
   reset(code: number): void;
   /** The connection died (or went away before this stream was taken): the reason, for the call's error. */
   died(reason: string): void;
+  /**
+   * Server, optional: where up to `max` of the stream's next DATA bytes (all of the current
+   * frame's) may be read straight into (an update's slot), or null. See Http2Session.readTarget.
+   */
+  into?(max: number): ReadAim | null;
 }
 
 export interface SessionOptions {
@@ -485,6 +491,8 @@ export class Http2Session {
 
   // The reader's state.
   private state: Read;
+  /** Where the socket's next read was aimed (readTarget), until it came or the socket closed. */
+  private aim: ReadAim | null = null;
   private prefaceHave = 0;
   private readonly header = Buffer.alloc(9);
   private headerHave = 0;
@@ -535,13 +543,35 @@ export class Http2Session {
    */
   received(chunk: Buffer): void {
     this.connected = true;
+    // The read aimed by readTarget (if any) came: this chunk.
+    const aim = this.aim;
+    this.aim = null;
     try {
       this.read(chunk);
     } catch (e) {
       if (e instanceof ConnectionError) this.fail(e.code, e.message);
       else if (e instanceof HpackError) this.fail(H2Error.COMPRESSION_ERROR, e.message);
       else throw e;
+    } finally {
+      aim?.landed();
     }
+  }
+
+  /**
+   * Where the socket's next read lands (node asks after every read; `sharedRead`'s `into`):
+   * in the middle of a DATA frame of a stream that reads straight into a slot (its handler's
+   * `into`), that slot's room for at most the frame's bytes left, so the read holds nothing
+   * but that stream's DATA; otherwise the shared read buffer (null). The aim is told it
+   * landed once the next read came, or once the socket closed.
+   */
+  readTarget(): Buffer | null {
+    this.aim?.landed(); // replaced before any read came: none will land there
+    this.aim = null;
+    if (this.state !== Read.Data || this.deathReason !== null || this.readStoppedBy !== null || this.dataLeft <= 0) return null;
+    const s = this.dataStream;
+    if (!s || s.paused || s.remoteClosed || !this.streams.has(s.id)) return null;
+    this.aim = s.handler.into?.(this.dataLeft) ?? null;
+    return this.aim?.room ?? null;
   }
 
   /** True while new streams may be opened here. */
@@ -806,6 +836,14 @@ export class Http2Session {
   private die(reason: string, graceful = false): void {
     if (this.deathReason !== null) return;
     this.deathReason = reason;
+    // A read aimed at a stream's slot lands with the socket's close (a gracefully ended one
+    // still reads until then), not before: no later read may land in a slot let go.
+    const aim = this.aim;
+    this.aim = null;
+    if (aim) {
+      if (this.socket.destroyed) aim.landed();
+      else this.socket.once('close', () => aim.landed());
+    }
     if (this.readStopTimer) clearTimeout(this.readStopTimer);
     this.readStopTimer = null;
     // Read on: a graceful end then sees the peer's close, not only its own timer.

@@ -31,7 +31,7 @@ function readInto(ex: Exchange, slot: UpdateSlot, hash: { update(chunk: Buffer):
         hash?.update(c);
       },
       (err) => (err ? reject(err) : resolve(slot.bytes())),
-      (max) => slot.room(max),
+      (max) => slot.aim(max),
     );
   });
 }

@@ -115,12 +115,15 @@ test('update slots: buffers from the codec pool (given back when not kept), and 
   const a = await slots.acquire();
   a.reserve(12);
   // The room is the slot's own memory, bounded by `max` and by the buffer.
-  const room = a.room(5)!;
-  assert.equal(room.length, 5);
-  room.write('hello');
-  a.write(room.subarray(0, 3)); // a read that filled 3 of the 5
+  const aim = a.aim(5)!;
+  assert.equal(aim.room.length, 5);
+  aim.room.write('hello');
+  a.write(aim.room.subarray(0, 3)); // a read that filled 3 of the 5
+  aim.landed();
   assert.equal(slots.bytesInPlace, 3);
-  assert.equal(a.room(100)!.length, 13, 'room up to the end of the 16-byte pool buffer');
+  const wide = a.aim(100)!;
+  assert.equal(wide.room.length, 13, 'room up to the end of the 16-byte pool buffer');
+  wide.landed();
   a.write(Buffer.from('XY')); // from elsewhere: copied
   assert.equal(slots.bytesInPlace, 3);
   assert.equal(a.bytes().toString(), 'helXY');
@@ -131,9 +134,15 @@ test('update slots: buffers from the codec pool (given back when not kept), and 
   bs.reserve(16);
   bs.release();
   assert.equal(given.length, 1, 'the lent buffer went back to the pool');
+  // A read aimed at the slot that has not landed holds its release back.
+  const pending = a.aim(4)!;
   a.release();
+  assert.equal(a.aim(4), null, 'no room once its release was asked for');
+  assert.equal(slots.busy, 1, 'the slot is not let go while a read is aimed at it');
+  pending.landed();
+  pending.landed(); // once
+  assert.equal(slots.busy, 0);
   assert.equal(given.length, 1, 'the kept one stays the slots\'');
-  assert.equal(a.room(4), null, 'no room once released');
   // Growing past the pool's size takes a heap buffer and gives the pool's back.
   const c = await slots.acquire();
   c.write(Buffer.alloc(10));

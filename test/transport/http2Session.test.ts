@@ -540,3 +540,93 @@ async function until(what: string, ok: () => boolean): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+test('server: DATA read straight where the stream aims it (readTarget): only that frame\'s bytes, each aim landed once its read came or the socket closed', async () => {
+  const { sharedReadServer } = await import('../../src/runtime/accept.js');
+  const room = Buffer.alloc(1024 * 1024);
+  let filled = 0;
+  let aims = 0;
+  let landed = 0;
+  let inPlace = 0;
+  const got: Buffer[] = [];
+  let session!: Http2Session;
+  let socketClosed = false;
+  let aimOpenAtDeath = -1;
+  const server = sharedReadServer((socket) => {
+    socket.on('close', () => (socketClosed = true));
+    session = new Http2Session(socket, {
+      role: 'server',
+      readByCaller: true,
+      streamWindow: 4 * 1024 * 1024,
+      connectionWindow: 4 * 1024 * 1024,
+      onStream: (stream) => {
+        stream.handler = {
+          headers: () => {},
+          data: (c) => {
+            if (c.buffer === room.buffer && c.byteOffset === room.byteOffset + filled) {
+              inPlace += c.length;
+              filled += c.length;
+            } else {
+              c.copy(room, filled);
+              filled += c.length;
+            }
+            got.push(Buffer.from(c));
+          },
+          end: () => {},
+          reset: () => {},
+          died: () => {},
+          into: (max) => {
+            aims++;
+            let done = false;
+            return {
+              room: room.subarray(filled, filled + Math.min(max, 100_000)),
+              landed: () => {
+                assert.equal(done, false, 'landed once');
+                done = true;
+                landed++;
+              },
+            };
+          },
+        };
+      },
+      onClosed: () => {},
+    });
+    return Object.assign((c: Buffer) => session.received(c), { into: () => session.readTarget() });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const socket = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+  await new Promise((r) => socket.once('connect', r));
+  const peer = new Peer(socket, false);
+  socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+  peer.send(SETTINGS, 0, 0);
+  peer.send(HEADERS, 0x4, 1, requestBlock('/up'));
+  // One 300 KiB DATA frame, written in parts with pauses (reads end in its middle), then a PING.
+  const body = Buffer.alloc(300 * 1024);
+  for (let i = 0; i < body.length; i++) body[i] = (i * 13) % 256;
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(body.length, 0, 3);
+  h[3] = DATA;
+  h.writeUInt32BE(1, 5);
+  socket.write(Buffer.concat([h, body.subarray(0, 1000)]));
+  for (let at = 1000; at < body.length; at += 70_000) {
+    await new Promise((r) => setTimeout(r, 20));
+    socket.write(body.subarray(at, Math.min(body.length, at + 70_000)));
+  }
+  peer.send(6, 0, 0, Buffer.alloc(8, 7)); // PING
+  await peer.take((f) => f.type === 6 && f.flags === 1, 'the PING ack');
+  assert.ok(Buffer.concat(got).equals(body), 'the DATA whole and in order');
+  assert.ok(room.subarray(0, body.length).equals(body));
+  assert.ok(aims >= 2 && inPlace > 0, `aims ${aims}, in place ${inPlace}`);
+  assert.equal(landed, aims, 'every aim landed (the PING came through the shared buffer: no aim between frames)');
+
+  // An aim outstanding when the session dies lands only once the socket has closed.
+  socket.write(Buffer.concat([h, body.subarray(0, 1000)]).subarray(0, 9 + 500)); // a new frame's start: the next read is aimed
+  await until('the next aim', () => aims > landed);
+  aimOpenAtDeath = aims - landed;
+  session.destroy('done', true);
+  assert.equal(aims - landed, socketClosed ? 0 : aimOpenAtDeath, 'not landed while the socket may still read');
+  await until('the socket closed', () => socketClosed);
+  await until('the aim landed', () => landed === aims);
+  socket.destroy();
+  server.close();
+});

@@ -86,11 +86,11 @@ for (const kind of ['http', 'grpc'] as const) {
       assert.ok(v1.body.equals(codec.makeUpdate(v0.body, 0, 1)));
       assert.equal(fl.engine.updates.duplicate, 1);
       assert.ok(stats.bytesSent.update >= 3 * SIZE);
-      // Over HTTP/1.1 the server reads update bodies straight into their slots: all but the
-      // reads that came before the body's reader (a slot) was there, and the duplicate's
-      // (discarded, never in a slot). gRPC's come in frames through the shared read buffer.
-      if (kind === 'http') assert.ok(fl.slots.bytesInPlace > 1.5 * SIZE && fl.slots.bytesInPlace <= 2 * SIZE, `in place: ${fl.slots.bytesInPlace}`);
-      else assert.equal(fl.slots.bytesInPlace, 0);
+      // The server reads update bodies straight into their slots: all but the reads that came
+      // before the body's reader (a slot) was there (over gRPC also the frame headers and
+      // message prefixes, and what a read brought past them). HTTP/1.1 drops the duplicate's
+      // body unread into a slot; gRPC reads it into one before the round says duplicate.
+      assert.ok(fl.slots.bytesInPlace > 1.5 * SIZE && fl.slots.bytesInPlace <= (kind === 'http' ? 2 : 3) * SIZE, `in place: ${fl.slots.bytesInPlace}`);
     });
 
     test('a future round is rejected', async () => {
