@@ -5,7 +5,9 @@
  * received and the update it builds (and their transfer buffers); the server holds, per
  * worker, a connection (and over gRPC a model download in flight), and for the run the
  * published model, the template, the float64 sums of the updates (2 bytes per model byte)
- * and 32 MiB of update slots (in the 160 MiB base).
+ * and 32 MiB of update slots, 64 MiB while uploads stall (in the 160 MiB base). (A worker
+ * node no longer holds its workers' updates, which are made as they are sent; the allowance
+ * still counts one per worker, a margin.)
  */
 import { type SinglePayload, payloadOf } from '../config/payload.js';
 import type { Scenario } from '../config/settings.js';

@@ -178,8 +178,11 @@ export const MAX_BLOCK_FLOATS = 16_384;
 
 /**
  * dst = src + a float32 noise block repeated end to end: the workers' perturbation of a
- * model. Set the block, then add it to one region after another, carrying the phase. One per
- * process is enough (calls are synchronous): `tiler()`.
+ * model. Set the block, then add it to one region after another, carrying the phase. Calls
+ * are synchronous, so one per process and model size is enough: `tilerFor(bytes)` (updates
+ * made as they are sent; `tiler()`, whose memory grows, serves tests and plain `add`). It
+ * holds two sources: three versions made in turn, piece by piece, copy one in at each turn
+ * (correct, slower; a late worker's update beside a round's two, rare).
  */
 export class Tiler {
   private readonly x: Exports;
@@ -433,7 +436,7 @@ export class TiledSource implements UpdateSource {
       pos = to;
       if (pos === r.offset + r.length) i++;
     }
-    this.last = Math.min(i, regions.length - 1);
+    this.last = Math.max(0, Math.min(i, regions.length - 1));
   }
 
   /**

@@ -8,8 +8,12 @@
  * A slot whose upload has made no progress for `stallMs` (a worker's link cut in the middle
  * of its update) lends its place: one more update may start beside it, up to `spare` more
  * slots. A stalled upload so never holds up the others, and memory stays at `slots` × the
- * update size while uploads flow (one slot for a 14 MB model: a second one was 14 MB of the
- * server's peak memory and no faster, docs/benchmarks.md "Session 19").
+ * update size while uploads flow (two slots for a 14 MB model: docs/benchmarks.md
+ * "Session 24").
+ *
+ * A socket may read straight into a slot (UpdateSlot.aim). A slot released while such a read
+ * is still to land frees its place at once, but its buffer waits for that read before it
+ * serves another update (a slot taken meanwhile gets another buffer).
  */
 /**
  * Where slot buffers may come from besides the heap: the payload codec's fold memory
@@ -81,18 +85,32 @@ export class UpdateSlots {
   }
 
   private take(): UpdateSlot {
-    const slot = new UpdateSlot(this.spareBuffers.pop() ?? Buffer.alloc(0), (s, buf) => this.release(s, buf), this.pool, (n) => (this.bytesInPlace += n));
+    const slot = new UpdateSlot(
+      this.spareBuffers.pop() ?? Buffer.alloc(0),
+      (s, buf) => this.release(s, buf),
+      this.pool,
+      (n) => (this.bytesInPlace += n),
+      (buf) => this.keep(buf),
+    );
     this.busySlots.add(slot);
     this.peak = Math.max(this.peak, this.busySlots.size);
     return slot;
   }
 
-  private release(slot: UpdateSlot, buf: Buffer): void {
+  /** A slot let go: its place at once; its buffer too, or (`null`) later through keep() once no read will land in it. */
+  private release(slot: UpdateSlot, buf: Buffer | null): void {
     this.busySlots.delete(slot);
-    // Buffers beyond `slots` were lent for a stall: not kept (one of the pool's goes back to it).
+    if (buf) this.keep(buf);
+    this.serve();
+  }
+
+  /**
+   * A released slot's buffer nothing will land in any more: kept for the next slot, up to
+   * `slots` (buffers beyond were lent for a stall: not kept; one of the pool's goes back to it).
+   */
+  private keep(buf: Buffer): void {
     if (this.spareBuffers.length + this.busySlots.size < this.slots) this.spareBuffers.push(buf);
     else this.pool?.give(buf);
-    this.serve();
   }
 
   private serve(): void {
@@ -125,17 +143,19 @@ export class UpdateSlots {
 export class UpdateSlot {
   private n = 0;
   private released = false;
-  /** Reads aimed at the slot's room that have not landed (aim()); release waits for them. */
+  /** Reads aimed at the slot's room that have not landed (aim()); the buffer waits for them. */
   private aimed = 0;
-  private releaseAsked = false;
+  /** Released with reads still to land: the buffer goes back (onBuffer) when the last one has. */
+  private bufferOwed = false;
   /** When bytes last came (performance.now()): a slot without any for a while has stalled. */
   lastProgress = performance.now();
 
   constructor(
     private buf: Buffer,
-    private readonly onRelease: (slot: UpdateSlot, buf: Buffer) => void,
+    private readonly onRelease: (slot: UpdateSlot, buf: Buffer | null) => void,
     private readonly pool: SlotPool | null = null,
     private readonly inPlace: (bytes: number) => void = () => undefined,
+    private readonly onBuffer: (buf: Buffer) => void = () => undefined,
   ) {}
 
   /** Room for `total` bytes (a declared Content-Length), so no copy happens on growth. */
@@ -147,19 +167,22 @@ export class UpdateSlot {
   private replace(bytes: number): void {
     const next = this.pool?.take(bytes) ?? Buffer.allocUnsafe(bytes);
     this.buf.copy(next, 0, 0, this.n);
-    this.pool?.give(this.buf);
+    // An old buffer a read is still aimed at (aims stay inside the buffer, so a write that
+    // does not fit comes from a read that was not aimed: not expected) is left to the GC.
+    if (this.aimed === 0) this.pool?.give(this.buf);
     this.buf = next;
   }
 
   /**
    * The slot's free room for up to `max` more bytes, for a socket's next read to land in (then
-   * write() the view of them: nothing is copied), or null when it has none. The slot is not
-   * let go (release() waits) until `landed` says the read came or can no longer come, so a
-   * read aimed here never lands in a slot that went on to another update.
+   * write() the view of them: nothing is copied), or null when it has none. The buffer is
+   * not given to another update (release() frees the slot's place, not its buffer) until
+   * `landed` says the read came or can no longer come, so a read aimed here never lands in
+   * the next update's bytes.
    */
   aim(max: number): { readonly room: Buffer; landed(): void } | null {
     const end = Math.min(this.buf.length, this.n + max);
-    if (end <= this.n || this.released || this.releaseAsked) return null;
+    if (end <= this.n || this.released) return null;
     this.aimed++;
     let done = false;
     return {
@@ -168,7 +191,10 @@ export class UpdateSlot {
         if (done) return;
         done = true;
         this.aimed--;
-        if (this.aimed === 0 && this.releaseAsked) this.finishRelease();
+        if (this.aimed === 0 && this.bufferOwed) {
+          this.bufferOwed = false;
+          this.onBuffer(this.buf);
+        }
       },
     };
   }
@@ -196,16 +222,14 @@ export class UpdateSlot {
     return this.buf.subarray(0, this.n);
   }
 
-  /** Lets the slot go (once), as soon as no read aimed at it is still to land. */
+  /** Lets the slot go (once): its place now; its buffer now, or once the reads aimed at it have landed. */
   release(): void {
-    if (this.released || this.releaseAsked) return;
-    this.releaseAsked = true;
-    if (this.aimed === 0) this.finishRelease();
-  }
-
-  private finishRelease(): void {
     if (this.released) return;
     this.released = true;
-    this.onRelease(this, this.buf);
+    if (this.aimed === 0) this.onRelease(this, this.buf);
+    else {
+      this.bufferOwed = true;
+      this.onRelease(this, null);
+    }
   }
 }

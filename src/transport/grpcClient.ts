@@ -158,7 +158,18 @@ export class GrpcWorkerTransport implements WorkerTransport {
       call.end();
     };
     pump();
-    await this.ended(call);
+    try {
+      await this.ended(call);
+    } catch (e) {
+      // Failed: the pieces not yet given back go once the stream has left its connection and
+      // the socket is done with its bytes (its queue may still hold views of them until then).
+      const left = written;
+      written = [];
+      call.whenWritten(() => {
+        for (const d of left) d();
+      });
+      throw e;
+    }
     // Answered: the server has every byte, so the socket holds none of the last pieces.
     handedOn();
     const a = ack as UpdateAck | null;

@@ -406,6 +406,9 @@ export class GrpcFlServer {
         (h) => {
           if (header) return;
           header = h;
+          // Room for the whole update at once (from the codec's pool when it fits there),
+          // not grown as it comes; a declared size over the limit is refused as it arrives.
+          if (h.totalBytes <= this.maxBodyBytes) slot?.reserve(h.totalBytes);
           // The slot's stream may send its whole update without waiting on a WINDOW_UPDATE
           // (once safe mode has let it in).
           const grow = () => call.stream.growWindow(holderWindow(h.totalBytes, this.maxBodyBytes));

@@ -308,6 +308,8 @@ export interface GrpcCall {
   onDrain(fn: () => void): void;
   /** `fn` runs once the socket is done with every byte written to it so far (Http2Session.afterWrites): bytes still in the call's queue are not among them. */
   afterWrites(fn: () => void): void;
+  /** `fn` runs once the call's stream has left its connection and the socket is done with every byte of it (Http2Stream.whenWritten): nothing refers to what it wrote any more. */
+  whenWritten(fn: () => void): void;
   end(bytes?: Buffer): void;
   /** Resolves when the call ends with OK; rejects with GrpcStatusError or GrpcStoppedError. */
   readonly status: Promise<void>;
@@ -318,7 +320,7 @@ interface LiveCall {
 }
 
 function failedCall(status: Promise<void>): GrpcCall {
-  return { write: () => false, onDrain: () => {}, afterWrites: (fn) => queueMicrotask(fn), end: () => {}, status };
+  return { write: () => false, onDrain: () => {}, afterWrites: (fn) => queueMicrotask(fn), whenWritten: (fn) => queueMicrotask(fn), end: () => {}, status };
 }
 
 /**
@@ -529,6 +531,7 @@ export class GrpcConnection {
       write: (bytes) => s.write(bytes),
       onDrain: (fn) => s.onDrain(fn),
       afterWrites: (fn) => s.afterWrites(fn),
+      whenWritten: (fn) => s.whenWritten(fn),
       end: (bytes) => s.end(bytes),
       status,
     };

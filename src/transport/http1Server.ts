@@ -459,7 +459,8 @@ class Connection {
     const p = this.pending;
     this.pending = null;
     this.resume();
-    if (p) this.read(p);
+    // Replayed, not read off the socket: no aimed read lands with it.
+    if (p) this.readChunk(p);
   }
 
   /** The client ended its side: the request in progress is aborted; node ends ours once what is queued is written. */

@@ -166,10 +166,10 @@ export class HttpConnection {
           }
           const end = Math.min(at + UPLOAD_PIECE, whole.length);
           const piece = pieceOf(whole, at, end, pooled);
+          // The callback, with an error or not, means the socket holds the piece no more.
           socket.write(piece.bytes, (err) => {
-            if (err) return;
             piece.done();
-            from(end);
+            if (!err) from(end);
           });
         };
         from(0);

@@ -263,3 +263,71 @@ test('sharedReadServer: accepted sockets read through the shared buffer; close()
   for (let i = 0; i < 50 && !closed; i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(closed);
 });
+
+test('Http1Server: a body read where readBody aims it: only the body\'s bytes, every aim landed once its read came, or once the client cut the connection', async () => {
+  const room = Buffer.alloc(1 << 20);
+  let filled = 0;
+  let inPlace = 0;
+  let aims = 0;
+  let landed = 0;
+  const ends: Array<Error | null> = [];
+  const server = new Http1Server({ keepAliveMs: 5000, headersTimeoutMs: 5000 }, (ex) => {
+    filled = 0;
+    ex.readBody(
+      (c) => {
+        if (c.buffer === room.buffer && c.byteOffset === room.byteOffset + filled) inPlace += c.length;
+        else c.copy(room, filled);
+        filled += c.length;
+      },
+      (err) => {
+        ends.push(err);
+        if (!err) ex.send(200, {}, `got ${filled}`);
+      },
+      (max) => {
+        aims++;
+        let done = false;
+        return {
+          room: room.subarray(filled, filled + Math.min(max, 50_000)),
+          landed: () => {
+            assert.equal(done, false, 'landed once');
+            done = true;
+            landed++;
+          },
+        };
+      },
+    );
+  });
+  const { port } = await server.listen('127.0.0.1', 0);
+  try {
+    const body = Buffer.alloc(300_000);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7) % 256;
+    const s = net.connect({ host: '127.0.0.1', port });
+    await once(s, 'connect');
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    // The head with the body's first bytes, the rest in parts with pauses, then a second request on the same connection.
+    s.write(Buffer.concat([Buffer.from(`POST /up HTTP/1.1\r\ncontent-length: ${body.length}\r\n\r\n`), body.subarray(0, 1000)]));
+    for (let at = 1000; at < body.length; at += 60_000) {
+      await new Promise((r) => setTimeout(r, 20));
+      s.write(body.subarray(at, Math.min(body.length, at + 60_000)));
+    }
+    for (let i = 0; i < 100 && !out.includes('got 300000'); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(out, /got 300000$/);
+    assert.ok(room.subarray(0, body.length).equals(body), 'the body whole and in order');
+    assert.ok(aims >= 2 && inPlace > 0, `aims ${aims}, in place ${inPlace}`);
+    assert.equal(landed, aims, 'every aim landed; none was out when the body ended');
+
+    // A body cut off by the client: the aim out at the cut lands with the connection's close.
+    const closed = once(s, 'close');
+    s.write(Buffer.concat([Buffer.from(`POST /up HTTP/1.1\r\ncontent-length: ${body.length}\r\n\r\n`), body.subarray(0, 1000)]));
+    for (let i = 0; i < 100 && aims === landed; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(aims > landed, 'a read is aimed at the second body');
+    s.destroy();
+    await closed;
+    for (let i = 0; i < 100 && landed < aims; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(landed, aims);
+    assert.match(String(ends[1]), /request aborted after 1000 of 300000 body bytes/);
+  } finally {
+    await server.close();
+  }
+});
