@@ -1,5 +1,5 @@
 import { KERNELS_WASM_BASE64 } from './kernelsWasm.js';
-import { type Piece, SOURCE_PIECE_BYTES, type UpdateSource } from '../sim/updateBody.js';
+import { type Piece, SOURCE_PIECE_BYTES, type UpdateSource, pieceGivenBackOnce } from '../sim/updateBody.js';
 
 /**
  * FedAvg's float loops in WebAssembly SIMD (src/payload/kernels.wat): the server's running
@@ -179,8 +179,8 @@ export const MAX_BLOCK_FLOATS = 16_384;
 /**
  * dst = src + a float32 noise block repeated end to end: the workers' perturbation of a
  * model. Set the block, then add it to one region after another, carrying the phase. Calls
- * are synchronous, so one per process and model size is enough: `tilerFor(bytes)` (updates
- * made as they are sent; `tiler()`, whose memory grows, serves tests and plain `add`). It
+ * are synchronous, so one per process and model size is enough: `tilerFor(bytes)` (a Tiler
+ * made without a room grows its memory with its sources and has no pieces). It
  * holds two sources: three versions made in turn, piece by piece, copy one in at each turn
  * (correct, slower; a late worker's update beside a round's two, rare).
  */
@@ -210,7 +210,7 @@ export class Tiler {
   /**
    * `room`: the memory is made once, with rooms for two sources of up to `room` bytes and
    * `pieces` buffers of `pieceBytes` (tilerFor); it never grows, and a larger source is
-   * refused. Without it (`tiler()`), the memory grows to the largest source held.
+   * refused. Without it, the memory grows to the largest source held.
    */
   constructor(room = 0, pieces = 0, pieceBytes = 0) {
     const base = STAGE_SKEW + STAGE_BYTES + MAX_BLOCK_FLOATS * 4;
@@ -346,12 +346,6 @@ export class Tiler {
   }
 }
 
-let shared: Tiler | null = null;
-/** The process's Tiler whose memory grows with its sources (no pieces). */
-export function tiler(): Tiler {
-  return (shared ??= new Tiler());
-}
-
 /** Pieces each tilerFor instance has for updates made as they are sent (32 MiB of its memory, touched as used). */
 const TILER_PIECES = 32;
 const bySize = new Map<number, Tiler>();
@@ -451,15 +445,7 @@ export class TiledSource implements UpdateSource {
     if (!whole) return null;
     const bytes = whole.subarray(0, end - at);
     this.fill(bytes, at);
-    let given = false;
-    return {
-      bytes,
-      done: () => {
-        if (given) return;
-        given = true;
-        t.givePiece(whole);
-      },
-    };
+    return pieceGivenBackOnce(bytes, () => t.givePiece(whole));
   }
 
   private oneFloat(t: Tiler, r: TiledRegion, j: number): Buffer {

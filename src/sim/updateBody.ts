@@ -26,6 +26,19 @@ export interface Piece {
   done(): void;
 }
 
+/** A piece whose `done` gives its buffer back (`giveBack`) the first time only. */
+export function pieceGivenBackOnce(bytes: Buffer, giveBack: () => void): Piece {
+  let given = false;
+  return {
+    bytes,
+    done: () => {
+      if (given) return;
+      given = true;
+      giveBack();
+    },
+  };
+}
+
 /** An update as a worker's transport sends it: bytes held whole, or made as they go. */
 export type UpdateBody = Buffer | UpdateSource;
 

@@ -1,4 +1,4 @@
-import { type Piece, type UpdateBody, SOURCE_PIECE_BYTES } from '../sim/updateBody.js';
+import { type Piece, type UpdateBody, SOURCE_PIECE_BYTES, pieceGivenBackOnce } from '../sim/updateBody.js';
 
 /** The pieces an update goes out in (both transports): 1 MiB. */
 export const PIECE_BYTES = SOURCE_PIECE_BYTES;
@@ -31,15 +31,9 @@ export function pieceOf(body: UpdateBody, at: number, end: number, pooled: boole
   const whole = free.pop() ?? Buffer.allocUnsafe(PIECE_BYTES);
   const bytes = whole.subarray(0, n);
   body.fill(bytes, at);
-  let given = false;
-  return {
-    bytes,
-    done: () => {
-      if (given) return;
-      given = true;
-      if (free.length < MAX_FREE) free.push(whole);
-    },
-  };
+  return pieceGivenBackOnce(bytes, () => {
+    if (free.length < MAX_FREE) free.push(whole);
+  });
 }
 
 /** Pieces in the pool now (tests). */
