@@ -1,7 +1,7 @@
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
 import type { SlotPool } from '../sim/updateSlots.js';
 import { seededRandom } from './random.js';
-import { type Float64Sum, SpareSum, type TiledRegion, TiledSource } from './kernels.js';
+import { type Float64Sum, SpareSum, type TiledRegion, TiledSource, foldThreadWanted } from './kernels.js';
 
 /**
  * SIZE bytes of float32 weights. An update is the held global model plus a small seeded
@@ -52,7 +52,7 @@ export class BytesPayload implements PayloadCodec {
 
   /** The server's update slots in the running sum's memory: an update is folded where it was received. */
   slotPool(slots: number): SlotPool {
-    const sum = (this.spare ??= new SpareSum(this.n, this.size, slots));
+    const sum = (this.spare ??= new SpareSum(this.n, this.size, slots, { thread: foldThreadWanted() }));
     return { take: (bytes) => (bytes <= this.size ? sum.takeSlot() : null), give: (b) => sum.giveSlot(b) };
   }
 
@@ -62,9 +62,9 @@ export class BytesPayload implements PayloadCodec {
     let count = 0;
     const spare = (this.spare ??= new SpareSum(this.n));
     return {
-      fold(update: Buffer) {
+      fold: (update: Buffer, hold?: () => () => void) => {
         if (update.length !== size) return false;
-        (sum ??= spare.take()).add(update);
+        (sum ??= spare.take()).foldRegions(update, this.regions, hold);
         count++;
         return true;
       },

@@ -61,7 +61,7 @@ class PairPayload implements PayloadCodec {
     const counted = this.update.createAggregator();
     const g = this.global;
     return {
-      fold: (u) => counted.fold(u),
+      fold: (u, hold) => counted.fold(u, hold),
       get count() {
         return counted.count;
       },

@@ -1,4 +1,5 @@
-import { KERNELS_WASM_BASE64 } from './kernelsWasm.js';
+import { FoldThread } from './foldThread.js';
+import { KERNELS_SHARED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernelsWasm.js';
 import { type Piece, SOURCE_PIECE_BYTES, type UpdateSource, pieceGivenBackOnce } from '../sim/updateBody.js';
 
 /**
@@ -31,6 +32,7 @@ const STAGE_SKEW = 2048;
 export const MAX_SUM_FLOATS = Math.floor((65_536 * PAGE - STAGE_BYTES - 4096 - STAGE_SKEW) / 8);
 
 let compiled: WebAssembly.Module | null = null;
+let compiledShared: WebAssembly.Module | null = null;
 
 function instantiate(bytes: number): { x: Exports; mem: Uint8Array } {
   compiled ??= new WebAssembly.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64'));
@@ -41,6 +43,30 @@ function instantiate(bytes: number): { x: Exports; mem: Uint8Array } {
   // The memory never grows again, so this view stays valid.
   return { x, mem: new Uint8Array(x.memory.buffer) };
 }
+
+/** The kernels over a shared memory of `bytes` (never grown), which a FoldThread can work in too. */
+function instantiateShared(bytes: number): { x: Exports; mem: Uint8Array; module: WebAssembly.Module } {
+  const module = (compiledShared ??= new WebAssembly.Module(Buffer.from(KERNELS_SHARED_WASM_BASE64, 'base64')));
+  const pages = Math.max(1, Math.ceil(bytes / PAGE));
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const x = { ...(new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as Omit<Exports, 'memory'>), memory };
+  return { x, mem: new Uint8Array(memory.buffer), module };
+}
+
+/**
+ * Whether the servers' running sums fold in a thread of their own (FoldThread): yes unless
+ * FEDSIM_FOLD_THREAD=0 (on the server node's environment), which folds on the main thread,
+ * to compare or to rule the thread out.
+ */
+export function foldThreadWanted(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.FEDSIM_FOLD_THREAD !== '0';
+}
+
+/**
+ * Updates at least this large are folded in the sum's thread (Float64Sum with `thread`);
+ * smaller ones take less time to fold than a message to the thread and back.
+ */
+export const FOLD_THREAD_MIN_BYTES = 1024 * 1024;
 
 function bytesOf(a: Uint8Array | Float32Array): Uint8Array {
   return a instanceof Uint8Array ? a : new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -61,11 +87,22 @@ export class Float64Sum {
   private readonly stage: number;
   private readonly sums: Float64Array;
   private readonly freeSlots: Buffer[] = [];
+  /** The shared module, when made with `thread` (the FoldThread instantiates it over the same memory). */
+  private readonly sharedModule: WebAssembly.Module | null = null;
+  /** Started at the first fold it takes (foldRegions). */
+  private thread: FoldThread | null = null;
 
+  /**
+   * `thread`: the memory is shared, and `foldRegions` folds large updates lying in this
+   * sum's own slots in a thread of their own (src/payload/foldThread.ts), letting the caller
+   * go on meanwhile; every other call waits for those folds first, so the sum is always the
+   * one of folding every update in turn on the calling thread.
+   */
   constructor(
     readonly length: number,
     slotBytes = 0,
     slots = 0,
+    opts: { thread?: boolean } = {},
   ) {
     if (!Number.isInteger(length) || length < 0 || length > MAX_SUM_FLOATS) {
       throw new RangeError(`a running sum of ${length} floats does not fit a WebAssembly memory (at most ${MAX_SUM_FLOATS})`);
@@ -76,7 +113,8 @@ export class Float64Sum {
     const firstSlot = Math.ceil((this.stage + STAGE_BYTES) / 4096) * 4096 + 1024;
     const bytes = slots > 0 && slotBytes > 0 ? firstSlot + slots * room : this.stage + STAGE_BYTES;
     if (bytes > 65_536 * PAGE) throw new RangeError(`a running sum of ${length} floats and ${slots} slots of ${slotBytes} bytes do not fit a WebAssembly memory`);
-    ({ x: this.x, mem: this.mem } = instantiate(bytes));
+    if (opts.thread) ({ x: this.x, mem: this.mem, module: this.sharedModule } = instantiateShared(bytes));
+    else ({ x: this.x, mem: this.mem } = instantiate(bytes));
     this.sums = new Float64Array(this.x.memory.buffer, 0, length);
     if (bytes > this.stage + STAGE_BYTES) {
       // The memory never grows again (instantiate), so these views stay valid.
@@ -96,11 +134,49 @@ export class Float64Sum {
 
   /** Sets every sum to 0. */
   reset(): void {
+    this.thread?.drain();
     this.sums.fill(0);
+  }
+
+  /**
+   * `add` of every region of `update`: sum[k0 + i] += float32 i of bytes [offset, offset +
+   * length). With `hold`, and when this sum has a thread and `update` is a large one in one
+   * of its slots, the fold runs in the thread: `hold()` is called now, and the function it
+   * returns once the update has been read (until then `update` must not change).
+   */
+  foldRegions(update: Uint8Array, regions: readonly TiledRegion[], hold?: () => () => void): void {
+    for (const r of regions) {
+      if (r.offset < 0 || r.length % 4 !== 0 || r.offset + r.length > update.length || r.k0 < 0 || r.k0 + r.length / 4 > this.length) {
+        throw new RangeError(`foldRegions: ${r.length} bytes at ${r.offset} (float ${r.k0}) do not fit an update of ${update.length} bytes and a sum of ${this.length} floats`);
+      }
+    }
+    if (hold && this.sharedModule && update.buffer === this.x.memory.buffer && update.length >= FOLD_THREAD_MIN_BYTES) {
+      const calls = new Int32Array(regions.length * 3);
+      regions.forEach((r, i) => calls.set([r.k0 * 8, update.byteOffset + r.offset, r.length >>> 2], i * 3));
+      this.thread ??= new FoldThread(this.sharedModule, this.x.memory);
+      this.thread.post(calls, hold());
+      return;
+    }
+    for (const r of regions) this.add(update.subarray(r.offset, r.offset + r.length), r.k0);
+  }
+
+  /** Folds posted to the thread that have not finished. */
+  get folding(): number {
+    return this.thread?.pending ?? 0;
+  }
+
+  /** Stops the sum's thread, if it has one (after its folds: the sum stays usable, on the calling thread). */
+  async close(): Promise<void> {
+    const t = this.thread;
+    if (!t) return;
+    t.drain();
+    this.thread = null;
+    await t.close();
   }
 
   /** sum[at + i] += float32 i of `src` (little-endian, any alignment), for every float of `src`. */
   add(src: Uint8Array | Float32Array, at = 0): void {
+    this.thread?.drain();
     const b = bytesOf(src);
     const n = b.length >>> 2;
     if (b.length % 4 !== 0 || at < 0 || at + n > this.length) throw new RangeError(`add: ${b.length} bytes at float ${at} do not fit a sum of ${this.length} floats`);
@@ -118,6 +194,7 @@ export class Float64Sum {
 
   /** Writes float32(sum[at + i] / count) into `dst` (little-endian, any alignment), for every float of `dst`. */
   meanInto(dst: Uint8Array | Float32Array, count: number, at = 0): void {
+    this.thread?.drain();
     const b = bytesOf(dst);
     const n = b.length >>> 2;
     if (b.length % 4 !== 0 || at < 0 || at + n > this.length) throw new RangeError(`meanInto: ${b.length} bytes at float ${at} do not fit a sum of ${this.length} floats`);
@@ -146,8 +223,9 @@ export class SpareSum {
     private readonly length: number,
     slotBytes = 0,
     slots = 0,
+    opts: { thread?: boolean } = {},
   ) {
-    this.home = new Float64Sum(length, slotBytes, slots);
+    this.home = new Float64Sum(length, slotBytes, slots, opts);
   }
 
   take(): Float64Sum {

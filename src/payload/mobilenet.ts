@@ -1,7 +1,7 @@
 import type { Aggregator, PayloadCodec } from '../sim/ports.js';
 import type { SlotPool } from '../sim/updateSlots.js';
 import { seededRandom } from './random.js';
-import { type Float64Sum, SpareSum, type TiledRegion, TiledSource } from './kernels.js';
+import { type Float64Sum, SpareSum, type TiledRegion, TiledSource, foldThreadWanted } from './kernels.js';
 import { buildMobileNetV2 } from './mobilenet/model.js';
 
 type Built = ReturnType<typeof buildMobileNetV2>;
@@ -127,7 +127,7 @@ export class MobileNetPayload implements PayloadCodec {
 
   /** The server's update slots in the running sum's memory: an update is folded where it was received. */
   slotPool(slots: number): SlotPool {
-    const sum = (this.spare ??= new SpareSum(this.layout.params, this.layout.length, slots));
+    const sum = (this.spare ??= new SpareSum(this.layout.params, this.layout.length, slots, { thread: foldThreadWanted() }));
     return { take: (bytes) => (bytes <= this.layout.length ? sum.takeSlot() : null), give: (b) => sum.giveSlot(b) };
   }
 
@@ -138,14 +138,9 @@ export class MobileNetPayload implements PayloadCodec {
     let count = 0;
     const spare = (this.spare ??= new SpareSum(params));
     return {
-      fold(update: Buffer) {
+      fold(update: Buffer, hold?: () => () => void) {
         if (update.length !== layout.length) return false;
-        const acc = (sum ??= spare.take());
-        let k = 0;
-        for (const r of regions) {
-          acc.add(update.subarray(r.offset, r.offset + r.length), k);
-          k += r.length / 4;
-        }
+        (sum ??= spare.take()).foldRegions(update, layout.tiled, hold);
         count++;
         return true;
       },

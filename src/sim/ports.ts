@@ -78,8 +78,13 @@ export interface PayloadCodec {
 }
 
 export interface Aggregator {
-  /** Folds one accepted update in; returns false (and folds nothing) when the update is malformed. */
-  fold(update: Buffer): boolean;
+  /**
+   * Folds one accepted update in; returns false (and folds nothing) when the update is
+   * malformed. `hold`, when given, lets the fold finish after it returns (in a thread):
+   * the aggregator calls `hold()` then, and the function it returns once it has read
+   * `update`, which must not change until then (UpdateSlot.hold). `result` waits for it.
+   */
+  fold(update: Buffer, hold?: () => () => void): boolean;
   readonly count: number;
   /** The new global model: the element-wise mean of what was folded. */
   result(version: number): Buffer;

@@ -29,6 +29,27 @@ export interface UpdateCounts {
   rejected: number;
 }
 
+/**
+ * Model bytes the waiters answered in one turn of the event loop may add up to. Each answer
+ * writes the model to a socket, and the kernel copies what the socket buffer takes (a few MB)
+ * at once: answering 128 long-polls for a 14 MB model in one go held the server's loop for
+ * 150 to 420 ms, in which it read no update, so the uploads in its slots looked stalled and
+ * got spare slots from the heap (+100 MB of RSS; docs/benchmarks.md, session 25).
+ */
+export const ANSWER_BYTES_PER_TURN = 64 * 1024 * 1024;
+
+/** Answers `ready` with `model`, at least one and as many as ANSWER_BYTES_PER_TURN allows per turn of the event loop, in order. */
+function answerInTurns(ready: Waiter[], model: PublishedModel): void {
+  const perTurn = Math.max(1, Math.floor(ANSWER_BYTES_PER_TURN / Math.max(1, model.body.length)));
+  let next = 0;
+  const turn = () => {
+    const end = Math.min(ready.length, next + perTurn);
+    for (; next < end; next++) ready[next].resolve(model);
+    if (next < ready.length) setImmediate(turn);
+  };
+  turn();
+}
+
 interface Waiter {
   readonly after: number;
   readonly resolve: (m: PublishedModel | null) => void;
@@ -111,14 +132,15 @@ export class RoundEngine {
     return 'ok';
   }
 
-  submit(workerId: string, round: number, body: Buffer): { outcome: UpdateOutcome; reason?: string } {
+  /** `hold`: see Aggregator.fold (the body's slot, which an accepted update keeps until folded). */
+  submit(workerId: string, round: number, body: Buffer, hold?: () => () => void): { outcome: UpdateOutcome; reason?: string } {
     const pre = this.precheck(workerId, round);
     if (pre !== 'ok') {
       this.updates[pre]++;
       const reason = !this.registered.has(workerId) ? `worker ${workerId} has not registered` : `round ${round} is not open (open round: ${this.openRound})`;
       return { outcome: pre, reason: pre === 'rejected' ? reason : undefined };
     }
-    if (!this.aggregator.fold(body)) {
+    if (!this.aggregator.fold(body, hold)) {
       this.updates.rejected++;
       return { outcome: 'rejected', reason: 'malformed update body' };
     }
@@ -262,15 +284,18 @@ export class RoundEngine {
     // A waiter asking for a later version (a ramp worker waiting for its first round) keeps waiting.
     const waiting = this.waiters;
     this.waiters = new Set();
+    const ready: Waiter[] = [];
     for (const w of waiting) {
       if (w.after >= model.version) {
         this.waiters.add(w);
         continue;
       }
       w.timer?.cancel();
+      // Held now, while it is the current version (answered maybe a few turns later).
       if (w.held) this.hold(model);
-      w.resolve(model);
+      ready.push(w);
     }
+    answerInTurns(ready, model);
   }
 
   private publish(version: number, body: Buffer): PublishedModel {

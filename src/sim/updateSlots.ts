@@ -14,6 +14,9 @@
  * A socket may read straight into a slot (UpdateSlot.aim). A slot released while such a read
  * is still to land frees its place at once, but its buffer waits for that read before it
  * serves another update (a slot taken meanwhile gets another buffer).
+ *
+ * An update folded in a thread holds its slot (UpdateSlot.hold): released meanwhile, the
+ * slot stays busy, place and buffer, until the fold has read it (a few milliseconds).
  */
 /**
  * Where slot buffers may come from besides the heap: the payload codec's fold memory
@@ -34,6 +37,9 @@ export class UpdateSlots {
   peak = 0;
   /** Update bytes read straight into a slot's room (UpdateSlot.room), not copied from a read buffer. */
   bytesInPlace = 0;
+  /** When capacity() last ran, and when it last found it had not run for a while (see there). */
+  private lastLook = performance.now();
+  private blindUntil = 0;
 
   constructor(
     readonly slots: number,
@@ -75,12 +81,21 @@ export class UpdateSlots {
     return this.busySlots.size;
   }
 
-  /** `slots`, plus one for every busy slot stalled for `stallMs`, up to `spare` more. */
+  /**
+   * `slots`, plus one for every busy slot stalled for `stallMs`, up to `spare` more. Time in
+   * which this process did not look (its event loop busy elsewhere: answering a round's
+   * long-polls with a 14 MB model took 150 to 420 ms at 128 workers) does not count: no
+   * socket was read then either, so a slot without progress in it has not stalled.
+   */
   private capacity(): number {
-    if (this.busySlots.size < this.slots || this.spare === 0) return this.slots;
     const now = performance.now();
+    // While updates wait, the timer looks every stallMs / 2: a longer gap is the loop's.
+    if (now - this.lastLook > this.stallMs * 0.75) this.blindUntil = now;
+    this.lastLook = now;
+    if (this.busySlots.size < this.slots || this.spare === 0) return this.slots;
     let stalled = 0;
-    for (const s of this.busySlots) if (now - s.lastProgress >= this.stallMs) stalled++;
+    // A slot released and held (its update folding in a thread) waits for the fold, not for a worker: never stalled.
+    for (const s of this.busySlots) if (!s.held && now - Math.max(s.lastProgress, this.blindUntil) >= this.stallMs) stalled++;
     return this.slots + Math.min(this.spare, stalled);
   }
 
@@ -147,6 +162,10 @@ export class UpdateSlot {
   private aimed = 0;
   /** Released with reads still to land: the buffer goes back (onBuffer) when the last one has. */
   private bufferOwed = false;
+  /** Holds not let go yet (hold()): the slot's release waits for them. */
+  private holds = 0;
+  /** Released while held: the release happens when the last hold is let go. */
+  private releaseOwed = false;
   /** When bytes last came (performance.now()): a slot without any for a while has stalled. */
   lastProgress = performance.now();
 
@@ -222,10 +241,39 @@ export class UpdateSlot {
     return this.buf.subarray(0, this.n);
   }
 
-  /** Lets the slot go (once): its place now; its buffer now, or once the reads aimed at it have landed. */
+  /**
+   * Keeps the slot, place and buffer, until the function returned is called (once; later
+   * calls do nothing): release() meanwhile waits for it. For a fold that reads the bytes
+   * after the request that brought them is over (a fold thread: Aggregator.fold).
+   */
+  hold(): () => void {
+    this.holds++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.holds--;
+      if (this.holds === 0 && this.releaseOwed) {
+        this.releaseOwed = false;
+        this.letGo();
+      }
+    };
+  }
+
+  /** Released, but still held (hold()): the slot waits for a fold, not for bytes. */
+  get held(): boolean {
+    return this.releaseOwed;
+  }
+
+  /** Lets the slot go (once): its place now (or once it is no longer held); its buffer then too, or once the reads aimed at it have landed. */
   release(): void {
     if (this.released) return;
     this.released = true;
+    if (this.holds > 0) this.releaseOwed = true;
+    else this.letGo();
+  }
+
+  private letGo(): void {
     if (this.aimed === 0) this.onRelease(this, this.buf);
     else {
       this.bufferOwed = true;

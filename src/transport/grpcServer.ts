@@ -20,7 +20,7 @@ import type { PublishedModel } from '../sim/ports.js';
 import { CHUNK_BYTES } from './headers.js';
 import { AUTH, EMPTY_SHA256, GRPC_AUTH_PATH, registerBody, registrationId } from './auth.js';
 import { type HeaderList, encodeIndexed, encodeLiterals, headerValue } from './hpack.js';
-import { type Http2Stream, Http2Session } from './http2Session.js';
+import { type Http2Stream, Http2Session, SMALL_READ } from './http2Session.js';
 import { FrameDecoder, GRPC_MAX_MESSAGE_BYTES, GrpcCode, GrpcStatusError, HeaderDataReader, chunkPrefix, encodeGrpcMessage, frame, parseGrpcTimeout, wholeMessages } from './grpcWire.js';
 
 /**
@@ -138,7 +138,7 @@ class ServerCall {
   private readonly onCancel: (() => void)[] = [];
   private onData: ((chunk: Buffer) => void) | null = null;
   private onEnd: (() => void) | null = null;
-  private into: ((max: number) => ReadAim | null) | null = null;
+  private into: ((max: number) => ReadAim | number | null) | null = null;
 
   constructor(
     readonly stream: Http2Stream,
@@ -180,7 +180,7 @@ class ServerCall {
    * given, names where up to `max` of the next request bytes may be read straight into (an
    * update's slot: StreamHandler.into).
    */
-  read(onData: (chunk: Buffer) => void, onEnd: () => void, into?: (max: number) => ReadAim | null): void {
+  read(onData: (chunk: Buffer) => void, onEnd: () => void, into?: (max: number) => ReadAim | number | null): void {
     this.onData = onData;
     this.onEnd = onEnd;
     this.into = into ?? null;
@@ -444,10 +444,12 @@ export class GrpcFlServer {
       };
       // The socket reads the update's data bytes straight into the slot: a frame's bytes left,
       // within the message, within its data field (the view comes back, and write() counts it).
+      // The bytes between (a message's prefix, the header, a field's tag and length) are read a
+      // few at a time, so the read after them lands in the slot again.
       const into = (max: number) => {
-        if (over || !slot || !header || !authorized) return null;
-        const n = reader.dataRoom(decoder.room(max));
-        return n > 0 ? slot.aim(n) : null;
+        if (over || !slot || !authorized) return null;
+        const n = header ? reader.dataRoom(decoder.room(max)) : 0;
+        return n > 0 ? slot.aim(n) : SMALL_READ;
       };
       call.read(onData, () => {
         void (async () => {
@@ -471,8 +473,9 @@ export class GrpcFlServer {
             call.fail(refusal('body-hash'));
             return;
           }
-          // Folded now, from the slot: the aggregator keeps nothing of the body.
-          const ack = this.fl.engine.submit(h.workerId, h.round, body);
+          // Folded from the slot (which a fold in a thread holds until it is done): the
+          // aggregator keeps nothing of the body.
+          const ack = this.fl.engine.submit(h.workerId, h.round, body, () => s.hold());
           over = true;
           release();
           this.fl.out('ack', ack.outcome.length);

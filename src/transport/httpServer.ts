@@ -146,8 +146,9 @@ export class HttpFlServer {
             ex.json(401, { error: 'safe mode: request refused: body-hash', reason: 'body-hash' });
             return;
           }
-          // Folded now, from the slot: the aggregator keeps nothing of the body.
-          const ack = fl.engine.submit(worker, round, body);
+          // Folded from the slot (which a fold in a thread holds until it is done): the
+          // aggregator keeps nothing of the body.
+          const ack = fl.engine.submit(worker, round, body, () => slot.hold());
           const status = ack.outcome === 'accepted' ? 202 : ack.outcome === 'rejected' ? 409 : 200;
           fl.out('ack', ex.json(status, ack));
         } finally {

@@ -137,9 +137,12 @@ test('mobilenetv2 payload: an update is the global model with every weight plus 
 
 test('src/payload/kernelsWasm.ts is what src/payload/kernels.wat assembles to', async () => {
   // @ts-expect-error: a plain JS script without types
-  const { assemble, render } = (await import('../../../scripts/build-kernels.js')) as { assemble(): Promise<Buffer>; render(b: Buffer): string };
+  const { assemble, render } = (await import('../../../scripts/build-kernels.js')) as {
+    assemble(shared?: boolean): Promise<Buffer>;
+    render(b: Buffer, shared: Buffer): string;
+  };
   const checkedIn = readFileSync(new URL('../../../src/payload/kernelsWasm.ts', import.meta.url), 'utf8');
-  assert.equal(checkedIn, render(await assemble()), 'run `node scripts/build-kernels.js`');
+  assert.equal(checkedIn, render(await assemble(), await assemble(true)), 'run `node scripts/build-kernels.js`');
 });
 
 test('an update made as it is sent (TiledSource): any byte range, floats cut at either end included, is those bytes of makeUpdate', () => {
