@@ -151,11 +151,15 @@ export class Float64Sum {
       }
     }
     if (hold && this.sharedModule && update.buffer === this.x.memory.buffer && update.length >= FOLD_THREAD_MIN_BYTES) {
-      const calls = new Int32Array(regions.length * 3);
-      regions.forEach((r, i) => calls.set([r.k0 * 8, update.byteOffset + r.offset, r.length >>> 2], i * 3));
-      this.thread ??= new FoldThread(this.sharedModule, this.x.memory);
-      this.thread.post(calls, hold());
-      return;
+      this.thread ??= new FoldThread(this.sharedModule, this.x.memory, (calls) => {
+        for (let i = 0; i < calls.length; i += 3) this.x.accumulate(calls[i], calls[i + 1], calls[i + 2]);
+      });
+      if (this.thread.usable) {
+        const calls = new Int32Array(regions.length * 3);
+        regions.forEach((r, i) => calls.set([r.k0 * 8, update.byteOffset + r.offset, r.length >>> 2], i * 3));
+        this.thread.post(calls, hold());
+        return;
+      }
     }
     for (const r of regions) this.add(update.subarray(r.offset, r.offset + r.length), r.k0);
   }

@@ -142,3 +142,34 @@ test('waitHeld: a replaced model goes back to the codec once its last hold is re
   e.submit('w0', 5, Buffer.from('v'));
   assert.equal(given.length, 5, 'the poll that timed out held nothing: version 4 went back at once');
 });
+
+test('a large model answers the waiting long-polls a few per turn of the event loop (ANSWER_BYTES_PER_TURN), in order, each held from the close', async () => {
+  const { ANSWER_BYTES_PER_TURN } = await import('../../src/sim/roundEngine.js');
+  const clock = new FakeClock();
+  const given: Buffer[] = [];
+  const size = Math.floor(ANSWER_BYTES_PER_TURN / 2.5); // two per turn
+  const codec = Object.assign(new StringPayload(), {
+    recycle: (b: Buffer) => given.push(b),
+    createAggregator: () => ({ fold: () => true, count: 1, result: (v: number) => Buffer.alloc(size, v) }),
+  });
+  const e = new RoundEngine({ expectedWorkers: 1, codec, clock, hash: (b: Buffer) => String(b[0]) });
+  e.register(0);
+  const answered: number[] = [];
+  const waits = Array.from({ length: 5 }, (_, i) => e.waitHeld(0, 60_000).promise.then((h) => (answered.push(i), h!)));
+  e.submit('w0', 1, Buffer.from('x'));
+  const v1 = e.current;
+  await new Promise((r) => queueMicrotask(() => r(null)));
+  assert.deepEqual(answered, [0, 1], 'two answered in the turn of the close');
+  // Round 2 closes before the others are answered: v1 is replaced, but held for each of them already.
+  e.submit('w0', 2, Buffer.from('y'));
+  assert.ok(!given.includes(v1.body), 'v1 is held for every waiter from the close');
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(answered, [0, 1, 2, 3], 'two more in the next turn');
+  const held = await Promise.all(waits);
+  assert.deepEqual(answered, [0, 1, 2, 3, 4]);
+  for (const h of held) assert.equal(h.model, v1, 'every waiter got the version it waited for');
+  for (const h of held.slice(0, 4)) h.release();
+  assert.ok(!given.includes(v1.body), 'not while one still holds it');
+  held[4].release();
+  assert.equal(given.filter((b) => b === v1.body).length, 1, 'given back once, after the last release');
+});

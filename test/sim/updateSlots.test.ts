@@ -157,3 +157,50 @@ test('update slots: buffers from the codec pool (given back when not kept), and 
   assert.equal(c.length, 20);
   c.release();
 });
+
+test('update slots: a slot released while held (a fold in a thread) stays busy, place and buffer, until the hold is let go; it never counts as stalled', async (t) => {
+  const slots = new UpdateSlots(1, 1, 40);
+  const alive = setInterval(() => undefined, 1000);
+  t.after(() => clearInterval(alive));
+  const a = await slots.acquire();
+  a.write(Buffer.from('abc'));
+  const letGo = a.hold();
+  a.release();
+  assert.equal(a.held, true);
+  assert.equal(slots.busy, 1, 'held: still busy');
+  let got = false;
+  const b = slots.acquire().then((s) => ((got = true), s));
+  // Far past stallMs: a held slot waits for its fold, not for bytes, and lends no place.
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(got, false, 'no spare lent for a held slot');
+  assert.equal(a.bytes().toString(), 'abc', 'the bytes stay while held');
+  letGo();
+  letGo(); // once only
+  const bs = await b;
+  assert.equal(slots.busy, 1);
+  bs.release();
+  assert.equal(slots.busy, 0);
+});
+
+test('update slots: time in which the event loop was blocked does not count toward a stall (no socket was read then either)', async (t) => {
+  const slots = new UpdateSlots(1, 1, 200);
+  const alive = setInterval(() => undefined, 1000);
+  t.after(() => clearInterval(alive));
+  const a = await slots.acquire();
+  let got = false;
+  const b = slots.acquire().then((s) => ((got = true), s));
+  a.write(Buffer.from('x'));
+  // The loop is blocked for 3 × stallMs (a broadcast's writes, say), then `a` flows again.
+  const t0 = performance.now();
+  while (performance.now() - t0 < 600);
+  for (let i = 0; i < 15; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    a.write(Buffer.from('x'));
+  }
+  assert.equal(got, false, 'a slot that flows before and after a blocked loop has not stalled');
+  // A real stall still lends the place.
+  await b;
+  assert.equal(got, true);
+  a.release();
+  (await b).release();
+});

@@ -630,3 +630,94 @@ test('server: DATA read straight where the stream aims it (readTarget): only tha
   socket.destroy();
   server.close();
 });
+
+test('server: between the runs a stream reads into its slot, the next frame\'s header and the framing its `into` names are read on their own (a few bytes), so the reads after them land in the slot again', async () => {
+  const { sharedReadServer } = await import('../../src/runtime/accept.js');
+  const { SMALL_READ } = await import('../../src/transport/http2Session.js');
+  const FRAMING = 20; // bytes at the start of each DATA frame that the stream does not read into its slot
+  const room = Buffer.alloc(1024 * 1024);
+  let filled = 0;
+  let frameStart = 0;
+  let copied = 0;
+  const reads: number[] = [];
+  const got: Buffer[] = [];
+  let session!: Http2Session;
+  const server = sharedReadServer((socket) => {
+    session = new Http2Session(socket, {
+      role: 'server',
+      readByCaller: true,
+      streamWindow: 4 * 1024 * 1024,
+      connectionWindow: 4 * 1024 * 1024,
+      onStream: (stream) => {
+        stream.handler = {
+          headers: () => {},
+          data: (c) => {
+            if (c.buffer === room.buffer && c.byteOffset === room.byteOffset + filled) filled += c.length;
+            else {
+              c.copy(room, filled);
+              filled += c.length;
+              copied += c.length;
+            }
+            got.push(Buffer.from(c));
+          },
+          end: () => {},
+          reset: () => {},
+          died: () => {},
+          into: (max) => {
+            const pos = filled - frameStart;
+            if (pos < FRAMING) return FRAMING - pos;
+            return { room: room.subarray(filled, filled + max), landed: () => {} };
+          },
+        };
+      },
+      onClosed: () => {},
+    });
+    return Object.assign(
+      (c: Buffer) => {
+        reads.push(c.length);
+        session.received(c);
+      },
+      { into: () => session.readTarget() },
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const socket = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
+  await new Promise((r) => socket.once('connect', r));
+  const peer = new Peer(socket, false);
+  socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+  peer.send(SETTINGS, 0, 0);
+  peer.send(HEADERS, 0x4, 1, requestBlock('/up'));
+  const frames = [100_000, 150_000].map((n, k) => {
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = (i * 7 + k) % 251;
+    return b;
+  });
+  const header = (n: number) => {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(n, 0, 3);
+    h[3] = DATA;
+    h.writeUInt32BE(1, 5);
+    return h;
+  };
+  // The first frame comes with the request (read through the shared buffer), the second once it is all in.
+  socket.write(Buffer.concat([header(frames[0].length), frames[0]]));
+  await until('the first frame', () => filled === frames[0].length);
+  frameStart = filled;
+  const readsBefore = reads.length;
+  const copiedBefore = copied;
+  socket.write(Buffer.concat([header(frames[1].length), frames[1]]));
+  await until('the second frame', () => filled === frames[0].length + frames[1].length);
+  assert.ok(Buffer.concat(got).equals(Buffer.concat(frames)), 'the DATA whole and in order');
+  const second = reads.slice(readsBefore);
+  assert.equal(second[0], 9, `the frame header read alone (reads: ${second.slice(0, 6).join(', ')}…)`);
+  let framing = 0;
+  for (const n of second.slice(1)) {
+    if (framing >= FRAMING) break;
+    assert.ok(n <= SMALL_READ, `a read of framing takes at most ${SMALL_READ} bytes, not ${n}`);
+    framing += n;
+  }
+  assert.equal(framing, FRAMING, 'the framing read a few bytes at a time, and no further');
+  assert.equal(copied - copiedBefore, FRAMING, 'every other byte of the second frame was read into the slot');
+  socket.destroy();
+  server.close();
+});

@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { FOLD_THREAD_MIN_BYTES, Float64Sum, type TiledRegion, foldThreadWanted } from '../../src/payload/kernels.js';
+import { seededRandom } from '../../src/payload/random.js';
+
+/** Random float32 weights (of mixed magnitudes, so the order of additions shows in the bits) into `b`. */
+function fillRandom(b: Buffer, seed: number): void {
+  const rnd = seededRandom(seed);
+  for (let o = 0; o + 4 <= b.length; o += 4) b.writeFloatLE((rnd() - 0.5) * 10 ** Math.floor(rnd() * 8 - 4), o);
+}
+
+test('a sum with a thread folds the large updates lying in its slots there: the same bits as folding on the calling thread, each slot held until its fold is done', () => {
+  const bytes = 2 * FOLD_THREAD_MIN_BYTES + 64; // graph bytes around two float regions
+  const floats = (bytes - 64) / 4;
+  const regions: TiledRegion[] = [
+    { offset: 16, length: FOLD_THREAD_MIN_BYTES, k0: 0 },
+    { offset: 32 + FOLD_THREAD_MIN_BYTES, length: FOLD_THREAD_MIN_BYTES, k0: FOLD_THREAD_MIN_BYTES / 4 },
+  ];
+  const threaded = new Float64Sum(floats, bytes, 3, { thread: true });
+  const plain = new Float64Sum(floats);
+  const slots = [threaded.takeSlot()!, threaded.takeSlot()!, threaded.takeSlot()!];
+  const held: boolean[] = [];
+  const heap = Buffer.alloc(bytes);
+  for (let u = 0; u < 7; u++) {
+    const slot = slots[u % 3];
+    // A slot is reused only once the update in it was folded (meanInto below waited for it).
+    if (u >= 3) assert.equal(held[u - 3], false, `update ${u - 3} let its slot go before the slot is reused`);
+    fillRandom(slot, 100 + u);
+    slot.copy(heap);
+    held[u] = false;
+    threaded.foldRegions(slot, regions, () => {
+      held[u] = true;
+      return () => (held[u] = false);
+    });
+    assert.equal(held[u], true, 'held from the call');
+    plain.foldRegions(heap, regions);
+    if (u % 3 === 2) {
+      // meanInto waits for the folds first; their holds are let go by then.
+      const a = Buffer.alloc(FOLD_THREAD_MIN_BYTES * 2);
+      const b = Buffer.alloc(FOLD_THREAD_MIN_BYTES * 2);
+      threaded.meanInto(a, u + 1);
+      plain.meanInto(b, u + 1);
+      assert.ok(a.equals(b), `the mean of ${u + 1} updates, bit for bit`);
+      assert.ok(held.every((h) => !h), 'every hold let go once the folds were waited for');
+      assert.equal(threaded.folding, 0);
+    }
+  }
+  // An update outside the slots, or a small one, is folded on the calling thread (no hold taken).
+  let taken = 0;
+  threaded.foldRegions(heap, regions, () => (taken++, () => undefined));
+  const small = threaded.takeSlot();
+  assert.equal(small, null, 'all three slots are out');
+  threaded.foldRegions(slots[0].subarray(0, 4096), [{ offset: 0, length: 4096, k0: 0 }], () => (taken++, () => undefined));
+  assert.equal(taken, 0, 'folded at once');
+  assert.throws(() => threaded.foldRegions(slots[0], [{ offset: bytes - 8, length: 16, k0: 0 }]), /do not fit/);
+});
+
+test('a sum with a thread lets its process exit, and FEDSIM_FOLD_THREAD=0 turns the thread off', () => {
+  const kernels = new URL('../../src/payload/kernels.js', import.meta.url).href;
+  const script = `
+    const { Float64Sum } = await import(${JSON.stringify(kernels)});
+    const s = new Float64Sum(1 << 20, 4 << 20, 1, { thread: true });
+    const slot = s.takeSlot();
+    let done = false;
+    s.foldRegions(slot, [{ offset: 0, length: 4 << 20, k0: 0 }], () => () => (done = true));
+    if (s.folding !== 1 && !done) throw new Error('not posted');
+    s.meanInto(Buffer.alloc(16), 1);
+    if (!done) throw new Error('the hold was not let go');
+    console.log('folded');`;
+  // The thread is not waited for at exit: without unref this child would hang until the timeout.
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, cwd: fileURLToPath(new URL('.', import.meta.url)) });
+  assert.equal(r.error, undefined, `the child exited by itself (${r.error?.message})`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /folded/);
+  assert.equal(foldThreadWanted({}), true);
+  assert.equal(foldThreadWanted({ FEDSIM_FOLD_THREAD: '0' }), false);
+  assert.equal(foldThreadWanted({ FEDSIM_FOLD_THREAD: '1' }), true);
+});
+
+test('a fold thread that never starts is given up on: drain runs its jobs on the calling thread, in order, and later folds stay there', async () => {
+  const { FoldThread } = await import('../../src/payload/foldThread.js');
+  const { KERNELS_SHARED_WASM_BASE64 } = await import('../../src/payload/kernelsWasm.js');
+  const module = new WebAssembly.Module(Buffer.from(KERNELS_SHARED_WASM_BASE64, 'base64'));
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  const ran: number[] = [];
+  const done: number[] = [];
+  // A thread that never gets as far as starting (it sleeps), so never marks itself running.
+  const t = new FoldThread(module, memory, (calls) => ran.push(calls[0]), { source: 'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)', startMs: 300 });
+  t.post(new Int32Array([1, 0, 0]), () => done.push(1));
+  t.post(new Int32Array([2, 0, 0]), () => done.push(2));
+  assert.equal(t.usable, true);
+  t.drain();
+  assert.deepEqual(ran, [1, 2], 'the jobs ran here, in order');
+  assert.deepEqual(done, [1, 2]);
+  assert.equal(t.usable, false, 'given up on');
+  assert.equal(t.pending, 0);
+  await t.close();
+});
