@@ -73,9 +73,13 @@ export class BytesPayload implements PayloadCodec {
       },
       result: () => {
         const out = Buffer.alloc(size);
-        if (sum && count > 0) sum.meanInto(out, count);
-        if (sum) spare.give(sum);
-        sum = null;
+        try {
+          if (sum && count > 0) sum.meanInto(out, count);
+        } finally {
+          // Given back even when the folds failed (the next take resets it).
+          if (sum) spare.give(sum);
+          sum = null;
+        }
         return out;
       },
     };

@@ -50,10 +50,12 @@ parentPort.on('message', (calls) => {
 });
 `;
 
-/** How long drain waits for the thread to start before it runs the jobs itself. */
+/** How long a thread may take to start before its jobs are run on the calling thread instead. */
 const START_MS = 5_000;
-/** How long drain waits for a running thread to finish one more job before it gives up. */
+/** How long a running thread may go without finishing a job it has before it is given up as failed. */
 const STALL_MS = 30_000;
+/** How often the jobs' progress is looked at while some are posted (an unref'd timer). */
+const WATCH_MS = 1_000;
 
 export class FoldThread {
   private readonly worker: Worker;
@@ -65,37 +67,48 @@ export class FoldThread {
   /** The jobs not settled, in order. */
   private readonly jobs: Array<{ calls: Int32Array; done: () => void }> = [];
   private failure: string | null = null;
+  /** Looks at the jobs' progress while some are posted (watch). */
+  private watcher: NodeJS.Timeout | null = null;
+  /** When the watcher last saw a job finish (or the first job posted). */
+  private progressAt = 0;
+  private progressSeen = 0;
+  private readonly createdAt = performance.now();
+  private closed = false;
 
   /**
    * `runHere` runs a job's calls on this thread: the jobs of a thread that never started.
-   * `test` (tests only): another source for the thread, and how long to wait for it to start.
+   * `test` (tests only): another source for the thread, how long to wait for it to start and
+   * for a running one to finish a job.
    */
   constructor(
     module: WebAssembly.Module,
     memory: WebAssembly.Memory,
     private readonly runHere: (calls: Int32Array) => void,
-    private readonly test: { source?: string; startMs?: number } = {},
+    private readonly test: { source?: string; startMs?: number; stallMs?: number } = {},
   ) {
     const control = new SharedArrayBuffer(12);
     this.control = new Int32Array(control);
     // No flags of this process's (an --input-type=module would make the source above ESM).
     this.worker = new Worker(test.source ?? THREAD_SOURCE, { eval: true, workerData: { module, memory, control }, execArgv: [], stdout: false, stderr: false });
     this.worker.on('message', (m: unknown) => {
-      if (typeof m === 'string') this.failure ??= m;
-      this.settle();
+      if (typeof m === 'string') this.fail(`a fold failed in the thread: ${m}`);
+      else this.settle();
     });
-    this.worker.on('error', (e) => (this.failure ??= e.stack ?? String(e)));
-    this.worker.on('exit', (code) => {
-      if (Atomics.load(this.control, 2) !== ABANDONED) this.failure ??= `the fold thread exited (code ${code})`;
-    });
+    this.worker.on('error', (e) => this.ended(`the fold thread failed: ${e.stack ?? String(e)}`));
+    this.worker.on('exit', (code) => this.ended(`the fold thread exited (code ${code})`));
     // The sockets being served keep the process alive, not this thread (after the listeners,
     // which would otherwise ref it again).
     this.worker.unref();
   }
 
-  /** False once the thread was given up on (it never started): fold on the calling thread. */
+  /** False once the thread was given up on (it never started) or failed: fold on the calling thread. */
   get usable(): boolean {
     return this.failure === null && Atomics.load(this.control, 2) !== ABANDONED;
+  }
+
+  /** Why the thread failed (its sum is not to be trusted), or null. */
+  get failed(): string | null {
+    return this.failure;
   }
 
   /** Jobs posted and not finished yet. */
@@ -105,59 +118,118 @@ export class FoldThread {
 
   /**
    * Runs the accumulate calls `calls` ([acc, src, n] triples, addresses in the shared memory)
-   * in the thread after the jobs posted before; `done` runs on this thread once they have.
+   * in the thread after the jobs posted before; `done` runs on this thread once they have
+   * (or once the thread failed: nothing more of the job is read then either).
    */
   post(calls: Int32Array, done: () => void): void {
-    if (this.failure) throw new Error(`folding in a thread failed: ${this.failure}`);
+    if (!this.usable) throw new Error(`the fold thread is not usable: ${this.failure ?? 'it never started'}`);
     this.posted++;
     this.jobs.push({ calls, done });
     this.worker.postMessage(calls);
+    this.watch();
   }
 
   /**
    * Blocks until every job posted has finished and their `done`s have run. Throws when a job
-   * failed (the sum is then not to be trusted) or the thread stopped finishing them.
+   * failed or the thread failed or stopped finishing them (the sum is then not to be trusted).
    */
   drain(): void {
     let finished = Atomics.load(this.control, 0);
     let waited = 0;
-    while (finished < this.posted) {
+    while (this.failure === null && finished < this.posted) {
       const starting = Atomics.load(this.control, 2) === STARTING;
-      if (starting && waited >= (this.test.startMs ?? START_MS) && Atomics.compareExchange(this.control, 2, STARTING, ABANDONED) === STARTING) {
-        // It never started (and now never will): its jobs, untouched, run here.
-        for (const j of this.jobs.splice(0)) {
-          this.runHere(j.calls);
-          j.done();
-        }
-        this.settled = this.posted;
-        Atomics.store(this.control, 0, this.posted);
-        void this.worker.terminate();
-        return;
-      }
+      if (starting && performance.now() - this.createdAt >= (this.test.startMs ?? START_MS) && this.abandon()) return;
       const t0 = performance.now();
       if (starting) Atomics.wait(this.control, 2, STARTING, 100);
       else Atomics.wait(this.control, 0, finished, 1000);
       const now = Atomics.load(this.control, 0);
       waited = now === finished ? waited + (performance.now() - t0) : 0;
       finished = now;
-      if (Atomics.load(this.control, 1) !== 0) break;
-      if (!starting && waited >= STALL_MS) throw new Error(`the fold thread finished no job in ${STALL_MS / 1000} s (${this.posted - finished} waiting)`);
+      if (Atomics.load(this.control, 1) !== 0) this.fail('a fold failed in the thread');
+      else if (!starting && waited >= (this.test.stallMs ?? STALL_MS)) this.fail(`the fold thread finished no job in ${Math.round(waited / 1000)} s (${this.posted - finished} waiting)`);
     }
-    if (Atomics.load(this.control, 1) !== 0) throw new Error(`folding in a thread failed: ${this.failure ?? 'a job threw'}`);
+    if (this.failure !== null) throw new Error(`folding in a thread failed: ${this.failure}`);
     this.settle();
   }
 
   /** Runs the `done` of every finished job, in order. */
   private settle(): void {
     const finished = Atomics.load(this.control, 0);
-    while (this.settled < finished) {
+    while (this.settled < finished && this.jobs.length > 0) {
       this.settled++;
       this.jobs.shift()!.done();
     }
+    if (this.settled >= this.posted) this.unwatch();
+  }
+
+  /**
+   * Looks at the jobs every WATCH_MS while some are posted, so a thread that never starts or
+   * stops finishing them is noticed with no drain called: the jobs' `done`s let go of the
+   * slots they hold, which the server needs to read the updates that would close the round.
+   */
+  private watch(): void {
+    if (this.watcher) return;
+    this.progressAt = performance.now();
+    this.progressSeen = Atomics.load(this.control, 0);
+    this.watcher = setInterval(() => {
+      const state = Atomics.load(this.control, 2);
+      const now = performance.now();
+      const finished = Atomics.load(this.control, 0);
+      if (finished !== this.progressSeen) {
+        this.progressSeen = finished;
+        this.progressAt = now;
+      }
+      if (state === STARTING && now - this.createdAt >= (this.test.startMs ?? START_MS)) this.abandon();
+      else if (state === RUNNING && finished < this.posted && now - this.progressAt >= (this.test.stallMs ?? STALL_MS)) {
+        this.fail(`the fold thread finished no job in ${Math.round((now - this.progressAt) / 1000)} s (${this.posted - finished} waiting)`);
+      }
+    }, WATCH_MS);
+    this.watcher.unref();
+  }
+
+  private unwatch(): void {
+    if (this.watcher) clearInterval(this.watcher);
+    this.watcher = null;
+  }
+
+  /** The thread stopped: one that had not started is given up on (its jobs run here), one that was running failed. */
+  private ended(why: string): void {
+    if (this.closed || this.abandon() || Atomics.load(this.control, 2) === ABANDONED) return;
+    this.fail(why);
+  }
+
+  /** Gives up on a thread that has not started: true when it was, and its jobs, untouched, ran here. */
+  private abandon(): boolean {
+    if (Atomics.compareExchange(this.control, 2, STARTING, ABANDONED) !== STARTING) return false;
+    for (const j of this.jobs.splice(0)) {
+      this.runHere(j.calls);
+      j.done();
+    }
+    this.settled = this.posted;
+    Atomics.store(this.control, 0, this.posted);
+    this.unwatch();
+    void this.worker.terminate();
+    return true;
+  }
+
+  /**
+   * A job failed, or the running thread stopped: what was summed is not to be trusted. The
+   * thread is stopped and every job's `done` runs now (nothing more of them is read), so the
+   * slots they hold are let go.
+   */
+  private fail(why: string): void {
+    if (this.failure !== null) return;
+    this.failure = why;
+    this.unwatch();
+    void this.worker.terminate();
+    for (const j of this.jobs.splice(0)) j.done();
+    this.settled = this.posted;
   }
 
   /** Stops the thread (jobs not finished are dropped; their `done`s never run). */
   close(): Promise<number> {
+    this.closed = true;
+    this.unwatch();
     return this.worker.terminate();
   }
 }

@@ -91,6 +91,10 @@ export class Float64Sum {
   private readonly sharedModule: WebAssembly.Module | null = null;
   /** Started at the first fold it takes (foldRegions). */
   private thread: FoldThread | null = null;
+  /** No thread (again): the last one failed, was given up on, or was closed. */
+  private threadOff = false;
+  /** Why a fold failed (set until reset): the sum is not to be trusted. */
+  private broken: string | null = null;
 
   /**
    * `thread`: the memory is shared, and `foldRegions` folds large updates lying in this
@@ -132,9 +136,15 @@ export class Float64Sum {
     if (b.buffer === this.x.memory.buffer && !this.freeSlots.includes(b)) this.freeSlots.push(b);
   }
 
-  /** Sets every sum to 0. */
+  /** Sets every sum to 0 (and makes a sum whose folds failed usable again). */
   reset(): void {
-    this.thread?.drain();
+    try {
+      this.thread?.drain();
+    } catch {
+      // What failed is being thrown away.
+    }
+    if (this.thread && !this.thread.usable) this.dropThread();
+    this.broken = null;
     this.sums.fill(0);
   }
 
@@ -150,16 +160,17 @@ export class Float64Sum {
         throw new RangeError(`foldRegions: ${r.length} bytes at ${r.offset} (float ${r.k0}) do not fit an update of ${update.length} bytes and a sum of ${this.length} floats`);
       }
     }
-    if (hold && this.sharedModule && update.buffer === this.x.memory.buffer && update.length >= FOLD_THREAD_MIN_BYTES) {
+    // A thread given up on, or failed (the sum is then broken until reset: meanInto throws).
+    if (this.thread && !this.thread.usable) this.waitFolds(false);
+    if (this.broken !== null) return;
+    if (hold && this.sharedModule && !this.threadOff && update.buffer === this.x.memory.buffer && update.length >= FOLD_THREAD_MIN_BYTES) {
       this.thread ??= new FoldThread(this.sharedModule, this.x.memory, (calls) => {
         for (let i = 0; i < calls.length; i += 3) this.x.accumulate(calls[i], calls[i + 1], calls[i + 2]);
       });
-      if (this.thread.usable) {
-        const calls = new Int32Array(regions.length * 3);
-        regions.forEach((r, i) => calls.set([r.k0 * 8, update.byteOffset + r.offset, r.length >>> 2], i * 3));
-        this.thread.post(calls, hold());
-        return;
-      }
+      const calls = new Int32Array(regions.length * 3);
+      regions.forEach((r, i) => calls.set([r.k0 * 8, update.byteOffset + r.offset, r.length >>> 2], i * 3));
+      this.thread.post(calls, hold());
+      return;
     }
     for (const r of regions) this.add(update.subarray(r.offset, r.offset + r.length), r.k0);
   }
@@ -169,18 +180,52 @@ export class Float64Sum {
     return this.thread?.pending ?? 0;
   }
 
+  /** Why this sum's folds failed (it is not to be trusted until reset), or null. */
+  get failure(): string | null {
+    return this.broken;
+  }
+
+  /**
+   * Waits for the thread's folds. A thread that failed breaks the sum (`throws`: and throws);
+   * one that failed or was given up on is dropped, and the sum folds on the calling thread
+   * from then on.
+   */
+  private waitFolds(throws = true): void {
+    const t = this.thread;
+    if (t) {
+      try {
+        t.drain();
+      } catch (e) {
+        this.broken ??= (e as Error).message;
+      }
+      if (!t.usable) this.dropThread();
+    }
+    if (throws && this.broken !== null) throw new Error(`this running sum is not to be trusted: ${this.broken}`);
+  }
+
+  private dropThread(): void {
+    void this.thread?.close();
+    this.thread = null;
+    this.threadOff = true;
+  }
+
   /** Stops the sum's thread, if it has one (after its folds: the sum stays usable, on the calling thread). */
   async close(): Promise<void> {
     const t = this.thread;
     if (!t) return;
-    t.drain();
+    try {
+      t.drain();
+    } catch (e) {
+      this.broken ??= (e as Error).message;
+    }
     this.thread = null;
+    this.threadOff = true;
     await t.close();
   }
 
   /** sum[at + i] += float32 i of `src` (little-endian, any alignment), for every float of `src`. */
   add(src: Uint8Array | Float32Array, at = 0): void {
-    this.thread?.drain();
+    this.waitFolds();
     const b = bytesOf(src);
     const n = b.length >>> 2;
     if (b.length % 4 !== 0 || at < 0 || at + n > this.length) throw new RangeError(`add: ${b.length} bytes at float ${at} do not fit a sum of ${this.length} floats`);
@@ -198,7 +243,7 @@ export class Float64Sum {
 
   /** Writes float32(sum[at + i] / count) into `dst` (little-endian, any alignment), for every float of `dst`. */
   meanInto(dst: Uint8Array | Float32Array, count: number, at = 0): void {
-    this.thread?.drain();
+    this.waitFolds();
     const b = bytesOf(dst);
     const n = b.length >>> 2;
     if (b.length % 4 !== 0 || at < 0 || at + n > this.length) throw new RangeError(`meanInto: ${b.length} bytes at float ${at} do not fit a sum of ${this.length} floats`);

@@ -158,12 +158,19 @@ export class MobileNetPayload implements PayloadCodec {
         const out = this.resultBuffer();
         for (const g of layout.graph) g.bytes.copy(out, g.offset);
         let k = 0;
-        for (const r of regions) {
-          sum.meanInto(out.subarray(r.offset, r.offset + r.length), count, k);
-          k += r.length / 4;
+        try {
+          for (const r of regions) {
+            sum.meanInto(out.subarray(r.offset, r.offset + r.length), count, k);
+            k += r.length / 4;
+          }
+        } catch (e) {
+          this.recycle(out);
+          throw e;
+        } finally {
+          // Given back even when the folds failed (the next take resets it).
+          spare.give(sum);
+          sum = null;
         }
-        spare.give(sum);
-        sum = null;
         return out;
       },
     };

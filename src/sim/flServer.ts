@@ -12,6 +12,8 @@ export interface RoundLine {
   messages: number;
   bytes: number;
   publishedAtMs: number;
+  /** The round's updates could not be aggregated (why): it published the last version's weights. */
+  aggregationError?: string;
 }
 
 export interface ServerReport {
@@ -147,7 +149,9 @@ export class FlServer {
       messages: messages - this.lastMessages,
       bytes: bytes - this.lastBytes,
       publishedAtMs: c.model.publishedAtMs,
+      ...(c.aggregationError === undefined ? {} : { aggregationError: c.aggregationError }),
     });
+    if (c.aggregationError !== undefined) this.error('aggregation');
     this.lastMessages = messages;
     this.lastBytes = bytes;
   }

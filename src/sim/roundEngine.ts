@@ -20,6 +20,8 @@ export interface RoundClosed {
   /** True when the round closed on the quorum after its deadline rather than on all updates. */
   readonly byQuorum: boolean;
   readonly model: PublishedModel;
+  /** Why the round's updates could not be aggregated: the model published is then the last version's weights, unchanged. */
+  readonly aggregationError?: string;
 }
 
 export interface UpdateCounts {
@@ -37,18 +39,6 @@ export interface UpdateCounts {
  * got spare slots from the heap (+100 MB of RSS; docs/benchmarks.md, session 25).
  */
 export const ANSWER_BYTES_PER_TURN = 64 * 1024 * 1024;
-
-/** Answers `ready` with `model`, at least one and as many as ANSWER_BYTES_PER_TURN allows per turn of the event loop, in order. */
-function answerInTurns(ready: Waiter[], model: PublishedModel): void {
-  const perTurn = Math.max(1, Math.floor(ANSWER_BYTES_PER_TURN / Math.max(1, model.body.length)));
-  let next = 0;
-  const turn = () => {
-    const end = Math.min(ready.length, next + perTurn);
-    for (; next < end; next++) ready[next].resolve(model);
-    if (next < ready.length) setImmediate(turn);
-  };
-  turn();
-}
 
 interface Waiter {
   readonly after: number;
@@ -80,6 +70,8 @@ export class RoundEngine {
   private deadlinePassed = false;
   private deadline: { cancel(): void } | null = null;
   private waiters = new Set<Waiter>();
+  /** Waiters a closed round answers a few per turn (answerInTurns), not answered yet: the model each gets. */
+  private readonly answering = new Map<Waiter, PublishedModel>();
   private paused = false;
   private listeners: Array<(c: RoundClosed) => void> = [];
   /** Sends in flight per model (waitHeld); a model absent here has none. Weak: a hold never released keeps nothing alive. */
@@ -224,7 +216,7 @@ export class RoundEngine {
         if (this.waiters.delete(waiter)) {
           waiter.timer?.cancel();
           waiter.resolve(null);
-        }
+        } else this.unanswer(waiter);
       },
     };
   }
@@ -237,6 +229,7 @@ export class RoundEngine {
       w.resolve(null);
     }
     this.waiters.clear();
+    for (const w of [...this.answering.keys()]) this.unanswer(w);
   }
 
   private openRound_(): void {
@@ -275,11 +268,21 @@ export class RoundEngine {
     if (!all && !quorum) return;
     const round = this.openRound;
     const durationMs = this.opts.clock.now() - (this.openedAt ?? this.opts.clock.now());
-    const model = this.publish(round, this.aggregator.result(round));
+    let body: Buffer;
+    let aggregationError: string | undefined;
+    try {
+      body = this.aggregator.result(round);
+    } catch (e) {
+      // The round's mean is lost (a fold failed): the round still closes, on a copy of the
+      // last version's weights, and says why; the next round aggregates afresh.
+      aggregationError = (e as Error).message;
+      body = Buffer.from(this.model.body);
+    }
+    const model = this.publish(round, body);
     this.aggregator = this.opts.codec.createAggregator();
     this.received.clear();
     this.openRound_();
-    const closed: RoundClosed = { round, durationMs, updates: n, byQuorum: !all, model };
+    const closed: RoundClosed = { round, durationMs, updates: n, byQuorum: !all, model, ...(aggregationError === undefined ? {} : { aggregationError }) };
     for (const fn of this.listeners) fn(closed);
     // A waiter asking for a later version (a ramp worker waiting for its first round) keeps waiting.
     const waiting = this.waiters;
@@ -293,9 +296,40 @@ export class RoundEngine {
       w.timer?.cancel();
       // Held now, while it is the current version (answered maybe a few turns later).
       if (w.held) this.hold(model);
+      this.answering.set(w, model);
       ready.push(w);
     }
-    answerInTurns(ready, model);
+    this.answerInTurns(ready, model);
+  }
+
+  /**
+   * Answers `ready` with `model`, at least one and as many as ANSWER_BYTES_PER_TURN allows per
+   * turn of the event loop, in order. One cancelled (or the engine closed) meanwhile is
+   * answered null then, and its hold let go.
+   */
+  private answerInTurns(ready: Waiter[], model: PublishedModel): void {
+    const perTurn = Math.max(1, Math.floor(ANSWER_BYTES_PER_TURN / Math.max(1, model.body.length)));
+    let next = 0;
+    const turn = () => {
+      for (let answered = 0; next < ready.length && answered < perTurn; next++) {
+        const w = ready[next];
+        if (!this.answering.delete(w)) continue;
+        w.resolve(model);
+        answered++;
+      }
+      if (next < ready.length) setImmediate(turn);
+    };
+    turn();
+  }
+
+  /** A waiter whose answer was still to come: answered null, and the hold taken for it let go. */
+  private unanswer(w: Waiter): boolean {
+    const model = this.answering.get(w);
+    if (!model) return false;
+    this.answering.delete(w);
+    if (w.held) this.heldHandle(model).release();
+    w.resolve(null);
+    return true;
   }
 
   private publish(version: number, body: Buffer): PublishedModel {

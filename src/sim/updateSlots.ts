@@ -37,9 +37,14 @@ export class UpdateSlots {
   peak = 0;
   /** Update bytes read straight into a slot's room (UpdateSlot.room), not copied from a read buffer. */
   bytesInPlace = 0;
-  /** When capacity() last ran, and when it last found it had not run for a while (see there). */
-  private lastLook = performance.now();
-  private blindUntil = 0;
+  /**
+   * Time the watch timer fired late, in all (ms): the event loop busy elsewhere, reading no
+   * socket. A slot's stall clock leaves out what of it passed since its last progress.
+   */
+  private blindMs = 0;
+  /** When the armed watch timer is due. */
+  private dueAt = 0;
+  private readonly blind = () => this.blindAt(performance.now());
 
   constructor(
     readonly slots: number,
@@ -83,20 +88,25 @@ export class UpdateSlots {
 
   /**
    * `slots`, plus one for every busy slot stalled for `stallMs`, up to `spare` more. Time in
-   * which this process did not look (its event loop busy elsewhere: answering a round's
-   * long-polls with a 14 MB model took 150 to 420 ms at 128 workers) does not count: no
-   * socket was read then either, so a slot without progress in it has not stalled.
+   * which the event loop was busy elsewhere (answering a round's long-polls with a 14 MB model
+   * took 150 to 420 ms at 128 workers) does not count: no socket was read then either, so a
+   * slot without progress in it has not stalled. That time is what the watch timer, armed
+   * while updates wait, fired late by (blindMs); a loop that is late again and again slows
+   * the stall clock down by as much, and never stops it.
    */
   private capacity(): number {
-    const now = performance.now();
-    // While updates wait, the timer looks every stallMs / 2: a longer gap is the loop's.
-    if (now - this.lastLook > this.stallMs * 0.75) this.blindUntil = now;
-    this.lastLook = now;
     if (this.busySlots.size < this.slots || this.spare === 0) return this.slots;
+    const now = performance.now();
+    const blind = this.blindAt(now);
     let stalled = 0;
     // A slot released and held (its update folding in a thread) waits for the fold, not for a worker: never stalled.
-    for (const s of this.busySlots) if (!s.held && now - Math.max(s.lastProgress, this.blindUntil) >= this.stallMs) stalled++;
+    for (const s of this.busySlots) if (!s.held && now - s.lastProgress - (blind - s.blindAtProgress) >= this.stallMs) stalled++;
     return this.slots + Math.min(this.spare, stalled);
+  }
+
+  /** blindMs at `now`, with what the armed timer is overdue by so far. */
+  private blindAt(now: number): number {
+    return this.blindMs + (this.timer && now > this.dueAt ? now - this.dueAt : 0);
   }
 
   private take(): UpdateSlot {
@@ -106,6 +116,7 @@ export class UpdateSlots {
       this.pool,
       (n) => (this.bytesInPlace += n),
       (buf) => this.keep(buf),
+      this.blind,
     );
     this.busySlots.add(slot);
     this.peak = Math.max(this.peak, this.busySlots.size);
@@ -141,15 +152,21 @@ export class UpdateSlots {
   /** While updates wait, looks again every `stallMs / 2` for a stalled slot. */
   private watch(): void {
     if (this.queue.length === 0 || this.spare === 0) {
-      if (this.timer) clearTimeout(this.timer);
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.blindMs = this.blindAt(performance.now());
+      }
       this.timer = null;
       return;
     }
     if (this.timer) return;
+    const delay = Math.max(1, this.stallMs / 2);
+    this.dueAt = performance.now() + delay;
     this.timer = setTimeout(() => {
+      this.blindMs = this.blindAt(performance.now());
       this.timer = null;
       this.serve();
-    }, Math.max(1, this.stallMs / 2));
+    }, delay);
     // The waiting uploads' connections keep the process alive, not this.
     this.timer.unref();
   }
@@ -168,6 +185,8 @@ export class UpdateSlot {
   private releaseOwed = false;
   /** When bytes last came (performance.now()): a slot without any for a while has stalled. */
   lastProgress = performance.now();
+  /** UpdateSlots' blind time then (its stall clock leaves out what came after). */
+  blindAtProgress: number;
 
   constructor(
     private buf: Buffer,
@@ -175,7 +194,10 @@ export class UpdateSlot {
     private readonly pool: SlotPool | null = null,
     private readonly inPlace: (bytes: number) => void = () => undefined,
     private readonly onBuffer: (buf: Buffer) => void = () => undefined,
-  ) {}
+    private readonly blind: () => number = () => 0,
+  ) {
+    this.blindAtProgress = blind();
+  }
 
   /** Room for `total` bytes (a declared Content-Length), so no copy happens on growth. */
   reserve(total: number): void {
@@ -224,12 +246,14 @@ export class UpdateSlot {
       this.n += chunk.length;
       this.inPlace(chunk.length);
       this.lastProgress = performance.now();
+      this.blindAtProgress = this.blind();
       return;
     }
     if (this.n + chunk.length > this.buf.length) this.replace(Math.max(this.n + chunk.length, this.buf.length * 2, 64 * 1024));
     chunk.copy(this.buf, this.n);
     this.n += chunk.length;
     this.lastProgress = performance.now();
+    this.blindAtProgress = this.blind();
   }
 
   get length(): number {

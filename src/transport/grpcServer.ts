@@ -444,12 +444,14 @@ export class GrpcFlServer {
       };
       // The socket reads the update's data bytes straight into the slot: a frame's bytes left,
       // within the message, within its data field (the view comes back, and write() counts it).
-      // The bytes between (a message's prefix, the header, a field's tag and length) are read a
-      // few at a time, so the read after them lands in the slot again.
+      // The framing between (a message's prefix, a field's tag and length) is read a few bytes
+      // at a time, so the read after it lands in the slot again. The rest (the header, before
+      // which the slot has no room yet, and any field skipped) goes through the shared buffer.
       const into = (max: number) => {
-        if (over || !slot || !authorized) return null;
-        const n = header ? reader.dataRoom(decoder.room(max)) : 0;
-        return n > 0 ? slot.aim(n) : SMALL_READ;
+        if (over || !slot || !authorized || !header) return null;
+        const n = reader.dataRoom(decoder.room(max));
+        if (n > 0) return slot.aim(n);
+        return decoder.inPrefix || reader.framing ? SMALL_READ : null;
       };
       call.read(onData, () => {
         void (async () => {
@@ -481,7 +483,7 @@ export class GrpcFlServer {
           this.fl.out('ack', ack.outcome.length);
           call.send(ackMessage(ack.outcome, ack.reason ?? ''));
           call.finish(GrpcCode.OK);
-        })();
+        })().catch((e: unknown) => stop(new GrpcStatusError(GrpcCode.INTERNAL, `the update could not be taken: ${(e as Error).message}`)));
       }, into);
     });
   }

@@ -133,6 +133,11 @@ export class FrameDecoder {
     return this.remaining < 0 && this.headerHave === 0;
   }
 
+  /** True while a message's 5-byte prefix is being read (between messages). */
+  get inPrefix(): boolean {
+    return this.remaining < 0;
+  }
+
   /** How many of the next `max` bytes are the current message's (they go to the sink as they are): 0 between messages. */
   room(max: number): number {
     return this.remaining > 0 ? Math.min(max, this.remaining) : 0;
@@ -580,6 +585,11 @@ export class HeaderDataReader<H> implements MessageSink {
     this.state = Field.Tag;
     this.value = 0;
     this.scale = 1;
+  }
+
+  /** True while a field's tag or length (a few bytes) is being read. */
+  get framing(): boolean {
+    return this.state === Field.Tag || this.state === Field.Length || this.state === Field.SkipVarint;
   }
 
   /** How many of the next `max` bytes of the message are data bytes (to `onData` as they are): 0 outside the data field. */

@@ -812,6 +812,7 @@ export class Http2Session {
   }
 
   private forget(stream: Http2Stream): void {
+    if (this.aimingAt === stream) this.aimingAt = null;
     stream.leave();
     stream.dropHeld();
     this.streams.delete(stream.id);
@@ -872,6 +873,7 @@ export class Http2Session {
   private die(reason: string, graceful = false): void {
     if (this.deathReason !== null) return;
     this.deathReason = reason;
+    this.aimingAt = null;
     // A read aimed at a stream's slot lands with the socket's close (a gracefully ended one
     // still reads until then), not before: no later read may land in a slot let go.
     const aim = this.aim;

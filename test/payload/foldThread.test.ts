@@ -98,3 +98,103 @@ test('a fold thread that never starts is given up on: drain runs its jobs on the
   assert.equal(t.pending, 0);
   await t.close();
 });
+
+/** A FoldThread running `source` (with `c`, its control array, and `parentPort` in scope), over a memory of one page. */
+async function threadRunning(source: string, times: { startMs?: number; stallMs?: number }, runHere: (calls: Int32Array) => void = () => undefined) {
+  const { FoldThread } = await import('../../src/payload/foldThread.js');
+  const { KERNELS_SHARED_WASM_BASE64 } = await import('../../src/payload/kernelsWasm.js');
+  const module = new WebAssembly.Module(Buffer.from(KERNELS_SHARED_WASM_BASE64, 'base64'));
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  const prelude = `const { parentPort, workerData } = require('node:worker_threads'); const c = new Int32Array(workerData.control);`;
+  return new FoldThread(module, memory, runHere, { source: prelude + source, ...times });
+}
+
+/** Resolves once `check` is true (looked at every 20 ms), or rejects after `ms`. */
+async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('a fold thread that fails lets go of its jobs with no drain called (their slots are needed to close the round), and drain then throws at once', async (t) => {
+  await t.test('a thread that never starts: its jobs run on the calling thread once startMs has passed', async () => {
+    const ran: number[] = [];
+    const done: number[] = [];
+    const th = await threadRunning('Atomics.wait(c, 0, 0);', { startMs: 200 }, (calls) => ran.push(calls[0]));
+    th.post(new Int32Array([7, 0, 0]), () => done.push(7));
+    await until(() => done.length === 1, 10_000, 'the job ran here');
+    assert.deepEqual(ran, [7]);
+    assert.equal(th.usable, false);
+    assert.equal(th.failed, null, 'given up on, not failed');
+    th.drain();
+    await th.close();
+  });
+  await t.test('a running thread that exits', async () => {
+    const done: number[] = [];
+    const th = await threadRunning(`Atomics.store(c, 2, 1); Atomics.notify(c, 2); parentPort.once('message', () => process.exit(3));`, {});
+    th.post(new Int32Array([1, 0, 0]), () => done.push(1));
+    th.post(new Int32Array([2, 0, 0]), () => done.push(2));
+    await until(() => done.length === 2, 10_000, 'both jobs let go');
+    assert.deepEqual(done, [1, 2], 'in order');
+    assert.match(th.failed ?? '', /exited \(code 3\)/);
+    assert.throws(() => th.drain(), /folding in a thread failed: the fold thread exited \(code 3\)/);
+    assert.throws(() => th.post(new Int32Array(3), () => undefined), /not usable/);
+  });
+  await t.test('a running thread that stops finishing jobs', async () => {
+    const done: number[] = [];
+    const th = await threadRunning(`Atomics.store(c, 2, 1); Atomics.notify(c, 2); parentPort.on('message', () => undefined);`, { stallMs: 300 });
+    th.post(new Int32Array([1, 0, 0]), () => done.push(1));
+    await until(() => done.length === 1, 10_000, 'the job let go');
+    assert.match(th.failed ?? '', /finished no job in \d+ s \(1 waiting\)/);
+    assert.throws(() => th.drain(), /finished no job/);
+  });
+  await t.test('a job that throws in the thread', async () => {
+    const done: number[] = [];
+    const th = await threadRunning(
+      `Atomics.store(c, 2, 1); Atomics.notify(c, 2); parentPort.on('message', () => { Atomics.store(c, 1, 1); Atomics.add(c, 0, 1); Atomics.notify(c, 0); parentPort.postMessage('RangeError: out of bounds'); });`,
+      {},
+    );
+    th.post(new Int32Array([1, 0, 0]), () => done.push(1));
+    assert.throws(() => th.drain(), /folding in a thread failed: a fold failed in the thread/, 'drain sees the failure flag');
+    assert.deepEqual(done, [1], 'and lets the job go');
+    assert.equal(th.usable, false);
+  });
+});
+
+test('a sum whose thread failed: folds taken in the meantime change nothing, meanInto throws until reset, and after reset the sum folds on the calling thread, exactly', async () => {
+  const bytes = FOLD_THREAD_MIN_BYTES;
+  const floats = bytes / 4;
+  const regions: TiledRegion[] = [{ offset: 0, length: bytes, k0: 0 }];
+  const sum = new Float64Sum(floats, bytes, 2, { thread: true });
+  const plain = new Float64Sum(floats);
+  const [a, b] = [sum.takeSlot()!, sum.takeSlot()!];
+  fillRandom(a, 1);
+  let held = 0;
+  const hold = () => (held++, () => held--);
+  sum.foldRegions(a, regions, hold);
+  sum.meanInto(Buffer.alloc(16), 1);
+  assert.equal(held, 0);
+  // The thread dies (as one that ran out of memory would).
+  const thread = (sum as unknown as { thread: { worker: { terminate(): Promise<number> } } }).thread;
+  await thread.worker.terminate();
+  await until(() => sum.folding === 0 && (thread as unknown as { failed: string | null }).failed !== null, 10_000, 'the exit seen');
+  sum.foldRegions(a, regions, hold);
+  assert.equal(held, 0, 'nothing held: the sum is broken, the fold changes nothing');
+  assert.match(sum.failure ?? '', /the fold thread exited/);
+  assert.throws(() => sum.meanInto(Buffer.alloc(16), 1), /this running sum is not to be trusted: folding in a thread failed: the fold thread exited/);
+  sum.reset();
+  assert.equal(sum.failure, null);
+  fillRandom(b, 2);
+  sum.foldRegions(a, regions, hold);
+  sum.foldRegions(b, regions, hold);
+  assert.equal(held, 0, 'folded on the calling thread: no hold taken');
+  plain.foldRegions(a, regions);
+  plain.foldRegions(b, regions);
+  const x = Buffer.alloc(bytes);
+  const y = Buffer.alloc(bytes);
+  sum.meanInto(x, 2);
+  plain.meanInto(y, 2);
+  assert.ok(x.equals(y), 'the mean of the two, bit for bit');
+});

@@ -156,15 +156,17 @@ test('a large model answers the waiting long-polls a few per turn of the event l
   e.register(0);
   const answered: number[] = [];
   const waits = Array.from({ length: 5 }, (_, i) => e.waitHeld(0, 60_000).promise.then((h) => (answered.push(i), h!)));
+  // Looked at in the check phase before the engine's next turn (queued first), after every
+  // microtask of the close's turn; and again after that next turn.
+  const afterClose = new Promise<number[]>((r) => setImmediate(() => r([...answered])));
   e.submit('w0', 1, Buffer.from('x'));
   const v1 = e.current;
-  await new Promise((r) => queueMicrotask(() => r(null)));
-  assert.deepEqual(answered, [0, 1], 'two answered in the turn of the close');
+  assert.deepEqual(await afterClose, [0, 1], 'two answered in the turn of the close');
   // Round 2 closes before the others are answered: v1 is replaced, but held for each of them already.
+  const afterNext = new Promise<number[]>((r) => setImmediate(() => r([...answered])));
   e.submit('w0', 2, Buffer.from('y'));
   assert.ok(!given.includes(v1.body), 'v1 is held for every waiter from the close');
-  await new Promise((r) => setImmediate(r));
-  assert.deepEqual(answered, [0, 1, 2, 3], 'two more in the next turn');
+  assert.deepEqual(await afterNext, [0, 1, 2, 3], 'two more in the next turn');
   const held = await Promise.all(waits);
   assert.deepEqual(answered, [0, 1, 2, 3, 4]);
   for (const h of held) assert.equal(h.model, v1, 'every waiter got the version it waited for');
@@ -172,4 +174,71 @@ test('a large model answers the waiting long-polls a few per turn of the event l
   assert.ok(!given.includes(v1.body), 'not while one still holds it');
   held[4].release();
   assert.equal(given.filter((b) => b === v1.body).length, 1, 'given back once, after the last release');
+});
+
+test('a round whose updates cannot be aggregated still closes: on the last version\'s weights, saying why, and the next round aggregates afresh', () => {
+  const clock = new FakeClock();
+  const codec = new BytesPayload(16);
+  let failNext = true;
+  const make = codec.createAggregator.bind(codec);
+  // The codec's aggregator, whose first result fails as one whose folds failed in their thread would.
+  codec.createAggregator = () => {
+    const a = make();
+    return {
+      fold: (u, h) => a.fold(u, h),
+      get count() {
+        return a.count;
+      },
+      result: (v) => {
+        if (failNext) {
+          failNext = false;
+          throw new Error('this running sum is not to be trusted: a fold failed in the thread');
+        }
+        return a.result(v);
+      },
+    };
+  };
+  const e = new RoundEngine({ expectedWorkers: 2, codec, clock, hash: sha256Hex });
+  e.register(0);
+  e.register(1);
+  const closed: Array<{ round: number; error?: string }> = [];
+  e.onRoundClosed((c) => closed.push({ round: c.round, error: c.aggregationError }));
+  const upd = (vals: number[]) => Buffer.from(new Float32Array(vals).buffer);
+  const before = Buffer.from(e.current.body);
+  e.submit('w0', 1, upd([1, 2, 3, 4]));
+  assert.equal(e.submit('w1', 1, upd([3, 4, 5, 6])).outcome, 'accepted');
+  assert.deepEqual(closed, [{ round: 1, error: 'this running sum is not to be trusted: a fold failed in the thread' }]);
+  assert.equal(e.version, 1);
+  assert.ok(e.current.body.equals(before), 'version 1 carries version 0\'s weights');
+  assert.equal(e.current.sha256, sha256Hex(before));
+  e.submit('w0', 2, upd([1, 2, 3, 4]));
+  e.submit('w1', 2, upd([3, 4, 5, 6]));
+  assert.deepEqual(closed[1], { round: 2, error: undefined });
+  const body = e.current.body;
+  assert.deepEqual([...new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.length))], [2, 3, 4, 5]);
+});
+
+test('a long-poll cancelled while its answer waits for its turn is answered null and lets its hold go; close answers the rest null', async () => {
+  const { ANSWER_BYTES_PER_TURN } = await import('../../src/sim/roundEngine.js');
+  const clock = new FakeClock();
+  const given: Buffer[] = [];
+  const size = Math.floor(ANSWER_BYTES_PER_TURN / 1.5); // one per turn
+  const codec = Object.assign(new StringPayload(), {
+    recycle: (b: Buffer) => given.push(b),
+    createAggregator: () => ({ fold: () => true, count: 1, result: (v: number) => Buffer.alloc(size, v) }),
+  });
+  const e = new RoundEngine({ expectedWorkers: 1, codec, clock, hash: (b: Buffer) => String(b[0]) });
+  e.register(0);
+  const waits = Array.from({ length: 4 }, () => e.waitHeld(0, 60_000));
+  e.submit('w0', 1, Buffer.from('x'));
+  const v1 = e.current;
+  waits[1].cancel();
+  e.close();
+  const got = await Promise.all(waits.map((w) => w.promise));
+  assert.equal(got[0]?.model, v1, 'the first was answered in the close\'s turn');
+  assert.deepEqual(got.slice(1), [null, null, null], 'the cancelled one and those close found waiting: null');
+  e.submit('w0', 2, Buffer.from('y'));
+  assert.ok(!given.includes(v1.body), 'v1 still held by the one answered');
+  got[0]!.release();
+  assert.equal(given.filter((b) => b === v1.body).length, 1, 'the holds of the three answered null were let go: v1 goes back at the last release');
 });

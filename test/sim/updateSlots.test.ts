@@ -204,3 +204,22 @@ test('update slots: time in which the event loop was blocked does not count towa
   a.release();
   (await b).release();
 });
+
+test('update slots: a loop that is late again and again slows the stall clock down, never stops it (a stalled slot still lends its place)', async (t) => {
+  const slots = new UpdateSlots(1, 1, 200);
+  const alive = setInterval(() => undefined, 1000);
+  t.after(() => clearInterval(alive));
+  const a = await slots.acquire();
+  let got = false;
+  const b = slots.acquire().then((s) => ((got = true), s));
+  a.write(Buffer.from('x'));
+  // `a` stalls; the loop is blocked for 300 ms at every turn (its timer, due every 100 ms, late each time).
+  for (let i = 0; i < 20 && !got; i++) {
+    const t0 = performance.now();
+    while (performance.now() - t0 < 300);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.equal(got, true, 'the stalled slot lent its place within 20 blocked turns');
+  a.release();
+  (await b).release();
+});
