@@ -12,7 +12,6 @@ import { OnnxNodeRunner } from '../payload/mobilenet/runner.js';
 import { parseAuthScheme, workerSigners } from './safeMode.js';
 import { seededRandom } from '../payload/random.js';
 import { systemClock } from '../runtime/clock.js';
-import { sha256Hex } from '../runtime/hash.js';
 import type { AuthScheme, PulledModel, WorkerTransport } from '../sim/ports.js';
 import { type RetryPolicy, limiter } from '../sim/retry.js';
 import { sumCounters } from '../sim/stats.js';
@@ -21,7 +20,7 @@ import { WorkerNodeStats, type WorkerNodeReport } from '../sim/workerStats.js';
 import type { WorkerSnapshotIn } from '../sim/runStore.js';
 import { GrpcWorkerTransport } from '../transport/grpcClient.js';
 import { HttpWorkerTransport } from '../transport/httpClient.js';
-import { SharedBody } from '../transport/headers.js';
+import { ModelVersions, bodyHasher } from './modelVersions.js';
 import { emitEvent, log } from './output.js';
 
 export interface WorkerFlags {
@@ -125,28 +124,7 @@ export interface ChunkHandle {
   stop(): void;
 }
 
-/** The largest body a node's pulls share a buffer for (BodyBuffer's own bound). */
-const MAX_SHARED_BODY = 2 ** 31;
-
-/**
- * SHA-256 of the models this node's workers receive, computed once per distinct body: a body
- * byte-equal to one already hashed has that hash (Buffer.equals is a memcmp, several times
- * faster than SHA-256), so 64 workers receiving the same 14 MB version hash it once and
- * compare it 63 times. Still a real check of every worker's bytes.
- */
-export function bodyHasher(keep = 2): (body: Buffer) => string {
-  const seen: Array<{ body: Buffer; sha: string }> = [];
-  return (body) => {
-    for (const s of seen) if (s.body === body || (s.body.length === body.length && s.body.equals(body))) return s.sha;
-    const sha = sha256Hex(body);
-    // Small bodies hash faster than a lookup is worth.
-    if (body.length >= 64 * 1024) {
-      seen.push({ body, sha });
-      if (seen.length > keep) seen.shift();
-    }
-    return sha;
-  };
-}
+export { bodyHasher } from './modelVersions.js';
 
 /** A worker's transport options for its route to its fault proxy. */
 function routeOptions(route: ProxyRoute | undefined): { connect?: OpenConnection } {
@@ -187,35 +165,6 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       log(`worker node ${name}: workers ${first}..${first + count - 1} over ${s.transport} to ${s.server.host}:${s.server.port}, ${s.rounds} rounds`);
       const codec = createPayload(s.payload);
       const admit = limiter(REGISTER_CONCURRENCY);
-      // One copy of each model version per node (the last few), however many workers hold it.
-      const models = new Map<string, Buffer>();
-      /** Versions this node's pulls are receiving now, filled together (SharedBody). */
-      const receiving = new Map<string, SharedBody>();
-      const intern = (m: PulledModel): PulledModel => {
-        receiving.delete(m.sha256);
-        const have = models.get(m.sha256);
-        if (have) return { ...m, body: have };
-        models.set(m.sha256, m.body);
-        if (models.size > 3) models.delete(models.keys().next().value as string);
-        return m;
-      };
-      // A version the node holds (checked against its SHA-256 when it first came) is compared
-      // with each new copy in place: 25 workers receiving one 1 MiB version allocate and copy
-      // it once, not 25 times (the allocations alone cost these nodes a third of their CPU in GC).
-      // A version no pull has finished yet is received into one buffer that all its pulls
-      // share: they arrive together, so this is the common case.
-      const heldModel = (sha: string, bytes: number): Buffer | SharedBody | undefined => {
-        const have = models.get(sha);
-        if (have && have.length === bytes) return have;
-        if (bytes < 64 * 1024 || bytes > MAX_SHARED_BODY) return undefined;
-        let body = receiving.get(sha);
-        if (!body || body.buffer.length !== bytes) {
-          body = new SharedBody(Buffer.allocUnsafe(bytes));
-          receiving.set(sha, body);
-          if (receiving.size > 2) receiving.delete(receiving.keys().next().value as string);
-        }
-        return body;
-      };
       const signers = s.keys ? workerSigners(s.keys, Array.from({ length: count }, (_, i) => first + i), s.authScheme) : null;
       if (signers) log(`worker node ${name}: safe mode: ${signers.size} of ${count} workers have a key in ${s.keys}${signers.size < count ? ' (the others send unsigned requests, which a safe-mode server refuses)' : ''}`);
       const onnx = s.onnx && (s.onnx.trainSteps > 0 || s.onnx.validate) ? new OnnxNodeRunner(s.onnx.threads) : null;
@@ -223,6 +172,10 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
       const train = onnx && steps > 0 ? (m: PulledModel) => onnx.train(m.body, m.sha256, steps) : undefined;
       const validate = onnx && s.onnx?.validate ? (m: PulledModel) => onnx.validate(m.body, m.sha256) : undefined;
       const hash = bodyHasher();
+      // One copy of each model version per node (the last few), however many workers hold it;
+      // with onnxruntime, whose sessions are made from a version's bytes, buffers are not recycled.
+      const versions = new ModelVersions({ recycle: onnx === null, forget: hash.forget });
+      const heldModel = (sha: string, bytes: number) => versions.reference(sha, bytes);
       const transports: WorkerTransport[] = [];
       const results = await Promise.allSettled(
         Array.from({ length: count }, (_, i) => {
@@ -248,7 +201,8 @@ export async function prepareChunk(s: WorkerSettings): Promise<ChunkHandle> {
             admit,
             train,
             validate,
-            intern,
+            intern: (m) => versions.hold(m),
+            release: (m) => versions.release(m),
             observer: s.observer,
           }).catch((e: unknown) => {
             if (s.failFast && !abort.signal.aborted) {

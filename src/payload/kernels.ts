@@ -93,6 +93,8 @@ export class Float64Sum {
   private thread: FoldThread | null = null;
   /** No thread (again): the last one failed, was given up on, or was closed. */
   private threadOff = false;
+  /** callsFor's, by regions and slot address. */
+  private readonly calls = new WeakMap<readonly TiledRegion[], Map<number, Int32Array>>();
   /** Why a fold failed (set until reset): the sum is not to be trusted. */
   private broken: string | null = null;
 
@@ -167,12 +169,28 @@ export class Float64Sum {
       this.thread ??= new FoldThread(this.sharedModule, this.x.memory, (calls) => {
         for (let i = 0; i < calls.length; i += 3) this.x.accumulate(calls[i], calls[i + 1], calls[i + 2]);
       });
-      const calls = new Int32Array(regions.length * 3);
-      regions.forEach((r, i) => calls.set([r.k0 * 8, update.byteOffset + r.offset, r.length >>> 2], i * 3));
-      this.thread.post(calls, hold());
+      this.thread.post(this.callsFor(regions, update.byteOffset), hold());
       return;
     }
     for (const r of regions) this.add(update.subarray(r.offset, r.offset + r.length), r.k0);
+  }
+
+  /** The thread's accumulate calls for `regions` of an update at `at` in this memory (the same for every update a slot receives: made once). */
+  private callsFor(regions: readonly TiledRegion[], at: number): Int32Array {
+    let bySlot = this.calls.get(regions);
+    if (!bySlot) this.calls.set(regions, (bySlot = new Map()));
+    let calls = bySlot.get(at);
+    if (!calls) {
+      calls = new Int32Array(regions.length * 3);
+      for (let i = 0; i < regions.length; i++) {
+        const r = regions[i];
+        calls[i * 3] = r.k0 * 8;
+        calls[i * 3 + 1] = at + r.offset;
+        calls[i * 3 + 2] = r.length >>> 2;
+      }
+      bySlot.set(at, calls);
+    }
+    return calls;
   }
 
   /** Folds posted to the thread that have not finished. */
@@ -372,7 +390,8 @@ export class Tiler {
    * session 20). Two are held, so updates made as they are sent from two versions (a worker
    * still sending the last round's while another sends this one's) do not copy them in turn.
    * The memory grows to the largest sources held and stays so. `src` must not change while
-   * it is held (a received model does not).
+   * it is held (a received model does not: a worker node that recycles a version's buffer gives it
+   * out as another object, ModelVersions).
    */
   holdSource(src: Uint8Array): void {
     this.uses++;

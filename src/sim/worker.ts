@@ -36,6 +36,8 @@ export interface WorkerContext {
    * version another worker of its node already holds keeps that copy and drops its own.
    */
   readonly intern?: (model: PulledModel) => PulledModel;
+  /** The worker no longer refers to a model `intern` gave it (its buffer may then serve a later version). */
+  readonly release?: (model: PulledModel) => void;
   /** Fault triggers and recovery verdicts watch these (optional; nothing is paid without it). */
   readonly observer?: WorkerObserver;
 }
@@ -100,7 +102,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       // A ramp worker joins when its step starts: idle until the model its first round trains
       // on is out (a long-poll before it registers), then it registers like a new device.
       enter('idle');
-      await pull(ctx, '', join - 2, attempt, () => undefined, false);
+      const first = await pull(ctx, '', join - 2, attempt, () => undefined, false);
+      ctx.release?.(first);
     }
     enter('registering');
     let t = clock.now();
@@ -149,6 +152,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       if (headersAt === 0) headersAt = end;
       stats.latency('waitMs', headersAt - waitStart);
       stats.latency('downloadMs', end - headersAt);
+      ctx.release?.(held);
       held = next;
       done++;
       stats.roundsDone++;
@@ -156,6 +160,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     }
     const key = `${held.version} ${held.sha256}`;
     stats.heldAtEnd[key] = (stats.heldAtEnd[key] ?? 0) + 1;
+    ctx.release?.(held);
     enter('done');
   } catch (err) {
     enter('failed');

@@ -17,12 +17,25 @@ export const CHUNK_BYTES = 1024 * 1024;
 export class SharedBody {
   /** Bytes from the start that some pull has written. */
   filled: number;
+  /**
+   * Pulls comparing with this buffer or filling it now (BodyBuffer), or whose body it is and
+   * not held yet (ModelVersions.hold): it is not rewritten while any are. A reader is done
+   * when its bytes differ from the buffer's, or when its body is held.
+   */
+  readers = 0;
+  /** Called when the last reader is done (ModelVersions: the buffer may then serve a later version). */
+  onIdle: (() => void) | null = null;
 
   constructor(
     readonly buffer: Buffer,
     complete = false,
   ) {
     this.filled = complete ? buffer.length : 0;
+  }
+
+  /** A reader done with the buffer (its body whole, or differing from it). */
+  readerDone(): void {
+    if (--this.readers === 0) this.onIdle?.();
   }
 }
 
@@ -54,6 +67,8 @@ export class BodyBuffer {
   ) {
     const ref = reference instanceof SharedBody ? reference : reference ? new SharedBody(reference, true) : null;
     this.reference = ref && ref.buffer.length === expected ? ref : null;
+    // A pull that never ends (its connection cut) stays a reader: that buffer is left to the GC.
+    if (this.reference) this.reference.readers++;
     this.whole = !this.reference && Number.isSafeInteger(expected) && expected > 0 && expected <= 2 ** 31 ? Buffer.allocUnsafe(expected) : null;
   }
 
@@ -78,6 +93,7 @@ export class BodyBuffer {
       this.whole = Buffer.allocUnsafe(Math.max(this.expected, this.n));
       ref.buffer.copy(this.whole, 0, 0, this.n);
       this.filled = this.n;
+      if (this.n < ref.buffer.length) ref.readerDone();
     }
     if (this.whole && this.parts.length === 0 && this.filled + c.length <= this.whole.length) {
       c.copy(this.whole, this.filled);
