@@ -41,6 +41,7 @@ export function bodyHasher(keep = 2): BodyHasher {
 /** A version's buffer: who holds it, and whether the node still keeps it. */
 interface Entry {
   readonly shared: SharedBody;
+  readonly version: number;
   holders: number;
   /** No longer one of the versions the node keeps: recycled once no one holds or reads it. */
   evicted: boolean;
@@ -57,19 +58,25 @@ interface Entry {
  * they arrive together, so this is the common case.
  *
  * With `recycle`, the buffer of a version the node no longer keeps, once no worker holds it
- * (hold/release) and no pull reads it (SharedBody.readers), receives a later version: a
+ * (hold/release) and no pull reads it (SharedBody.readers), receives a later version (the
+ * oldest version kept is let go when a new one starts to arrive, so that it can be this one): a
  * worker node otherwise took 14 MB of fresh memory from the kernel for every mobilenetv2
  * version, and the kernel's zeroing of those pages was a tenth of the node's CPU
- * (docs/benchmarks.md, session 26). A pull that never ends stays a reader, so its buffer is
- * left to the GC instead. A recycled buffer comes back as a new Buffer object over the same
+ * (docs/benchmarks.md, session 26). A pull that ends without its body held (cut, refused by
+ * the SHA-256 check) stays a reader, so its buffer is left to the GC instead: a count that
+ * errs costs memory, never bytes. A recycled buffer comes back as a new Buffer object over the same
  * memory, so nothing that knew the old object by identity (the Tiler's held sources) takes
  * the new bytes for the old ones; the hasher is told to forget it.
  */
 export class ModelVersions {
   /** Versions whole and checked, by SHA-256, oldest first. */
   private readonly models = new Map<string, Entry>();
-  /** Every buffer held or kept, by the buffer. */
-  private readonly entries = new Map<Buffer, Entry>();
+  /**
+   * Every buffer held or kept, by the buffer. Weak: a buffer whose count errs (a pull that
+   * ended without its reader being taken off) is kept by no one here once its holders let it
+   * go, and goes to the GC; only a buffer known to be unread is recycled.
+   */
+  private readonly entries = new WeakMap<Buffer, Entry>();
   /** Versions this node's pulls are receiving now, filled together. */
   private readonly receiving = new Map<string, SharedBody>();
   /** Buffers no one holds, reads or keeps, for the next versions. */
@@ -87,6 +94,9 @@ export class ModelVersions {
     if (bytes < MIN_SHARED_BODY || bytes > MAX_SHARED_BODY) return undefined;
     let body = this.receiving.get(sha);
     if (!body || body.buffer.length !== bytes) {
+      // A new version: the oldest kept makes room for it now, so that its buffer (no longer
+      // held by then, as a rule) can be the one the new version is received into.
+      while (this.models.size >= (this.opts.keep ?? 2)) this.evictOldest();
       body = new SharedBody(this.take(bytes));
       this.receiving.set(sha, body);
       // Its pulls all failed (or it is a corrupt copy's): left to the GC.
@@ -101,24 +111,25 @@ export class ModelVersions {
    * that copy and drops its own.
    */
   hold(m: PulledModel): PulledModel {
-    let entry = this.models.get(m.sha256);
+    // The version kept, or (no longer kept, or not yet) the entry of this very buffer: one
+    // entry per buffer, whatever way its holders came by it.
+    let entry = this.models.get(m.sha256) ?? this.entries.get(m.body);
     if (!entry) {
       const receiving = this.receiving.get(m.sha256);
       const shared = receiving?.buffer === m.body ? receiving : new SharedBody(m.body, true);
       shared.filled = shared.buffer.length;
-      entry = { shared, holders: 0, evicted: false };
+      // An older version than one kept (a straggler's) is held, not kept: it would push a newer one out.
+      const stale = [...this.models.values()].some((k) => k.version > m.version);
+      entry = { shared, version: m.version, holders: 0, evicted: stale };
       const e = entry;
       shared.onIdle = () => this.maybeFree(e);
-      this.models.set(m.sha256, entry);
       this.entries.set(shared.buffer, entry);
-      if (this.models.size > (this.opts.keep ?? 2)) {
-        const [sha, old] = this.models.entries().next().value as [string, Entry];
-        this.models.delete(sha);
-        old.evicted = true;
-        this.maybeFree(old);
+      if (!stale) {
+        this.models.set(m.sha256, entry);
+        while (this.models.size > (this.opts.keep ?? 2)) this.evictOldest();
       }
     }
-    this.receiving.delete(m.sha256);
+    if (this.receiving.get(m.sha256)?.buffer === entry.shared.buffer) this.receiving.delete(m.sha256);
     // This pull read the buffer (its body is that buffer): done reading, now holding.
     if (m.body === entry.shared.buffer && entry.shared.readers > 0) entry.shared.readers--;
     entry.holders++;
@@ -138,9 +149,17 @@ export class ModelVersions {
     return this.models.size;
   }
 
+  private evictOldest(): void {
+    const [sha, old] = this.models.entries().next().value as [string, Entry];
+    this.models.delete(sha);
+    old.evicted = true;
+    this.maybeFree(old);
+  }
+
   private maybeFree(e: Entry): void {
     if (!e.evicted || e.holders > 0 || e.shared.readers > 0) return;
     const body = e.shared.buffer;
+    if (this.entries.get(body) !== e) return; // freed already
     this.entries.delete(body);
     e.shared.onIdle = null;
     if (!this.opts.recycle || body.length < MIN_SHARED_BODY || this.free.length >= (this.opts.spare ?? 2)) return;

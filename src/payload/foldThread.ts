@@ -74,6 +74,9 @@ export class FoldThread {
   private progressSeen = 0;
   private readonly createdAt = performance.now();
   private closed = false;
+  /** Exited or errored with every job finished: nothing lost, but no thread to post to. */
+  private stopped = false;
+  private exitSeen = false;
 
   /**
    * `runHere` runs a job's calls on this thread: the jobs of a thread that never started.
@@ -95,15 +98,23 @@ export class FoldThread {
       else this.settle();
     });
     this.worker.on('error', (e) => this.ended(`the fold thread failed: ${e.stack ?? String(e)}`));
-    this.worker.on('exit', (code) => this.ended(`the fold thread exited (code ${code})`));
+    this.worker.on('exit', (code) => {
+      this.exitSeen = true;
+      this.ended(`the fold thread exited (code ${code})`);
+    });
     // The sockets being served keep the process alive, not this thread (after the listeners,
     // which would otherwise ref it again).
     this.worker.unref();
   }
 
-  /** False once the thread was given up on (it never started) or failed: fold on the calling thread. */
+  /** False once the thread was given up on (it never started), stopped or failed: fold on the calling thread. */
   get usable(): boolean {
-    return this.failure === null && Atomics.load(this.control, 2) !== ABANDONED;
+    return this.failure === null && !this.stopped && Atomics.load(this.control, 2) !== ABANDONED;
+  }
+
+  /** True once the thread has exited: nothing of it touches the memory any more. */
+  get exited(): boolean {
+    return this.exitSeen;
   }
 
   /** Why the thread failed (its sum is not to be trusted), or null. */
@@ -122,7 +133,7 @@ export class FoldThread {
    * (or once the thread failed: nothing more of the job is read then either).
    */
   post(calls: Int32Array, done: () => void): void {
-    if (!this.usable) throw new Error(`the fold thread is not usable: ${this.failure ?? 'it never started'}`);
+    if (!this.usable) throw new Error(`the fold thread is not usable: ${this.failure ?? (this.stopped ? 'it stopped' : 'it never started')}`);
     this.posted++;
     this.jobs.push({ calls, done });
     this.worker.postMessage(calls);
@@ -195,6 +206,12 @@ export class FoldThread {
   /** The thread stopped: one that had not started is given up on (its jobs run here), one that was running failed. */
   private ended(why: string): void {
     if (this.closed || this.abandon() || Atomics.load(this.control, 2) === ABANDONED) return;
+    // Every job done, none failed: the sum is whole; only later folds go elsewhere.
+    if (this.settled === this.posted && Atomics.load(this.control, 0) === this.posted && Atomics.load(this.control, 1) === 0) {
+      this.stopped = true;
+      this.unwatch();
+      return;
+    }
     this.fail(why);
   }
 

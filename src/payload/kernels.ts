@@ -93,6 +93,8 @@ export class Float64Sum {
   private thread: FoldThread | null = null;
   /** No thread (again): the last one failed, was given up on, or was closed. */
   private threadOff = false;
+  /** A thread that failed, until it has exited (quiet). */
+  private dying: FoldThread | null = null;
   /** callsFor's, by regions and slot address. */
   private readonly calls = new WeakMap<readonly TiledRegion[], Map<number, Int32Array>>();
   /** Why a fold failed (set until reset): the sum is not to be trusted. */
@@ -172,6 +174,9 @@ export class Float64Sum {
       this.thread.post(this.callsFor(regions, update.byteOffset), hold());
       return;
     }
+    // A thread's failure found while waiting for its folds breaks the sum: nothing to add to.
+    this.waitFolds(false);
+    if (this.broken !== null) return;
     for (const r of regions) this.add(update.subarray(r.offset, r.offset + r.length), r.k0);
   }
 
@@ -222,9 +227,18 @@ export class Float64Sum {
   }
 
   private dropThread(): void {
-    void this.thread?.close();
+    const t = this.thread;
+    // A failed thread may still be running (terminate is not instant): until it has exited,
+    // this sum's memory is not to be summed in again (quiet).
+    if (t?.failed) this.dying = t;
+    void t?.close();
     this.thread = null;
     this.threadOff = true;
+  }
+
+  /** False while a thread of this sum that failed has not exited yet: SpareSum gives another sum out meanwhile. */
+  get quiet(): boolean {
+    return this.dying === null || this.dying.exited;
   }
 
   /** Stops the sum's thread, if it has one (after its folds: the sum stays usable, on the calling thread). */
@@ -296,7 +310,7 @@ export class SpareSum {
   }
 
   take(): Float64Sum {
-    if (!this.homeFree) return new Float64Sum(this.length);
+    if (!this.homeFree || !this.home.quiet) return new Float64Sum(this.length);
     this.homeFree = false;
     this.home.reset();
     return this.home;

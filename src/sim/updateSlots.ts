@@ -63,7 +63,11 @@ export class UpdateSlots {
    * `dropGone` or turn, and its promise never settles.
    */
   acquire(next?: () => void, gone?: () => boolean): Promise<UpdateSlot> {
-    if (this.queue.length === 0 && this.busySlots.size < this.capacity()) return Promise.resolve(this.take());
+    if (this.queue.length === 0 && this.busySlots.size < this.capacity()) {
+      const slot = this.take();
+      this.watch();
+      return Promise.resolve(slot);
+    }
     const p = new Promise<UpdateSlot>((resolve) => this.queue.push({ take: resolve, next, gone }));
     if (this.queue.length === 1) next?.();
     this.watch();
@@ -91,8 +95,10 @@ export class UpdateSlots {
    * which the event loop was busy elsewhere (answering a round's long-polls with a 14 MB model
    * took 150 to 420 ms at 128 workers) does not count: no socket was read then either, so a
    * slot without progress in it has not stalled. That time is what the watch timer, armed
-   * while updates wait, fired late by (blindMs); a loop that is late again and again slows
-   * the stall clock down by as much, and never stops it.
+   * while a slot is busy, fired late by (blindMs); a loop that is late again and again slows
+   * the stall clock down by as much, and never stops it. A block shorter than the timer's
+   * period (stallMs / 2) is not seen: a slot is judged stalled after at least stallMs / 2
+   * of time the server could read.
    */
   private capacity(): number {
     if (this.busySlots.size < this.slots || this.spare === 0) return this.slots;
@@ -149,9 +155,13 @@ export class UpdateSlots {
     this.watch();
   }
 
-  /** While updates wait, looks again every `stallMs / 2` for a stalled slot. */
+  /**
+   * While a slot is busy, looks again every `stallMs / 2`: for a stalled slot when updates
+   * wait, and in any case at how late it fired (blind time), so that a loop blocked while
+   * nothing waited does not make the uploads in the slots look stalled to the next acquire.
+   */
   private watch(): void {
-    if (this.queue.length === 0 || this.spare === 0) {
+    if ((this.queue.length === 0 && this.busySlots.size === 0) || this.spare === 0) {
       if (this.timer) {
         clearTimeout(this.timer);
         this.blindMs = this.blindAt(performance.now());

@@ -483,7 +483,16 @@ export class GrpcFlServer {
           this.fl.out('ack', ack.outcome.length);
           call.send(ackMessage(ack.outcome, ack.reason ?? ''));
           call.finish(GrpcCode.OK);
-        })().catch((e: unknown) => stop(new GrpcStatusError(GrpcCode.INTERNAL, `the update could not be taken: ${(e as Error).message}`)));
+        })().catch((e: unknown) => {
+          const err = new GrpcStatusError(GrpcCode.INTERNAL, `the update could not be taken: ${(e as Error).message}`);
+          if (!over) return stop(err);
+          // Taken, and its answer failed: the call ends with the error (its slot is released already).
+          try {
+            failed(err);
+          } catch {
+            // The call is gone.
+          }
+        });
       }, into);
     });
   }

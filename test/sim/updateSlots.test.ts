@@ -223,3 +223,23 @@ test('update slots: a loop that is late again and again slows the stall clock do
   a.release();
   (await b).release();
 });
+
+test('update slots: a loop blocked while no update waited does not make the uploads in the slots look stalled to the next acquire', async (t) => {
+  const slots = new UpdateSlots(1, 1, 200);
+  const alive = setInterval(() => undefined, 1000);
+  t.after(() => clearInterval(alive));
+  const a = await slots.acquire();
+  a.write(Buffer.from('x'));
+  // Nothing waits; the loop is blocked for 3 × stallMs (a round's answers, say); then an update comes.
+  const t0 = performance.now();
+  while (performance.now() - t0 < 600);
+  let got = false;
+  const b = slots.acquire().then((s) => ((got = true), s));
+  for (let i = 0; i < 10; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    a.write(Buffer.from('x'));
+  }
+  assert.equal(got, false, 'the slot flowed before and after the block: not stalled, no place lent');
+  a.release();
+  (await b).release();
+});
