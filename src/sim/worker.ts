@@ -96,6 +96,8 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
       ctx.signal,
     );
 
+  // The model the worker holds (given back to the node when it is done with it).
+  let held: PulledModel | null = null;
   try {
     const join = ctx.joinRound ?? 1;
     if (join > 1) {
@@ -113,7 +115,7 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const workerId = reg.workerId;
 
     enter('fetching');
-    let held = await pull(ctx, workerId, join - 2, attempt, () => undefined, false);
+    held = await pull(ctx, workerId, join - 2, attempt, () => undefined, false);
 
     // The run's R rounds end with model version start+R. A worker that fell behind (its
     // update came late and a quorum closed the round without it) catches up by fetching the
@@ -161,8 +163,10 @@ export async function runWorker(ctx: WorkerContext): Promise<void> {
     const key = `${held.version} ${held.sha256}`;
     stats.heldAtEnd[key] = (stats.heldAtEnd[key] ?? 0) + 1;
     ctx.release?.(held);
+    held = null;
     enter('done');
   } catch (err) {
+    if (held) ctx.release?.(held);
     enter('failed');
     // A worker stopped by its node (the run is ending) has no error to count.
     if (ctx.signal.aborted) throw new Error('stopped');

@@ -389,7 +389,7 @@ export class GrpcFlServer {
       release();
       this.fl.slots.dropGone();
     });
-    void turn.then((s) => {
+    turn.then((s) => {
       if (call.cancelled) {
         s.release();
         return;
@@ -494,7 +494,7 @@ export class GrpcFlServer {
           }
         });
       }, into);
-    });
+    }).catch((e: unknown) => stop(new GrpcStatusError(GrpcCode.INTERNAL, `the update could not be read: ${(e as Error).message}`)));
   }
 
   private async pull(call: ServerCall): Promise<void> {
