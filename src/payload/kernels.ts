@@ -142,12 +142,8 @@ export class Float64Sum {
 
   /** Sets every sum to 0 (and makes a sum whose folds failed usable again). */
   reset(): void {
-    try {
-      this.thread?.drain();
-    } catch {
-      // What failed is being thrown away.
-    }
-    if (this.thread && !this.thread.usable) this.dropThread();
+    // A failure found here breaks what is being thrown away.
+    this.waitFolds(false);
     this.broken = null;
     this.sums.fill(0);
   }
@@ -243,13 +239,9 @@ export class Float64Sum {
 
   /** Stops the sum's thread, if it has one (after its folds: the sum stays usable, on the calling thread). */
   async close(): Promise<void> {
+    this.waitFolds(false);
     const t = this.thread;
     if (!t) return;
-    try {
-      t.drain();
-    } catch (e) {
-      this.broken ??= (e as Error).message;
-    }
     this.thread = null;
     this.threadOff = true;
     await t.close();

@@ -2,6 +2,21 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UpdateSlots } from '../../src/sim/updateSlots.js';
 
+
+/** Holds the event loop for `ms` (a broadcast's writes, say). */
+function blockLoop(ms: number): void {
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms);
+}
+
+/** `n` bytes into `slot`, one every 20 ms: an upload that flows. */
+async function flow(slot: { write(b: Buffer): void }, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    slot.write(Buffer.from('x'));
+  }
+}
+
 test('update slots: at most N bodies at once, waiters served in order, buffers reused', async () => {
   const slots = new UpdateSlots(2);
   const a = await slots.acquire();
@@ -191,12 +206,8 @@ test('update slots: time in which the event loop was blocked does not count towa
   const b = slots.acquire().then((s) => ((got = true), s));
   a.write(Buffer.from('x'));
   // The loop is blocked for 3 × stallMs (a broadcast's writes, say), then `a` flows again.
-  const t0 = performance.now();
-  while (performance.now() - t0 < 600);
-  for (let i = 0; i < 15; i++) {
-    await new Promise((r) => setTimeout(r, 20));
-    a.write(Buffer.from('x'));
-  }
+  blockLoop(600);
+  await flow(a, 15);
   assert.equal(got, false, 'a slot that flows before and after a blocked loop has not stalled');
   // A real stall still lends the place.
   await b;
@@ -215,8 +226,7 @@ test('update slots: a loop that is late again and again slows the stall clock do
   a.write(Buffer.from('x'));
   // `a` stalls; the loop is blocked for 300 ms at every turn (its timer, due every 100 ms, late each time).
   for (let i = 0; i < 20 && !got; i++) {
-    const t0 = performance.now();
-    while (performance.now() - t0 < 300);
+    blockLoop(300);
     await new Promise((r) => setTimeout(r, 1));
   }
   assert.equal(got, true, 'the stalled slot lent its place within 20 blocked turns');
@@ -231,14 +241,10 @@ test('update slots: a loop blocked while no update waited does not make the uplo
   const a = await slots.acquire();
   a.write(Buffer.from('x'));
   // Nothing waits; the loop is blocked for 3 × stallMs (a round's answers, say); then an update comes.
-  const t0 = performance.now();
-  while (performance.now() - t0 < 600);
+  blockLoop(600);
   let got = false;
   const b = slots.acquire().then((s) => ((got = true), s));
-  for (let i = 0; i < 10; i++) {
-    await new Promise((r) => setTimeout(r, 20));
-    a.write(Buffer.from('x'));
-  }
+  await flow(a, 10);
   assert.equal(got, false, 'the slot flowed before and after the block: not stalled, no place lent');
   a.release();
   (await b).release();
