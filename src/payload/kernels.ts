@@ -137,7 +137,12 @@ export class Float64Sum {
 
   /** Gives back a buffer takeSlot gave (any other is ignored). */
   giveSlot(b: Buffer): void {
-    if (b.buffer === this.x.memory.buffer && !this.freeSlots.includes(b)) this.freeSlots.push(b);
+    if (this.ownsSlot(b) && !this.freeSlots.includes(b)) this.freeSlots.push(b);
+  }
+
+  /** True when `b` lies in this sum's memory (a buffer takeSlot gave, or a view of one). */
+  ownsSlot(b: Buffer): boolean {
+    return b.buffer === this.x.memory.buffer;
   }
 
   /** Sets every sum to 0 (and makes a sum whose folds failed usable again). */
@@ -318,6 +323,10 @@ export class SpareSum {
 
   giveSlot(b: Buffer): void {
     this.home.giveSlot(b);
+  }
+
+  ownsSlot(b: Buffer): boolean {
+    return this.home.ownsSlot(b);
   }
 }
 

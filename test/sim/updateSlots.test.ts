@@ -125,7 +125,7 @@ test('update slots: buffers from the codec pool (given back when not kept), and 
   const poolBufs: Buffer[] = [Buffer.alloc(16), Buffer.alloc(16)];
   const mine = new Set<Buffer>(poolBufs);
   // As the codecs' pools do, one takes back only buffers it gave.
-  const pool = { take: (bytes: number) => (bytes <= 16 ? (poolBufs.pop() ?? null) : null), give: (b: Buffer) => void (mine.has(b) && given.push(b)) };
+  const pool = { take: (bytes: number) => (bytes <= 16 ? (poolBufs.pop() ?? null) : null), give: (b: Buffer) => void (mine.has(b) && given.push(b)), owns: (b: Buffer) => mine.has(b) };
   const slots = new UpdateSlots(1, 1, 10, pool);
   const a = await slots.acquire();
   a.reserve(12);
@@ -162,15 +162,48 @@ test('update slots: buffers from the codec pool (given back when not kept), and 
   c0.release();
   pending.landed();
   pending.landed(); // once
-  // Back once the read landed: to the pool, as the slots keep one buffer (c0's) already.
-  assert.equal(given.length, 2);
-  assert.equal(given[1].buffer, aBuf);
-  // Growing past the pool's size takes a heap buffer and gives the pool's back.
+  // Back once the read landed, and kept for the next slot: c0's buffer (from the heap, the
+  // pool having none left) was not kept.
+  assert.equal(given.length, 1);
   const c = await slots.acquire();
+  assert.equal(c.bytes().buffer, aBuf, 'the next slot has the pool buffer the read was aimed at');
+  // Growing past the pool's size takes a heap buffer and gives the pool's back.
   c.write(Buffer.alloc(10));
   c.write(Buffer.alloc(10));
   assert.equal(c.length, 20);
+  assert.equal(given.length, 2);
+  assert.equal(given[1].buffer, aBuf);
   c.release();
+});
+
+test('update slots: a heap buffer lent for a stall is not kept once the pool has a buffer again; the next update gets the pool\'s', async () => {
+  const free: Buffer[] = [Buffer.alloc(16)];
+  const mine = new Set<Buffer>(free);
+  const pool = {
+    take: (bytes: number) => (bytes <= 16 ? (free.pop() ?? null) : null),
+    give: (b: Buffer) => void (mine.has(b) && !free.includes(b) && free.push(b)),
+    owns: (b: Buffer) => [...mine].some((m) => m.buffer === b.buffer),
+  };
+  const slots = new UpdateSlots(1, 1, 10, pool);
+  const a = await slots.acquire();
+  a.reserve(12);
+  assert.ok(pool.owns(a.bytes()), 'the first slot has the pool\'s buffer');
+  // The holder stalls: a second update gets a lent slot, and (the pool's one buffer busy) a heap buffer.
+  const b = slots.acquire();
+  await new Promise((r) => setTimeout(r, 30));
+  const bs = await b;
+  bs.reserve(12);
+  assert.ok(!pool.owns(bs.bytes()), 'the lent slot\'s buffer is from the heap');
+  // The pool's buffer is let go first (it goes back to the pool: the lent slot is still busy),
+  // then the heap one: kept, it would serve every later update outside the pool.
+  a.release();
+  bs.release();
+  for (let i = 0; i < 3; i++) {
+    const c = await slots.acquire();
+    c.reserve(12);
+    assert.ok(pool.owns(c.bytes()), `update ${i + 1} after the stall is in the pool's buffer`);
+    c.release();
+  }
 });
 
 test('update slots: a slot released while held (a fold in a thread) stays busy, place and buffer, until the hold is let go; it never counts as stalled', async (t) => {
