@@ -12,13 +12,15 @@
  * every worker, and rounds 2..4 carry the warm-up of every process (the JIT compiling the hot
  * paths, first touches of the buffers that are reused later); they run up to about 40 % longer
  * than later ones (docs/benchmarks.md, session 27) and are shown in a column of their own.
- * The two transports run one after the other at each size, so drift of
- * the machine weighs on both alike, and loopback is measured before the cases and again
- * after them: the reference is the median of all its passes.
+ * The two transports run one after the other at each size, so drift of the machine weighs on
+ * both alike. Loopback is measured before the cases, before each case and after them, and the
+ * reference is the median of all its passes: single passes here vary by ±15 % and the machine
+ * drifts over minutes, so passes spread over the same minutes as the cases say more of them
+ * than passes at the ends alone (docs/benchmarks.md, session 28; that median is printed too).
  */
 import os from 'node:os';
 import { mobilenetOf } from '../src/payload/mobilenet.js';
-import { type CaseResult, type Transport, makeTempRoot, measureLoopback, runCase, table, runBench } from './lib.js';
+import { type CaseResult, type LoopbackPass, type Transport, makeTempRoot, measureLoopback, runCase, table, runBench } from './lib.js';
 
 const SIZES = [16, 64, 128];
 const ROUNDS = 10;
@@ -40,6 +42,11 @@ function rate(r: CaseResult, from = WARM + 1, to = ROUNDS): { gbps: number | nul
   return { gbps: later.reduce((a, l) => a + l.bytes, 0) / 1e9 / (ms / 1000), perRound: ms / later.length };
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
+}
+
 async function main(): Promise<number> {
   makeTempRoot('mobilenet');
   const { sizes, transports } = pick();
@@ -57,8 +64,12 @@ async function main(): Promise<number> {
   const results: Array<{ t: Transport; w: number; status: string; perRound: number | null; gbps: number | null; warmRound: number | null; serverRss: number | null }> = [];
   const rss: Record<string, Array<[number, number]>> = {};
   const at64: Record<string, number | null> = {};
+  const spread: LoopbackPass[] = [];
   for (const w of sizes) {
     for (const t of transports) {
+      const near = await measureLoopback();
+      spread.push(...near.passes);
+      console.log(`\n== loopback TCP (reference, before the next case): ${near.passes.map((p) => p.mbps.toFixed(0)).join(', ')} MB/s`);
       const r = await runCase({ id: `mn${w}`, workers: w, payload: 'mobilenetv2', rounds: ROUNDS }, t, 600_000);
       if (!r.ok) failed = true;
       const { gbps, perRound } = rate(r);
@@ -75,8 +86,9 @@ async function main(): Promise<number> {
   console.log('\n== loopback TCP (reference, after the cases)');
   const after = await measureLoopback();
   console.log(`   ${after.passes.map((p) => p.mbps.toFixed(0)).join(', ')} MB/s`);
-  const all = [...before.passes, ...after.passes].map((p) => p.mbps).sort((a, b) => a - b);
-  const lb = { mbps: (all[(all.length - 1) >> 1] + all[all.length >> 1]) / 2 };
+  const ends = [...before.passes, ...after.passes];
+  const all = [...ends, ...spread];
+  const lb = { mbps: median(all.map((p) => p.mbps)) };
   const rows: string[][] = [];
   for (const t of transports) {
     for (const { w, status, perRound, gbps, warmRound, serverRss } of results.filter((x) => x.t === t)) {
@@ -94,7 +106,7 @@ async function main(): Promise<number> {
   }
   console.log(`\n== results (rounds ${WARM + 1}..${ROUNDS}, after the warm-up of rounds 1..${WARM}; GB/s = bytes the server received and sent / round time)`);
   console.log(table(['transport', 'workers', 'status', `warm-up s/round (2..${WARM})`, 's/round', 'GB/s', 'x loopback', 'server RSS'], rows, [false, true, false, true, true, true, true, true]));
-  console.log(`loopback TCP: ${(lb.mbps / 1000).toFixed(3)} GB/s (the median of ${all.length} passes, before and after the cases)`);
+  console.log(`loopback TCP: ${(lb.mbps / 1000).toFixed(3)} GB/s (the median of ${all.length} passes: before, between and after the cases; of the ${ends.length} before and after them alone: ${(median(ends.map((p) => p.mbps)) / 1000).toFixed(3)} GB/s)`);
   console.log('\n== targets');
   const trows: string[][] = [];
   for (const t of transports) {
