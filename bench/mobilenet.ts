@@ -14,9 +14,10 @@
  * than later ones (docs/benchmarks.md, session 27) and are shown in a column of their own.
  * The two transports run one after the other at each size, so drift of the machine weighs on
  * both alike. Loopback is measured before the cases, before each case and after them, and the
- * reference is the median of all its passes: single passes here vary by ±15 % and the machine
- * drifts over minutes, so passes spread over the same minutes as the cases say more of them
- * than passes at the ends alone (docs/benchmarks.md, session 28; that median is printed too).
+ * reference is the median of all its passes: single passes here ranged from 3.0 to 6.8 GB/s
+ * within one run and the machine drifts over minutes, so passes spread over the same minutes
+ * as the cases say more of them than passes at the ends alone (docs/benchmarks.md, session
+ * 28). The median of the passes at the two ends alone is printed beside it.
  */
 import os from 'node:os';
 import { mobilenetOf } from '../src/payload/mobilenet.js';

@@ -141,12 +141,13 @@ export class UpdateSlots {
   /**
    * A released slot's buffer nothing will land in any more: kept for the next slot, up to
    * `slots` (buffers beyond were lent for a stall: not kept; one of the pool's goes back to it).
-   * With a pool, only the pool's own buffers are kept: a heap buffer a slot lent for a stall
-   * took (every pool buffer being busy then) is left to the GC. Kept, it would serve later
-   * updates outside the fold memory for the rest of the run, each folded with a copy on the
-   * main thread instead of in place in the fold thread, while a pool buffer sat unused: at 128
-   * workers over HTTP/1.1, half the runs took 1.7–1.9 s a round instead of 1.3 (docs/benchmarks.md,
-   * session 28).
+   * With a pool, only the pool's own buffers are kept: a heap buffer (one a slot lent for a
+   * stall took, every pool buffer being busy then; or one for what the pool cannot hold, a
+   * body over its slot size, which is then allocated per update) is left to the GC. Kept, a
+   * lent one would serve later updates outside the fold memory for the rest of the run, each
+   * folded with a copy on the main thread instead of in place in the fold thread, while a pool
+   * buffer sat unused: at 128 workers over HTTP/1.1, half the runs took 1.7–1.9 s a round
+   * instead of 1.3 (docs/benchmarks.md, session 28).
    */
   private keep(buf: Buffer): void {
     if (this.pool && !this.pool.owns(buf)) return;

@@ -210,6 +210,10 @@ test('a sum with slots: an update in a slot is summed where it lies, to the same
   s.meanInto(m1, 2);
   heap.meanInto(m2, 2);
   assert.ok(m1.equals(m2));
+  // Its own: its slots and views of them; not a heap buffer (UpdateSlots keeps only its own).
+  assert.equal(s.ownsSlot(a), true);
+  assert.equal(s.ownsSlot(a.subarray(4, 12)), true);
+  assert.equal(s.ownsSlot(Buffer.alloc(8)), false);
   s.giveSlot(Buffer.alloc(8)); // not one of its own: ignored
   assert.equal(s.takeSlot(), null);
   s.giveSlot(a);
