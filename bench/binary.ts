@@ -17,17 +17,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FEDSIM, MB, ROOT, makeTempRoot, runBench, table } from './lib.js';
+import { FEDSIM, MB, ROOT, makeTempRoot, median, runBench, table } from './lib.js';
 
 const RUNS = 10;
 const PASSES = 5;
 const EXE = path.join(ROOT, 'dist', 'fedsim');
 const WORK = path.join(ROOT, 'dist', 'sea');
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const ms = (x: number) => `${x.toFixed(0)} ms`;
 
 /** Wall time of one command, or throws with its output when it fails. */

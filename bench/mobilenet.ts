@@ -21,7 +21,7 @@
  */
 import os from 'node:os';
 import { mobilenetOf } from '../src/payload/mobilenet.js';
-import { type CaseResult, type LoopbackPass, type Transport, makeTempRoot, measureLoopback, runCase, table, runBench } from './lib.js';
+import { type CaseResult, type LoopbackPass, type Transport, makeTempRoot, median, measureLoopback, runCase, table, runBench } from './lib.js';
 
 const SIZES = [16, 64, 128];
 const ROUNDS = 10;
@@ -41,11 +41,6 @@ function rate(r: CaseResult, from = WARM + 1, to = ROUNDS): { gbps: number | nul
   const ms = later.reduce((a, l) => a + l.durationMs, 0);
   if (later.length === 0 || ms <= 0) return { gbps: null, perRound: null };
   return { gbps: later.reduce((a, l) => a + l.bytes, 0) / 1e9 / (ms / 1000), perRound: ms / later.length };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
 }
 
 async function main(): Promise<number> {
