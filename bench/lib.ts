@@ -18,14 +18,14 @@ const NODES = 4;
 export const LOOPBACK_BYTES = 2 * 1024 * MiB; // per pass
 export const LOOPBACK_PASS_MS = 10_000; // a pass stops writing after this long even if bytes remain
 export const LOOPBACK_PASSES = 3;
+const LOOPBACK_LIMIT_MS = 60_000; // the whole loopback measurement
+const BYTES_PAYLOAD = MiB; // bytes:1MiB
 
 /** The median of `xs` (the mean of the two middle values for an even count). */
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
 }
-const LOOPBACK_LIMIT_MS = 60_000; // the whole loopback measurement
-const BYTES_PAYLOAD = MiB; // bytes:1MiB
 
 export type Transport = 'http' | 'grpc';
 export type CaseId = string;

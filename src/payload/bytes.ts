@@ -52,8 +52,7 @@ export class BytesPayload implements PayloadCodec {
 
   /** The server's update slots in the running sum's memory: an update is folded where it was received. */
   slotPool(slots: number): SlotPool {
-    const sum = (this.spare ??= new SpareSum(this.n, this.size, slots, { thread: foldThreadWanted() }));
-    return { take: (bytes) => (bytes <= this.size ? sum.takeSlot() : null), give: (b) => sum.giveSlot(b), owns: (b) => sum.ownsSlot(b) };
+    return (this.spare ??= new SpareSum(this.n, this.size, slots, { thread: foldThreadWanted() })).slotPool(this.size);
   }
 
   createAggregator(): Aggregator {

@@ -1,6 +1,7 @@
 import { FoldThread } from './foldThread.js';
 import { KERNELS_SHARED_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernelsWasm.js';
 import { type Piece, SOURCE_PIECE_BYTES, type UpdateSource, pieceGivenBackOnce } from '../sim/updateBody.js';
+import type { SlotPool } from '../sim/updateSlots.js';
 
 /**
  * FedAvg's float loops in WebAssembly SIMD (src/payload/kernels.wat): the server's running
@@ -327,6 +328,11 @@ export class SpareSum {
 
   ownsSlot(b: Buffer): boolean {
     return this.home.ownsSlot(b);
+  }
+
+  /** The home sum's slots as the server's slot pool (UpdateSlots), for updates of up to `maxBytes`. */
+  slotPool(maxBytes: number): SlotPool {
+    return { take: (bytes) => (bytes <= maxBytes ? this.takeSlot() : null), give: (b) => this.giveSlot(b), owns: (b) => this.ownsSlot(b) };
   }
 }
 

@@ -127,8 +127,7 @@ export class MobileNetPayload implements PayloadCodec {
 
   /** The server's update slots in the running sum's memory: an update is folded where it was received. */
   slotPool(slots: number): SlotPool {
-    const sum = (this.spare ??= new SpareSum(this.layout.params, this.layout.length, slots, { thread: foldThreadWanted() }));
-    return { take: (bytes) => (bytes <= this.layout.length ? sum.takeSlot() : null), give: (b) => sum.giveSlot(b), owns: (b) => sum.ownsSlot(b) };
+    return (this.spare ??= new SpareSum(this.layout.params, this.layout.length, slots, { thread: foldThreadWanted() })).slotPool(this.layout.length);
   }
 
   createAggregator(): Aggregator {
